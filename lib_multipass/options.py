@@ -1,0 +1,260 @@
+"""Every multipass setting with its default, range and infotext key.
+
+Validation lives only here. The same `MultipassOptions` is built from UI controls, the
+API's dict, XYZ values, pasted infotext, CLI arguments and prompt flags (flags win).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from .errors import OptionsError
+from .samplers import canonical_sampler
+
+
+@dataclass(frozen=True)
+class Length:
+    """A size in pixels, or in percent of the image's short side (`-20` / `-20%`)."""
+
+    value: float
+    percent: bool = False
+
+    @classmethod
+    def parse(cls, raw: Any, field_name: str = "length") -> "Length":
+        if isinstance(raw, Length):
+            return raw
+        if isinstance(raw, bool):
+            raise OptionsError(f"`{field_name}` must be pixels like 8 or a percent like -20%, got {raw!r}", field_name)
+        if isinstance(raw, int):
+            return cls(float(raw))
+        match = re.fullmatch(r"\s*([+-]?\d+(?:\.\d+)?)\s*(%?)\s*", str(raw))
+        if not match or (not match.group(2) and "." in match.group(1)):
+            raise OptionsError(
+                f"`{field_name}` must be whole pixels like 8 or -4, or a percent of the short side like -20%, got {raw!r}",
+                field_name,
+            )
+        return cls(float(match.group(1)), bool(match.group(2)))
+
+    def pixels(self, short_side: int) -> int:
+        """The length in pixels for an image whose short side is `short_side`."""
+        if self.percent:
+            return int(round(self.value * short_side / 100.0))
+        return int(self.value)
+
+    def to_json(self) -> int | str:
+        return str(self) if self.percent else int(self.value)
+
+    def __str__(self) -> str:
+        number = str(int(self.value)) if self.value.is_integer() else repr(self.value)
+        return f"{number}%" if self.percent else number
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one option is typed, bounded, labelled in infotext, and whether it is a prompt flag."""
+
+    kind: str  # bool | int | float | terms | length | sampler | str
+    label: str
+    help: str
+    lo: float | None = None
+    hi: float | None = None
+    optional: bool = False
+    flag: bool = False
+
+
+def _opt(default: Any, kind: str, label: str, help: str, **spec: Any) -> Any:
+    return field(default=default, metadata={"spec": Spec(kind, label, help, **spec)})
+
+
+@dataclass(frozen=True)
+class MultipassOptions:
+    """All settings of one multipass job. Build with `from_dict`/`with_flags` to validate."""
+
+    enabled: bool = _opt(True, "bool", "Multipass enabled", "run the multipass passes")
+    denoising_strength: float = _opt(
+        0.75, "float", "Multipass denoise", "strength of the person pass", lo=0, hi=1, flag=True
+    )
+    mask_prompt: tuple[str, ...] = _opt(
+        ("person",), "terms", "Multipass mask prompt", "what to mask in the base image", flag=True
+    )
+    mask_negative: tuple[str, ...] = _opt(
+        (), "terms", "Multipass mask negative", "subtracted from the mask", flag=True
+    )
+    mask_invert: bool = _opt(False, "bool", "Multipass mask invert", "in-paint all but the mask", flag=True)
+    mask_dilate: Length = _opt(
+        Length(4), "length", "Multipass mask dilate", "grow the mask (negative shrinks), px or N%", flag=True
+    )
+    mask_blur: int = _opt(4, "int", "Multipass mask blur", "feather of the paste-back edge, px", lo=0, hi=256, flag=True)
+    mask_threshold: float = _opt(
+        0.4, "float", "Multipass mask threshold", "segmentation cut-off", lo=0, hi=1, flag=True
+    )
+    mask_min_area: float = _opt(
+        0.005, "float", "Multipass mask min area", "smaller masks skip the pass (fraction of the image)", lo=0, hi=1
+    )
+    mask_image: str | None = _opt(
+        None, "str", "Multipass mask image", "a mask image file used instead of segmentation", optional=True
+    )
+    inpaint_padding: int = _opt(
+        32, "int", "Multipass padding", "context around the masked crop, px", lo=0, hi=1024
+    )
+    person_steps: int | None = _opt(
+        None, "int", "Multipass steps", "steps of the person pass (blank: as the base)", lo=1, hi=150, optional=True
+    )
+    person_cfg: float | None = _opt(
+        None, "float", "Multipass CFG scale", "CFG of the person pass (blank: as the base)", lo=0, hi=30, optional=True
+    )
+    person_sampler: str | None = _opt(
+        None, "sampler", "Multipass sampler", "sampler of the person pass (blank: as the base)", optional=True
+    )
+    person_seed: int = _opt(
+        -1, "int", "Multipass seed", "seed of person pass 1 (-1: image seed + pass number)", lo=-1, hi=2**32 - 1
+    )
+    base_loras: bool = _opt(False, "bool", "Multipass base LoRAs", "keep base/common LoRAs in the base pass", flag=True)
+    hires_denoising_strength: float | None = _opt(
+        None, "float", "Multipass hires denoise", "strength of the harmonizing pass (set: on)",
+        lo=0, hi=1, optional=True, flag=True,
+    )
+    face_denoising_strength: float = _opt(
+        0.4, "float", "Multipass face denoise", "strength of the face pass", lo=0, hi=1, flag=True
+    )
+    controlnet_conditioning_scale: float = _opt(
+        1.0, "float", "Multipass ControlNet scale", "weight of ControlNet in the person pass", lo=0, hi=2, flag=True
+    )
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "MultipassOptions":
+        """Validated options from a plain dict (API, infotext, CLI); unknown keys are errors."""
+        return cls().replace(**dict(values))
+
+    def replace(self, **values: Any) -> "MultipassOptions":
+        """A copy with `values` converted and checked; errors name the field."""
+        specs = option_specs()
+        for name in values:
+            if name not in specs:
+                close = difflib.get_close_matches(name, specs, n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else f"; known options: {', '.join(specs)}"
+                raise OptionsError(f"unknown option `{name}`{hint}", name)
+        converted = {name: convert(name, value) for name, value in values.items()}
+        return dataclasses.replace(self, **converted)
+
+    def with_flags(self, flags: Mapping[str, Any]) -> "MultipassOptions":
+        """Prompt flags override the given values."""
+        return self.replace(**dict(flags))
+
+    # -- output -------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict; `from_dict(to_dict())` gives the same options."""
+        return {name: to_json(getattr(self, name)) for name in option_specs()}
+
+    def infotext_params(self) -> dict[str, str]:
+        """`{label: value}` for every option that differs from its default (WebUI style)."""
+        default = MultipassOptions()
+        out: dict[str, str] = {}
+        for name, spec in option_specs().items():
+            value = getattr(self, name)
+            if value != getattr(default, name):
+                out[spec.label] = format_value(value)
+        return out
+
+
+def option_specs() -> dict[str, Spec]:
+    """Field name -> Spec, in declaration order."""
+    return {f.name: f.metadata["spec"] for f in dataclasses.fields(MultipassOptions)}
+
+
+def flag_specs() -> dict[str, Spec]:
+    """The options that may be written as `--flag` in a prompt."""
+    return {name: spec for name, spec in option_specs().items() if spec.flag}
+
+
+def to_json(value: Any) -> Any:
+    if isinstance(value, Length):
+        return value.to_json()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " | ".join(value)
+    return str(value)
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def convert(name: str, value: Any) -> Any:
+    """Convert one raw value (from JSON, a UI control or a string) to the option's type."""
+    spec = option_specs()[name]
+    if value is None or (spec.optional and isinstance(value, str) and not value.strip()):
+        if spec.optional:
+            return None
+        raise OptionsError(f"`{name}` needs a value ({spec.help})", name)
+    return _CONVERTERS[spec.kind](name, spec, value)
+
+
+def _describe_range(spec: Spec) -> str:
+    return f" from {spec.lo:g} to {spec.hi:g}" if spec.lo is not None and spec.hi is not None else ""
+
+
+def _number(name: str, spec: Spec, value: Any, cast: type) -> Any:
+    kind = "a whole number" if cast is int else "a number"
+    bad = OptionsError(f"`{name}` must be {kind}{_describe_range(spec)}, got {value!r}", name)
+    if isinstance(value, bool):
+        raise bad
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise bad from None
+    if not math.isfinite(number) or (cast is int and not number.is_integer()):
+        raise bad
+    if (spec.lo is not None and number < spec.lo) or (spec.hi is not None and number > spec.hi):
+        raise bad
+    return cast(number)
+
+
+def _bool(name: str, spec: Spec, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise OptionsError(f"`{name}` must be true or false, got {value!r}", name)
+
+
+def _terms(name: str, spec: Spec, value: Any) -> tuple[str, ...]:
+    """A string (split on `|`) or a list of strings; empty terms are dropped."""
+    items: Iterable[Any] = value.split("|") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) and not isinstance(value, str):
+        raise OptionsError(f"`{name}` must be text or a list of texts, got {value!r}", name)
+    terms = tuple(str(item).strip() for item in items)
+    return tuple(term for term in terms if term)
+
+
+def _str(name: str, spec: Spec, value: Any) -> str:
+    if not isinstance(value, str):
+        raise OptionsError(f"`{name}` must be text, got {value!r}", name)
+    return value
+
+
+_CONVERTERS = {
+    "bool": _bool,
+    "int": lambda name, spec, value: _number(name, spec, value, int),
+    "float": lambda name, spec, value: _number(name, spec, value, float),
+    "terms": _terms,
+    "length": lambda name, spec, value: Length.parse(value, name),
+    "sampler": lambda name, spec, value: canonical_sampler(value, name),
+    "str": _str,
+}

@@ -1,0 +1,182 @@
+"""Plan a job: the ordered passes with their prompts, LoRAs, seeds, sizes and masks.
+
+`make_plan` is pure: the same prompt, options and generation settings give the same
+plan, so a dry run (`parse --json`, the UI preview) shows exactly what will run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .errors import OptionsError
+from .options import Length, MultipassOptions, to_json
+from .prompt import Job, LoraTag, join_prompt
+from .samplers import canonical_sampler
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The host's main settings for one image (the WebUI's `p`, or CLI arguments)."""
+
+    seed: int = 0
+    steps: int = 20
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    sampler: str = "dpm++2m_karras"
+
+    def __post_init__(self) -> None:
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 64 or value % 8:
+                raise OptionsError(f"`{name}` must be a multiple of 8 and at least 64, got {value!r}", name)
+        if not 1 <= self.steps <= 150:
+            raise OptionsError(f"`steps` must be from 1 to 150, got {self.steps!r}", "steps")
+        if not 0 <= self.cfg_scale <= 30:
+            raise OptionsError(f"`cfg_scale` must be from 0 to 30, got {self.cfg_scale!r}", "cfg_scale")
+        if not 0 <= self.seed < 2**32:
+            raise OptionsError(f"`seed` must be from 0 to 4294967295, got {self.seed!r}", "seed")
+        object.__setattr__(self, "sampler", canonical_sampler(self.sampler))
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """How to find the mask of one person pass (DESIGN.md §4)."""
+
+    prompt: tuple[str, ...]
+    negative: tuple[str, ...]
+    threshold: float
+    dilate: Length
+    blur: int
+    invert: bool
+    min_area: float
+    instance: int | None  # 0-based subject, left to right; None: all subjects together
+    image: str | None  # a user mask file instead of segmentation
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One diffusion pass. `denoise` is 1.0 for the base (txt2img) pass."""
+
+    kind: str  # "base" | "person"
+    index: int  # 0 for the base pass, i for person pass i
+    prompt: str
+    negative: str
+    loras: tuple[LoraTag, ...]
+    seed: int
+    width: int
+    height: int
+    steps: int
+    cfg_scale: float
+    sampler: str
+    denoise: float = 1.0
+    padding: int = 0
+    mask: MaskSpec | None = None
+
+    @property
+    def name(self) -> str:
+        return "base" if self.kind == "base" else f"person_{self.index}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    job: Job
+    options: MultipassOptions
+    generation: Generation
+    passes: tuple[Pass, ...]
+
+    @property
+    def base(self) -> Pass:
+        return self.passes[0]
+
+    @property
+    def persons(self) -> tuple[Pass, ...]:
+        return self.passes[1:]
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as plain JSON data (`plan.json`, `parse --json`)."""
+        return {
+            "options": self.options.to_dict(),
+            "generation": asdict(self.generation),
+            "passes": [pass_json(p) for p in self.passes],
+        }
+
+
+def lora_json(lora: LoraTag, segment: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": lora.name, "weight": lora.weight}
+    if segment is not None:
+        out["segment"] = segment
+    return out
+
+
+def pass_json(p: Pass) -> dict[str, Any]:
+    out = {k: to_json(v) for k, v in asdict(p).items() if k not in ("loras", "mask")}
+    out["loras"] = [lora_json(lora) for lora in p.loras]
+    out["mask"] = None if p.mask is None else {k: to_json(v) for k, v in asdict(p.mask).items()}
+    return out
+
+
+def make_plan(job: Job, options: MultipassOptions, generation: Generation) -> Plan:
+    """The passes of `job`: prompt flags override `options`."""
+    options = options.with_flags(job.flags)
+    base_loras = job.base.loras + job.common.loras if options.base_loras else ()
+    passes = [
+        Pass(
+            kind="base",
+            index=0,
+            prompt=join_prompt(job.base.text, job.common.text),
+            negative=job.negative_for("base"),
+            loras=base_loras,
+            seed=generation.seed,
+            width=generation.width,
+            height=generation.height,
+            steps=generation.steps,
+            cfg_scale=generation.cfg_scale,
+            sampler=generation.sampler,
+        )
+    ]
+    if options.enabled:
+        persons = job.persons
+        for i, person in enumerate(persons, start=1):
+            passes.append(_person_pass(job, options, generation, person.text, person.loras, i, len(persons)))
+    return Plan(job, options, generation, tuple(passes))
+
+
+def _person_pass(
+    job: Job,
+    options: MultipassOptions,
+    generation: Generation,
+    text: str,
+    loras: tuple[LoraTag, ...],
+    i: int,
+    count: int,
+) -> Pass:
+    seed = generation.seed + i if options.person_seed < 0 else options.person_seed + i - 1
+    mask = MaskSpec(
+        prompt=options.mask_prompt,
+        negative=options.mask_negative,
+        threshold=options.mask_threshold,
+        dilate=options.mask_dilate,
+        blur=options.mask_blur,
+        invert=options.mask_invert,
+        min_area=options.mask_min_area,
+        instance=None if count == 1 else i - 1,
+        image=options.mask_image,
+    )
+    return Pass(
+        kind="person",
+        index=i,
+        prompt=join_prompt(text, job.common.text),
+        negative=job.negative_for(f"person_{i}"),
+        loras=job.common.loras + loras,
+        seed=seed % 2**32,
+        width=generation.width,
+        height=generation.height,
+        steps=options.person_steps or generation.steps,
+        cfg_scale=generation.cfg_scale if options.person_cfg is None else options.person_cfg,
+        sampler=options.person_sampler or generation.sampler,
+        denoise=options.denoising_strength,
+        padding=options.inpaint_padding,
+        mask=mask,
+    )
