@@ -16,7 +16,8 @@ from .errors import OptionsError, PromptError
 from .options import convert, flag_specs, format_value
 
 BREAK_RE = re.compile(r"\bBREAK\b")
-FLAG_RE = re.compile(r"(?:(?<=\s)|^)--([A-Za-z][A-Za-z0-9_]*)")
+# a flag starts the segment or follows whitespace, a comma or a tag's `>`
+FLAG_RE = re.compile(r"(?:(?<=[\s,>])|^)--([A-Za-z][A-Za-z0-9_]*)")
 LORA_RE = re.compile(r"<(lora|lyco):([^>]*)>")
 
 
@@ -207,7 +208,8 @@ def _add_flag(flags: dict[str, Any], name: str, raw: str, at: int, value_at: int
         else:
             value = convert(name, tokens[0])
     except OptionsError as err:
-        raise PromptError(f"flag --{name}: {err}", value_at if tokens else at, flag=name) from None
+        value_offset = value_at + len(raw) - len(raw.lstrip())
+        raise PromptError(f"flag --{name}: {err}", value_offset if tokens else at, flag=name) from None
     flags[name] = value
 
 
@@ -239,6 +241,6 @@ def _format_flag(name: str, value: Any) -> str:
     if value is True:
         return f"--{name}"
     if isinstance(value, tuple):
-        body = " | ".join(value) if any(" " in term for term in value) else " ".join(value)
+        body = " ".join(f'"{term}"' if " " in term else term for term in value)
         return f"--{name} {body or chr(34) * 2}"
     return f"--{name} {format_value(value)}"

@@ -1,0 +1,182 @@
+"""`python -m lib_multipass`: parse a prompt, run a job on a checkpoint, or run the offline demo.
+
+Exit codes: 0 done, 1 a pass failed after the base image was saved, 2 bad input
+(usage, prompt, options, missing files), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from .errors import MultipassError
+from .infotext import generation_params, infotext
+from .options import MultipassOptions
+from .plan import Generation, Plan, lora_json, make_plan
+from .prompt import Job, parse
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def parse_json(job: Job, plan: Plan) -> dict[str, Any]:
+    """The dry-run view of a prompt: segments, flags, LoRAs and the passes the model receives."""
+    names = job.segment_names()
+    by_role = dict(zip(names, job.segments))
+    options = plan.options.to_dict()
+    return {
+        "segments": {
+            "base": job.base.text,
+            "common": job.common.text,
+            "persons": [p.text for p in job.persons],
+        },
+        "flags": {name: options[name] for name in job.flags},
+        "loras": [lora_json(lora, role) for role in names for lora in by_role[role].loras],
+        "passes": [
+            {"kind": p.kind, "index": p.index, "prompt": p.prompt, "negative": p.negative,
+             "loras": [lora_json(lora) for lora in p.loras], "seed": p.seed, "denoise": p.denoise}
+            for p in plan.passes
+        ],
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lib_multipass", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("parse", help="show how a prompt is split into passes (no model needed)")
+    p.add_argument("prompt")
+    p.add_argument("--negative", default="")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    r = commands.add_parser("run", help="run a multipass job on a checkpoint")
+    r.add_argument("--checkpoint", required=True, help=".safetensors file (WebUI layout), diffusers folder or hub id")
+    r.add_argument("--config", help="diffusers folder or hub id with the configs of a single-file checkpoint")
+    r.add_argument("--lora-dir", help="folder of LoRA .safetensors files, looked up by name")
+    r.add_argument("--segmenter", default=None, help="CLIPSeg folder or hub id (default CIDAS/clipseg-rd64-refined)")
+    r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    _add_job_arguments(r)
+    r.add_argument("--out", required=True, type=Path, help="output folder")
+
+    d = commands.add_parser("demo", help="run the README's first example offline on tiny random models")
+    d.add_argument("--out", type=Path, default=Path("out/demo"))
+    d.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "sd-webui-multipass" / "tiny-models")
+    return parser
+
+
+def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--negative", default="")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--cfg", type=float, default=7.0)
+    parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--height", type=int, default=512)
+    parser.add_argument("--sampler", default="dpm++2m_karras")
+    parser.add_argument("--mask-image", help="a mask PNG/JPEG used instead of segmentation")
+    parser.add_argument("--options", default="{}", help='options as a JSON object, e.g. \'{"denoising_strength": 0.6}\'')
+
+
+def plan_from_args(args: argparse.Namespace) -> tuple[Job, Plan]:
+    """Parse and plan before any model is loaded: a malformed job fails here."""
+    job = parse(args.prompt, args.negative)
+    try:
+        values = json.loads(args.options)
+    except json.JSONDecodeError as err:
+        raise MultipassError(f"--options is not valid JSON ({err}); write a JSON object") from None
+    if not isinstance(values, dict):
+        raise MultipassError("--options must be a JSON object like {\"denoising_strength\": 0.6}")
+    if args.mask_image:
+        values["mask_image"] = args.mask_image
+    options = MultipassOptions.from_dict(values)
+    generation = Generation(args.seed, args.steps, args.cfg, args.width, args.height, args.sampler)
+    return job, make_plan(job, options, generation)
+
+
+class Outputs:
+    """Writes each image as soon as it exists, so nothing made is lost on a later failure."""
+
+    def __init__(self, folder: Path, text: str):
+        self.folder = folder
+        self.text = text
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def image(self, name: str, image: Image.Image) -> None:
+        info = PngInfo()
+        info.add_text("parameters", self.text)
+        image.save(self.folder / f"{name}.png", pnginfo=info)
+
+    def finish(self, plan: Plan, result: Any) -> None:
+        """mask.png (the union of the paste alphas), final.png, plan.json, infotext.txt."""
+        if plan.persons and "base" in result.images:
+            alpha = np.zeros(result.images["base"].size[::-1], np.float32)
+            for a in result.alphas.values():
+                alpha = np.maximum(alpha, a)
+            Image.fromarray(np.rint(alpha * 255).astype(np.uint8), "L").save(self.folder / "mask.png")
+        if result.final is not None:
+            self.image("final", result.final)
+        report = plan.to_json() | {"warnings": result.warnings, "error": result.error}
+        (self.folder / "plan.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        (self.folder / "infotext.txt").write_text(self.text + "\n", encoding="utf-8")
+
+
+def run_job(args: argparse.Namespace, plan: Plan, engine: Any, model: str) -> int:
+    from .runner import run
+
+    params = generation_params(plan, model)
+    outputs = Outputs(args.out, infotext(args.prompt, args.negative, params))
+    previous = signal.signal(signal.SIGINT, lambda *_: engine.interrupt())
+    try:
+        result = run(plan, engine, on_image=outputs.image, on_progress=lambda m: print(m, file=sys.stderr))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if result.warnings:
+        outputs.text = infotext(args.prompt, args.negative, params | {"Multipass warnings": "; ".join(result.warnings)})
+    outputs.finish(plan, result)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"wrote {', '.join(sorted(p.name for p in args.out.iterdir()))} to {args.out}", file=sys.stderr)
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if result.error else 0
+
+
+def command_run(args: argparse.Namespace) -> int:
+    _, plan = plan_from_args(args)
+    from .engines.diffusers import DiffusersEngine, load_pipeline
+    from .lora_files import find_loras
+    from .masking import DEFAULT_SEGMENTER, ClipSegSegmenter
+    from .runner import all_lora_names
+
+    find_loras(args.lora_dir, all_lora_names(plan))  # before the checkpoint is loaded
+    print(f"loading {args.checkpoint}", file=sys.stderr)
+    pipe = load_pipeline(args.checkpoint, args.config, args.device)
+    segmenter = ClipSegSegmenter(args.segmenter or DEFAULT_SEGMENTER, device=str(pipe.device))
+    engine = DiffusersEngine(pipe, args.lora_dir, segmenter)
+    return run_job(args, plan, engine, Path(args.checkpoint).stem)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "parse":
+            job = parse(args.prompt, args.negative)
+            plan = make_plan(job, MultipassOptions(), Generation())
+            data = parse_json(job, plan)
+            print(json.dumps(data, indent=None if args.json else 2, ensure_ascii=False))
+            return 0
+        if args.command == "run":
+            return command_run(args)
+        from .demo import run_demo
+
+        return run_demo(args.out, args.cache)
+    except MultipassError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,62 @@
+"""The Engine protocol: what the runner asks of a host (the WebUI or diffusers).
+
+Requests are plain data so a plan can be executed, recorded and tested anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..plan import Pass
+from ..prompt import LoraTag
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    prompt: str
+    negative: str
+    loras: tuple[LoraTag, ...]
+    seed: int
+    steps: int
+    cfg_scale: float
+    sampler: str
+    width: int
+    height: int
+
+    @classmethod
+    def from_pass(cls, p: Pass) -> "GenerateRequest":
+        return cls(p.prompt, p.negative, p.loras, p.seed, p.steps, p.cfg_scale, p.sampler, p.width, p.height)
+
+
+@dataclass(frozen=True, eq=False)
+class InpaintRequest:
+    """In-paint `mask` of `image` ("only masked", `padding` px of context), paste with `alpha`."""
+
+    generate: GenerateRequest
+    image: Image.Image
+    mask: np.ndarray  # bool (H, W): the region to regenerate, before feathering
+    alpha: np.ndarray  # float32 (H, W) in 0..1: the exact paste-back alpha
+    denoise: float
+    padding: int
+    blur: int  # the feather that made `alpha`, for hosts that feather themselves
+
+
+class Engine(Protocol):
+    def check_loras(self, names: Sequence[str]) -> None:
+        """Raise `ModelNotFoundError` (listing what exists) for a LoRA that cannot be found."""
+
+    def txt2img(self, request: GenerateRequest) -> Image.Image:
+        """The base image."""
+
+    def inpaint(self, request: InpaintRequest) -> Image.Image:
+        """The whole image with the masked region regenerated and pasted back."""
+
+    def segment(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
+        """Probability (H, W) float32 in 0..1 that any of `terms` is at each pixel."""
+
+    def interrupted(self) -> bool:
+        """True when the user asked to stop; checked before every pass."""

@@ -1,0 +1,194 @@
+"""Standalone engine on diffusers: one set of loaded components for every pass.
+
+txt2img and in-paint pipelines share the same modules (no reload, no copy). LoRAs are
+loaded once as peft adapters and switched per pass: enabled for a person pass, disabled
+for the base pass (bit-exact; never fused, since fusing drifts the base weights).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    DPMSolverSDEScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    LCMScheduler,
+    StableDiffusionInpaintPipeline,
+    StableDiffusionPipeline,
+    TCDScheduler,
+)
+from PIL import Image
+
+from ..crop import crop_box, paste
+from ..errors import ModelNotFoundError, MultipassError
+from ..lora_files import find_loras
+from ..masking import ClipSegSegmenter
+from ..prompt import LoraTag
+from .base import GenerateRequest, InpaintRequest
+
+#: canonical sampler name -> (scheduler class, config overrides)
+SCHEDULERS: dict[str, tuple[type, dict[str, Any]]] = {
+    "euler": (EulerDiscreteScheduler, {}),
+    "euler_a": (EulerAncestralDiscreteScheduler, {}),
+    "ddim": (DDIMScheduler, {}),
+    "dpm++2m": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++"}),
+    "dpm++2m_karras": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "use_karras_sigmas": True}),
+    "dpm++sde": (DPMSolverSDEScheduler, {}),
+    "dpm++sde_karras": (DPMSolverSDEScheduler, {"use_karras_sigmas": True}),
+    "lcm": (LCMScheduler, {}),
+    "tcd": (TCDScheduler, {}),
+}
+
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_pipeline(source: str, config: str | None = None, device: str | None = None) -> StableDiffusionPipeline:
+    """An SD 1.x/2.x pipeline from a WebUI-layout `.safetensors`, a diffusers folder or a hub id."""
+    device = device or default_device()
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    path = Path(source)
+    common: dict[str, Any] = {"torch_dtype": dtype, "safety_checker": None, "requires_safety_checker": False}
+    try:
+        if path.is_file():
+            if path.suffix != ".safetensors":
+                raise MultipassError(
+                    f"checkpoint {source!r}: only .safetensors files are loaded (a .ckpt can run code); "
+                    "convert it to .safetensors"
+                )
+            local = config is not None and Path(config).is_dir()
+            pipe = StableDiffusionPipeline.from_single_file(str(path), config=config, local_files_only=local, **common)
+        elif path.is_dir():
+            if not (path / "model_index.json").is_file():
+                raise ModelNotFoundError(
+                    f"{source!r} is a folder without model_index.json; give a diffusers model folder "
+                    "or a .safetensors checkpoint file"
+                )
+            pipe = StableDiffusionPipeline.from_pretrained(str(path), **common)
+        elif HUB_ID.fullmatch(source):
+            pipe = StableDiffusionPipeline.from_pretrained(source, **common)
+        else:
+            raise ModelNotFoundError(
+                f"checkpoint {source!r} not found; give a .safetensors file, a diffusers folder or a hub id"
+            )
+    except OSError as err:
+        hint = " (single-file checkpoints need --config DIR, a diffusers folder of the same model type, when the hub cannot be reached)" if path.is_file() else ""
+        raise ModelNotFoundError(f"cannot load checkpoint {source!r}: {err}{hint}") from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def make_scheduler(sampler: str, config: Any):
+    cls, overrides = SCHEDULERS[sampler]
+    return cls.from_config(config, **overrides)
+
+
+def _adapter_name(lora_name: str) -> str:
+    return "mp_" + re.sub(r"\W", "_", lora_name)
+
+
+class DiffusersEngine:
+    """The `Engine` protocol on one loaded diffusers pipeline."""
+
+    def __init__(self, pipe: StableDiffusionPipeline, lora_dir: str | Path | None = None,
+                 segmenter: ClipSegSegmenter | None = None):
+        self.pipe = pipe
+        self.lora_dir = lora_dir
+        self.segmenter = segmenter
+        self.adapters: dict[str, str] = {}  # LoRA name -> loaded adapter name
+        self._scheduler_config = pipe.scheduler.config
+        self._inpaint_pipe: StableDiffusionInpaintPipeline | None = None
+        self._stop = False
+
+    # -- Engine protocol --------------------------------------------------------------------
+
+    def check_loras(self, names: Sequence[str]) -> None:
+        find_loras(self.lora_dir, list(names))
+
+    def txt2img(self, request: GenerateRequest) -> Image.Image:
+        return self._call(self.pipe, request, width=request.width, height=request.height)
+
+    def inpaint(self, request: InpaintRequest) -> Image.Image:
+        gen = request.generate
+        box = crop_box(request.alpha > 0, request.padding, (gen.width, gen.height))
+        if box is None:
+            return request.image
+        size = (gen.width, gen.height)
+        crop = request.image.convert("RGB").crop(box).resize(size, Image.Resampling.LANCZOS)
+        region = Image.fromarray(((request.alpha > 0) * 255).astype(np.uint8)).crop(box)
+        out = self._call(
+            self.inpaint_pipe, gen, image=crop, mask_image=region.resize(size, Image.Resampling.NEAREST),
+            strength=request.denoise, width=gen.width, height=gen.height,
+        )
+        patch = np.asarray(out.resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS))
+        base = np.asarray(request.image.convert("RGB"))
+        return Image.fromarray(paste(base, patch, box, request.alpha))
+
+    def segment(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
+        if self.segmenter is None:
+            raise ModelNotFoundError("no segmenter was given; pass --segmenter (CLIPSeg folder or hub id) or --mask-image")
+        return self.segmenter.probabilities(image, terms)
+
+    def interrupted(self) -> bool:
+        return self._stop
+
+    def interrupt(self) -> None:
+        """Stop at the next step; the runner then keeps what was made so far."""
+        self._stop = True
+
+    # -- internals --------------------------------------------------------------------------
+
+    @property
+    def inpaint_pipe(self) -> StableDiffusionInpaintPipeline:
+        """The in-paint pipeline on the same modules (made once, no copy)."""
+        if self._inpaint_pipe is None:
+            self._inpaint_pipe = StableDiffusionInpaintPipeline.from_pipe(self.pipe)
+            self._inpaint_pipe.set_progress_bar_config(disable=True)
+        return self._inpaint_pipe
+
+    def use_loras(self, loras: Sequence[LoraTag]) -> None:
+        """Activate exactly `loras` (loading new files once); none: all adapters off."""
+        weights: dict[str, float] = {}
+        for lora in loras:
+            weights[lora.name] = weights.get(lora.name, 0.0) + lora.weight
+        files = find_loras(self.lora_dir, list(weights))
+        for name, path in files.items():
+            if name not in self.adapters:
+                adapter = _adapter_name(name)
+                self.pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter)
+                self.adapters[name] = adapter
+        if not self.adapters:
+            return
+        if weights:
+            self.pipe.enable_lora()
+            self.pipe.set_adapters([self.adapters[n] for n in weights], adapter_weights=list(weights.values()))
+        else:
+            self.pipe.disable_lora()
+
+    def _call(self, pipeline, request: GenerateRequest, **kwargs: Any) -> Image.Image:
+        self.use_loras(request.loras)
+        pipeline.scheduler = make_scheduler(request.sampler, self._scheduler_config)
+        if request.sampler.startswith("dpm++sde"):
+            pipeline.scheduler.noise_sampler_seed = request.seed  # else DPM++ SDE is not reproducible
+        generator = torch.Generator(device="cpu").manual_seed(request.seed)
+        result = pipeline(
+            prompt=request.prompt, negative_prompt=request.negative or None,
+            num_inference_steps=request.steps, guidance_scale=request.cfg_scale, generator=generator,
+            callback_on_step_end=self._on_step, output_type="pil", **kwargs,
+        )
+        return result.images[0]
+
+    def _on_step(self, pipeline, step: int, timestep: Any, tensors: dict) -> dict:
+        if self._stop:
+            pipeline._interrupt = True
+        return tensors

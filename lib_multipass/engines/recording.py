@@ -1,0 +1,63 @@
+"""A test engine that records every request and paints predictable images.
+
+Runs the whole runner without a model: txt2img paints a colour from the seed; inpaint
+pastes a colour from the seed through the request's alpha, like a real engine would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..crop import paste
+from ..errors import ModelNotFoundError
+from .base import GenerateRequest, InpaintRequest
+
+
+def seed_colour(seed: int) -> tuple[int, int, int]:
+    return (seed * 67 % 256, seed * 131 % 256, seed * 197 % 256)
+
+
+@dataclass
+class RecordingEngine:
+    """`segments` maps a term to a probability map (or a function of the image)."""
+
+    segments: dict[str, np.ndarray | Callable[[Image.Image], np.ndarray]] = field(default_factory=dict)
+    loras: Sequence[str] = ()
+    stop_after: int | None = None  # report an interrupt once this many passes have run
+    requests: list[object] = field(default_factory=list)
+
+    def check_loras(self, names: Sequence[str]) -> None:
+        missing = [name for name in names if name not in self.loras]
+        if missing:
+            raise ModelNotFoundError(f"LoRA {missing} not found; LoRAs found: {', '.join(self.loras) or 'none'}")
+
+    def txt2img(self, request: GenerateRequest) -> Image.Image:
+        self.requests.append(request)
+        return Image.new("RGB", (request.width, request.height), seed_colour(request.seed))
+
+    def inpaint(self, request: InpaintRequest) -> Image.Image:
+        self.requests.append(request)
+        base = np.asarray(request.image.convert("RGB"))
+        patch = np.empty_like(base)
+        patch[:] = seed_colour(request.generate.seed)
+        height, width = request.alpha.shape
+        return Image.fromarray(paste(base, patch, (0, 0, width, height), request.alpha))
+
+    def segment(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
+        self.requests.append(("segment", tuple(terms)))
+        maps = []
+        for term in terms:
+            found = self.segments.get(term)
+            if found is None:
+                maps.append(np.zeros(image.size[::-1], np.float32))
+            else:
+                maps.append(found(image) if callable(found) else found)
+        return np.max(maps, axis=0)
+
+    def interrupted(self) -> bool:
+        passes = [r for r in self.requests if not isinstance(r, tuple)]
+        return self.stop_after is not None and len(passes) >= self.stop_after

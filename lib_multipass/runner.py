@@ -1,0 +1,150 @@
+"""Execute a plan against an Engine: base pass, masks, person passes.
+
+Nothing already generated is lost: a failure or interrupt after the base pass ends the
+job with what was made so far, the error recorded in the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from . import masking
+from .engines.base import Engine, GenerateRequest, InpaintRequest
+from .errors import MultipassError
+from .plan import Pass, Plan
+
+log = logging.getLogger(__name__)
+
+ImageCallback = Callable[[str, Image.Image], None]
+ProgressCallback = Callable[[str], None]
+
+
+@dataclass
+class RunResult:
+    """What a job made: images by pass name ("base", "person_1", ...) and paste alphas."""
+
+    plan: Plan
+    images: dict[str, Image.Image] = field(default_factory=dict)
+    alphas: dict[str, np.ndarray] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    interrupted: bool = False
+
+    @property
+    def final(self) -> Image.Image | None:
+        """The last image made (the base image when no person pass ran)."""
+        return list(self.images.values())[-1] if self.images else None
+
+
+def all_lora_names(plan: Plan) -> list[str]:
+    return sorted({lora.name for p in plan.passes for lora in p.loras})
+
+
+def run(
+    plan: Plan,
+    engine: Engine,
+    on_image: ImageCallback | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> RunResult:
+    """Run every pass of `plan`. Input errors found up front raise before anything runs."""
+    engine.check_loras(all_lora_names(plan))
+    result = RunResult(plan)
+    say = on_progress or (lambda message: log.info(message))
+
+    def keep(name: str, image: Image.Image) -> None:
+        result.images[name] = image
+        if on_image:
+            on_image(name, image)
+
+    total = len(plan.passes)
+    base = plan.base
+    if engine.interrupted():
+        result.interrupted = True
+        return result
+    say(f"[1/{total}] base pass: {_describe(base)}")
+    started = time.perf_counter()
+    keep("base", engine.txt2img(GenerateRequest.from_pass(base)))
+    say(f"[1/{total}] base pass done in {time.perf_counter() - started:.1f}s")
+    if not plan.persons:
+        return result
+    try:
+        _run_persons(plan, engine, result, keep, say)
+    except MultipassError as err:
+        result.error = str(err)
+    except Exception as err:  # noqa: BLE001 - the base image must survive any later failure
+        log.exception("multipass: person pass failed")
+        result.error = f"{err.__class__.__name__}: {err}"
+    if result.error:
+        result.warnings.append(f"{result.error}; the images made before it are kept")
+    return result
+
+
+def _run_persons(plan: Plan, engine: Engine, result: RunResult, keep: ImageCallback, say: ProgressCallback) -> None:
+    base_image = result.images["base"]
+    masks = _person_masks(plan, engine, base_image, result.warnings)
+    current = base_image
+    total = len(plan.passes)
+    for step, p in enumerate(plan.persons, start=2):
+        if engine.interrupted():
+            result.interrupted = True
+            result.warnings.append(f"interrupted before {p.name}; the images made so far are kept")
+            return
+        pass_mask = masks[p.index - 1]
+        if pass_mask is None:
+            continue
+        result.alphas[p.name] = pass_mask.alpha
+        say(f"[{step}/{total}] {p.name} pass: {_describe(p)}, mask {masking.area(pass_mask.mask):.1%}")
+        started = time.perf_counter()
+        request = InpaintRequest(
+            GenerateRequest.from_pass(p), current, pass_mask.mask, pass_mask.alpha, p.denoise, p.padding,
+            p.mask.blur if p.mask else 0,
+        )
+        current = engine.inpaint(request)
+        keep(p.name, current)
+        say(f"[{step}/{total}] {p.name} pass done in {time.perf_counter() - started:.1f}s")
+
+
+def _person_masks(
+    plan: Plan, engine: Engine, image: Image.Image, warnings: list[str]
+) -> list[masking.PassMask | None]:
+    """One mask per person pass, from the base image; None (with a warning) for a skipped pass."""
+    spec = plan.persons[0].mask
+    assert spec is not None
+    if spec.image:
+        subjects, notes = masking.load_mask_image(spec.image, image.size)
+        warnings.extend(notes)
+        described = f"mask image {spec.image!r}"
+    else:
+        prob = engine.segment(image, spec.prompt)
+        negative = engine.segment(image, spec.negative) if spec.negative else None
+        subjects = masking.subject_mask(prob, negative, spec)
+        described = f"mask prompt {' | '.join(spec.prompt)!r}"
+    found = len(masking.split_instances(subjects)) if len(plan.persons) > 1 else None
+    out: list[masking.PassMask | None] = []
+    for p in plan.persons:
+        assert p.mask is not None
+        mask = masking.pass_mask(subjects, p.mask)
+        if mask is None:
+            warnings.append(
+                f"{p.name} skipped: {described} found {found} subject(s) for {len(plan.persons)} person prompts"
+            )
+        elif masking.area(mask) < p.mask.min_area:
+            warnings.append(
+                f"{p.name} skipped: {described} covers {masking.area(mask):.2%} of the image, less than "
+                f"the minimum {p.mask.min_area:.2%}; try another mask prompt, a lower mask threshold or a mask image"
+            )
+            mask = None
+        out.append(None if mask is None else masking.finish(mask, p.mask))
+    return out
+
+
+def _describe(p: Pass) -> str:
+    loras = ", ".join(f"{lora.name}:{lora.weight:g}" for lora in p.loras) or "no LoRA"
+    strength = "" if p.kind == "base" else f", denoise {p.denoise:g}"
+    return f"{p.width}x{p.height}, {p.steps} steps, {p.sampler}, seed {p.seed}{strength}, {loras}"

@@ -1,0 +1,145 @@
+"""Tiny random-weight models built from configs, for the demo, the tests and the benchmarks.
+
+No download: a tokenizer from a generated vocabulary, a CLIP text encoder, UNet, VAE, a
+CLIPSeg segmenter and a kohya-format LoRA for that UNet, written as the files the real
+loading code reads (a diffusers folder, a LoRA `.safetensors`, a CLIPSeg folder).
+The images they make are noise: the weights are random.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+TEXT_DIM = 32
+LORA_NAME = "ohwx_man"
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    checkpoint: Path  # a diffusers folder
+    lora_dir: Path  # holds f"{LORA_NAME}.safetensors"
+    segmenter: Path  # a CLIPSeg folder
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """The byte -> printable character table of CLIP's byte-level BPE."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = keep[:]
+    extra = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(keep, map(chr, chars)))
+
+
+def write_tokenizer(folder: Path) -> int:
+    """A CLIP tokenizer whose vocabulary covers every byte: never an unknown token."""
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = list(_bytes_to_unicode().values())
+    merges = [("o", "h"), ("oh", "w"), ("ohw", "x</w>"), ("t", "h"), ("th", "e</w>"), ("a", "n"), ("an", "d</w>")]
+    tokens = chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges] + [BOS, EOS]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in merges]
+    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = {"model_max_length": 77, "bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    return len(vocab)
+
+
+def _text_config(vocab_size: int) -> dict:
+    return dict(
+        vocab_size=vocab_size, hidden_size=TEXT_DIM, intermediate_size=37, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=77, bos_token_id=vocab_size - 2,
+        eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
+    )
+
+
+def build_pipeline(folder: Path, seed: int = 0, unet_channels: tuple[int, ...] = (32, 64)):
+    """A random SD 1.x-shaped pipeline saved as a diffusers folder; returns the pipeline."""
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    vocab_size = write_tokenizer(folder / "tokenizer")
+    torch.manual_seed(seed)
+    blocks = len(unet_channels)
+    unet = UNet2DConditionModel(
+        sample_size=16, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=unet_channels,
+        down_block_types=("CrossAttnDownBlock2D",) * (blocks - 1) + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (blocks - 1),
+        cross_attention_dim=TEXT_DIM, attention_head_dim=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=8, sample_size=64,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(**_text_config(vocab_size)))
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000, steps_offset=1
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
+        unet=unet, scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder)
+    return pipe
+
+
+def write_lora(path: Path, pipe, seed: int = 1, rank: int = 4, scale: float = 0.5) -> None:
+    """A kohya-format LoRA (`lora_unet_...`, `lora_te_...`, `.alpha`) for every attention projection."""
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    tensors: dict[str, torch.Tensor] = {}
+    targets = [("lora_unet", name, mod) for name, mod in pipe.unet.named_modules()
+               if name.rsplit(".", 1)[-1] in ("to_q", "to_k", "to_v") or name.endswith("to_out.0")]
+    targets += [("lora_te", "text_model." + name.removeprefix("text_model."), mod)
+                for name, mod in pipe.text_encoder.named_modules() if name.rsplit(".", 1)[-1] in ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")]
+    for prefix, name, module in targets:
+        key = f"{prefix}_{name.replace('.', '_')}"
+        tensors[f"{key}.lora_down.weight"] = torch.randn(rank, module.in_features, generator=generator) * scale
+        tensors[f"{key}.lora_up.weight"] = torch.randn(module.out_features, rank, generator=generator) * scale
+        tensors[f"{key}.alpha"] = torch.tensor(float(rank))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path))
+
+
+def build_segmenter(folder: Path, seed: int = 0) -> None:
+    """A random CLIPSeg model and processor saved as a folder (64 px input)."""
+    import torch
+    from transformers import (CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, CLIPTokenizer,
+                              ViTImageProcessor)
+
+    vocab_size = write_tokenizer(folder)
+    torch.manual_seed(seed)
+    text = _text_config(vocab_size)
+    vision = dict(hidden_size=TEXT_DIM, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=64, patch_size=16)
+    config = CLIPSegConfig(text_config=text, vision_config=vision, projection_dim=TEXT_DIM, extract_layers=(1,),
+                           reduce_dim=16, decoder_num_attention_heads=2, decoder_intermediate_size=32)
+    CLIPSegForImageSegmentation(config).save_pretrained(folder)
+    image_processor = ViTImageProcessor(size={"height": 64, "width": 64}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    tokenizer = CLIPTokenizer.from_pretrained(folder)
+    CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+
+
+def build_tiny_models(root: Path, seed: int = 0) -> TinyModels:
+    """Build (once; later calls reuse the files) every tiny model under `root`."""
+    root = Path(root)
+    models = TinyModels(root / "tiny-sd", root / "loras", root / "tiny-clipseg")
+    done = root / ".complete"
+    if done.exists():
+        return models
+    pipe = build_pipeline(models.checkpoint, seed)
+    write_lora(models.lora_dir / f"{LORA_NAME}.safetensors", pipe, seed + 1)
+    build_segmenter(models.segmenter, seed)
+    done.write_text("ok\n")
+    return models
