@@ -163,8 +163,21 @@ def command_run(args: argparse.Namespace) -> int:
     return run_job(args, plan, engine, Path(args.checkpoint).stem)
 
 
+def _quiet_libraries() -> None:
+    """Our own progress lines replace the libraries' bars and notices."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "parse":
+        _quiet_libraries()
     try:
         if args.command == "parse":
             job = parse(args.prompt, args.negative)

@@ -58,7 +58,8 @@ def feather(mask: np.ndarray, blur: int) -> np.ndarray:
     if blur <= 0 or not mask.any():
         return alpha
     size = 2 * blur + 1
-    return cv2.GaussianBlur(alpha, (size, size), sigmaX=blur / 2.0, borderType=cv2.BORDER_REPLICATE)
+    blurred = cv2.GaussianBlur(alpha, (size, size), sigmaX=blur / 2.0, borderType=cv2.BORDER_REPLICATE)
+    return np.clip(blurred, 0.0, 1.0)
 
 
 def area(mask: np.ndarray) -> float:

@@ -58,7 +58,7 @@ def load_pipeline(source: str, config: str | None = None, device: str | None = N
     device = device or default_device()
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     path = Path(source)
-    common: dict[str, Any] = {"torch_dtype": dtype, "safety_checker": None, "requires_safety_checker": False}
+    common: dict[str, Any] = {"dtype": dtype, "safety_checker": None, "requires_safety_checker": False}
     try:
         if path.is_file():
             if path.suffix != ".safetensors":

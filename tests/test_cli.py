@@ -1,0 +1,106 @@
+"""`python -m lib_multipass`: parse --json, run's files and exit codes, the demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lib_multipass.cli import main
+from lib_multipass.demo import DEMO_PROMPT
+from lib_multipass.tiny_models import LORA_NAME
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_parse_json_shape(capsys):
+    prompt = "scene <lora:s:0.5> BREAK photo BREAK man <lora:a> BREAK woman <lora:b:0.7> --mask_dilate 8"
+    assert main(["parse", "--json", prompt, "--negative", "ugly"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["segments"] == {"base": "scene", "common": "photo", "persons": ["man", "woman"]}
+    assert data["flags"] == {"mask_dilate": 8}
+    assert data["loras"] == [
+        {"name": "s", "weight": 0.5, "segment": "base"},
+        {"name": "a", "weight": 1.0, "segment": "person_1"},
+        {"name": "b", "weight": 0.7, "segment": "person_2"},
+    ]
+    kinds = [(p["kind"], p["index"], p["prompt"], p["negative"]) for p in data["passes"]]
+    assert kinds == [("base", 0, "scene, photo", "ugly"), ("person", 1, "man, photo", "ugly"), ("person", 2, "woman, photo", "ugly")]
+    assert data["passes"][0]["loras"] == [] and data["passes"][2]["loras"] == [{"name": "b", "weight": 0.7}]
+
+
+def test_bad_prompt_exits_2_without_traceback():
+    proc = subprocess.run(
+        [sys.executable, "-m", "lib_multipass", "parse", "--json", "man --mask_threshold 7"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "--mask_threshold" in proc.stderr and "at character 21" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_malformed_prompt_fails_before_any_model_is_loaded(tmp_path, capsys):
+    code = main(["run", "--checkpoint", str(tmp_path / "does-not-exist.safetensors"), "--prompt", "a BREAK b --bogus 1",
+                 "--out", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unknown flag --bogus" in err and "loading" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_lora_fails_before_the_checkpoint_loads(tmp_path, tiny, capsys):
+    code = main(["run", "--checkpoint", "nowhere.safetensors", "--lora-dir", str(tiny.lora_dir),
+                 "--prompt", "a BREAK b <lora:ghost:1>", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "'ghost' not found" in err and LORA_NAME in err and "loading" not in err
+
+
+def run_args(tiny, out, prompt, *extra):
+    return ["run", "--checkpoint", str(tiny.checkpoint), "--lora-dir", str(tiny.lora_dir), "--segmenter",
+            str(tiny.segmenter), "--prompt", prompt, "--seed", "3", "--steps", "4", "--width", "64", "--height", "64",
+            "--sampler", "euler", "--out", str(out), *extra]
+
+
+def test_run_writes_every_file(tiny, tmp_path):
+    out = tmp_path / "out"
+    prompt = f"a forest BREAK photo BREAK ohwx man <lora:{LORA_NAME}:1> --mask_threshold 0.6 --mask_dilate 0"
+    code = main(run_args(tiny, out, prompt, "--options", '{"mask_min_area": 0}'))
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "base.png", "final.png", "infotext.txt", "mask.png", "person_1.png", "plan.json"]
+    mask = np.asarray(Image.open(out / "mask.png"))
+    assert mask.shape == (64, 64)
+    base, final = np.asarray(Image.open(out / "base.png")), np.asarray(Image.open(out / "final.png"))
+    assert np.array_equal(base[mask == 0], final[mask == 0])
+    text = (out / "infotext.txt").read_text()
+    assert text.startswith("a forest BREAK photo BREAK ohwx man") or text.startswith("a forest")
+    assert "Steps: 4, Sampler: Euler, CFG scale: 7, Seed: 3, Size: 64x64" in text
+    assert "Multipass mask threshold: 0.6" in text
+    assert Image.open(out / "final.png").info["parameters"] == text.rstrip("\n")
+    plan = json.loads((out / "plan.json").read_text())
+    assert [p["kind"] for p in plan["passes"]] == ["base", "person"] and plan["error"] is None
+
+
+def test_failure_after_base_still_writes_base(tiny, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(run_args(tiny, out, "a forest BREAK a man", "--segmenter", str(tmp_path / "no-segmenter")))
+    err = capsys.readouterr().err
+    assert code == 1 and (out / "base.png").exists() and (out / "final.png").exists()
+    assert "CLIPSeg weights not found" in err and "Traceback" not in err
+    assert "Multipass warnings" in (out / "infotext.txt").read_text()
+
+
+def test_demo_runs_offline_and_readme_shows_its_prompt(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lib_multipass", "demo", "--out", str(tmp_path / "demo"), "--cache", str(tmp_path / "c")],
+        capture_output=True, text=True, cwd=ROOT, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    files = sorted(p.name for p in (tmp_path / "demo").iterdir())
+    assert files == ["base.png", "final.png", "infotext.txt", "mask.png", "overview.png", "person_1.png", "plan.json"]
+    assert "random weights" in proc.stderr and "--checkpoint" in proc.stderr
+    assert Image.open(tmp_path / "demo" / "overview.png").size == (3 * 256, 256 + 16)
+    assert DEMO_PROMPT in (ROOT / "README.md").read_text()

@@ -1,0 +1,142 @@
+"""The standalone engine end to end on tiny random models: the properties users rely on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lib_multipass.engines.base import GenerateRequest
+from lib_multipass.engines.diffusers import SCHEDULERS, DiffusersEngine, load_pipeline
+from lib_multipass.errors import ModelNotFoundError
+from lib_multipass.options import MultipassOptions
+from lib_multipass.plan import Generation, make_plan
+from lib_multipass.prompt import parse
+from lib_multipass.runner import run
+from lib_multipass.tiny_models import LORA_NAME
+
+from ldm_layout import write_ldm_checkpoint
+
+GEN = Generation(seed=5, steps=4, width=96, height=64, sampler="euler_a")
+LORA_PROMPT = f"a forest BREAK photo BREAK ohwx man <lora:{LORA_NAME}:1>"
+PLAIN_PROMPT = "a forest BREAK photo BREAK ohwx man"
+
+
+@pytest.fixture
+def half_mask(tmp_path):
+    """A user mask: a box in the left half, so the outcome does not depend on the random segmenter."""
+    mask = Image.new("L", (96, 64), 0)
+    mask.paste(255, (10, 10, 40, 54))
+    mask.save(tmp_path / "mask.png")
+    return str(tmp_path / "mask.png")
+
+
+def job(prompt, mask_image=None, **options):
+    opts = MultipassOptions.from_dict({"mask_image": mask_image, "mask_blur": 6, **options})
+    return make_plan(parse(prompt, "blurry"), opts, GEN)
+
+
+def pixels(image):
+    return np.asarray(image).astype(np.int16)
+
+
+def test_pixels_outside_the_feathered_mask_are_the_base_image(engine, half_mask):
+    result = run(job(LORA_PROMPT, half_mask), engine)
+    assert result.error is None
+    alpha = result.alphas["person_1"]
+    base, final = pixels(result.images["base"]), pixels(result.final)
+    assert (alpha == 0).any() and (alpha > 0).any()
+    assert np.array_equal(base[alpha == 0], final[alpha == 0])
+    assert np.abs(base[alpha == 1] - final[alpha == 1]).mean() > 1  # the subject was re-painted
+
+
+def test_base_pass_never_sees_the_lora_and_the_lora_changes_the_person(engine, half_mask):
+    with_lora = run(job(LORA_PROMPT, half_mask), engine)
+    without = run(job(PLAIN_PROMPT, half_mask), engine)
+    assert np.array_equal(pixels(with_lora.images["base"]), pixels(without.images["base"]))
+    assert not np.array_equal(pixels(with_lora.final), pixels(without.final))
+
+
+def test_same_seed_same_images(engine, half_mask):
+    first, second = run(job(LORA_PROMPT, half_mask), engine), run(job(LORA_PROMPT, half_mask), engine)
+    for name in ("base", "person_1"):
+        assert np.array_equal(pixels(first.images[name]), pixels(second.images[name]))
+
+
+def test_weights_and_base_output_unchanged_after_a_lora_job(tiny, half_mask):
+    pipe = load_pipeline(str(tiny.checkpoint), device="cpu")
+    fresh = DiffusersEngine(pipe, tiny.lora_dir)
+    before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    request = GenerateRequest("a forest", "", (), 3, 4, 7.0, "euler", 64, 64)
+    image_before = pixels(fresh.txt2img(request))
+    run(job(LORA_PROMPT, half_mask), fresh)
+    after = {k.replace(".base_layer", ""): v for k, v in pipe.unet.state_dict().items() if "lora_" not in k}
+    assert after.keys() == before.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert np.array_equal(image_before, pixels(fresh.txt2img(request)))
+
+
+def test_lora_loaded_once_and_switched(tiny, half_mask, monkeypatch):
+    pipe = load_pipeline(str(tiny.checkpoint), device="cpu")
+    fresh = DiffusersEngine(pipe, tiny.lora_dir)
+    loads = []
+    original = pipe.load_lora_weights
+    monkeypatch.setattr(pipe, "load_lora_weights", lambda *a, **k: loads.append(a) or original(*a, **k))
+    run(job(LORA_PROMPT, half_mask), fresh)
+    run(job(LORA_PROMPT, half_mask), fresh)
+    assert len(loads) == 1 and fresh.adapters == {LORA_NAME: f"mp_{LORA_NAME}"}
+
+
+def test_passes_share_one_set_of_components(engine):
+    inpaint = engine.inpaint_pipe
+    for name in ("unet", "vae", "text_encoder", "tokenizer"):
+        assert getattr(inpaint, name) is getattr(engine.pipe, name)
+
+
+def test_missing_lora_lists_the_loras_found(engine, half_mask):
+    with pytest.raises(ModelNotFoundError) as info:
+        run(job("scene BREAK man <lora:nobody:1>", half_mask), engine)
+    assert "'nobody' not found" in str(info.value) and LORA_NAME in str(info.value)
+
+
+def test_segmenter_path_masks_from_the_base_image(engine):
+    result = run(job(PLAIN_PROMPT, mask_threshold=0.6, mask_dilate=0, mask_min_area=0), engine)
+    alpha = result.alphas["person_1"]
+    assert alpha.shape == (64, 96)
+    base, final = pixels(result.images["base"]), pixels(result.final)
+    assert np.array_equal(base[alpha == 0], final[alpha == 0])
+
+
+@pytest.mark.parametrize("sampler", sorted(SCHEDULERS))
+def test_every_sampler_runs_reproducibly(engine, sampler):
+    request = GenerateRequest("a forest", "", (), 11, 3, 5.0, sampler, 64, 64)
+    assert np.array_equal(pixels(engine.txt2img(request)), pixels(engine.txt2img(request)))
+
+
+def test_single_file_checkpoint_in_webui_layout(tiny, tmp_path, engine):
+    from diffusers import StableDiffusionPipeline
+
+    source = StableDiffusionPipeline.from_pretrained(str(tiny.checkpoint))
+    path = tmp_path / "tiny-sd.safetensors"
+    write_ldm_checkpoint(source, path)
+    single = DiffusersEngine(load_pipeline(str(path), config=str(tiny.checkpoint), device="cpu"))
+    request = GenerateRequest("a forest", "", (), 2, 3, 7.0, "euler", 64, 64)
+    assert np.array_equal(pixels(single.txt2img(request)), pixels(engine.txt2img(request)))
+
+
+@pytest.mark.parametrize("source, words", [("nowhere/at/all.bin", "not found"), ("missing-dir/", "not found")])
+def test_checkpoint_errors(source, words, tmp_path):
+    with pytest.raises(ModelNotFoundError, match=words):
+        load_pipeline(source, device="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFoundError, match="model_index.json"):
+        load_pipeline(str(tmp_path / "empty"), device="cpu")
+
+
+def test_interrupt_keeps_the_base(tiny, half_mask):
+    fresh = DiffusersEngine(load_pipeline(str(tiny.checkpoint), device="cpu"), tiny.lora_dir)
+    original = fresh.txt2img
+    fresh.txt2img = lambda request: (fresh.interrupt(), original(request))[1]
+    result = run(job(LORA_PROMPT, half_mask), fresh)
+    assert result.interrupted and list(result.images) == ["base"]

@@ -1,0 +1,115 @@
+"""Options (validation, dict conversion, flags win) and the pure pass plan."""
+
+import json
+
+import pytest
+
+from lib_multipass.errors import OptionsError
+from lib_multipass.options import Length, MultipassOptions, option_specs
+from lib_multipass.plan import Generation, make_plan
+from lib_multipass.prompt import LoraTag, parse
+
+
+def test_defaults_and_round_trip_through_dict():
+    options = MultipassOptions()
+    assert options.denoising_strength == 0.75
+    assert options.mask_prompt == ("person",)
+    changed = MultipassOptions.from_dict({"mask_dilate": "-20%", "mask_prompt": "red dress | hat", "person_cfg": 5})
+    assert changed.mask_dilate == Length(-20, True)
+    assert changed.mask_prompt == ("red dress", "hat")
+    data = json.loads(json.dumps(changed.to_dict()))
+    assert MultipassOptions.from_dict(data) == changed
+
+
+@pytest.mark.parametrize(
+    "values, field, words",
+    [
+        ({"denoising_strength": 1.5}, "denoising_strength", "from 0 to 1"),
+        ({"denoising_strength": "high"}, "denoising_strength", "a number"),
+        ({"mask_blur": 2.5}, "mask_blur", "whole number"),
+        ({"mask_blur": True}, "mask_blur", "whole number"),
+        ({"mask_invert": "maybe"}, "mask_invert", "true or false"),
+        ({"mask_dilate": "1.5"}, "mask_dilate", "whole pixels"),
+        ({"person_sampler": "heun"}, "person_sampler", "dpm++2m_karras"),
+        ({"mask_threshhold": 0.3}, "mask_threshhold", "did you mean mask_threshold"),
+        ({"enabled": None}, "enabled", "needs a value"),
+        ({"mask_threshold": float("nan")}, "mask_threshold", "a number"),
+    ],
+)
+def test_bad_values_name_the_field(values, field, words):
+    with pytest.raises(OptionsError) as info:
+        MultipassOptions.from_dict(values)
+    assert info.value.field == field
+    assert words in str(info.value)
+
+
+def test_optional_values_blank_means_unset():
+    options = MultipassOptions.from_dict({"person_steps": "", "person_sampler": "DPM++ 2M Karras"})
+    assert options.person_steps is None
+    assert options.person_sampler == "dpm++2m_karras"
+
+
+def test_flags_win_over_given_values():
+    options = MultipassOptions.from_dict({"mask_blur": 10, "denoising_strength": 0.5})
+    plan = make_plan(parse("a BREAK b --mask_blur 2"), options, Generation())
+    assert plan.options.mask_blur == 2
+    assert plan.options.denoising_strength == 0.5
+
+
+def test_infotext_params_only_changed_values():
+    params = MultipassOptions.from_dict({"mask_blur": 10, "mask_prompt": "a | b c"}).infotext_params()
+    assert params == {"Multipass mask blur": "10", "Multipass mask prompt": "a | b c"}
+    labels = [spec.label for spec in option_specs().values()]
+    assert len(labels) == len(set(labels))
+
+
+def test_generation_checks():
+    with pytest.raises(OptionsError, match="multiple of 8"):
+        Generation(width=500)
+    with pytest.raises(OptionsError, match="unknown sampler"):
+        Generation(sampler="nope")
+    assert Generation(sampler="Euler a").sampler == "euler_a"
+
+
+def test_plan_passes_prompts_loras_seeds():
+    job = parse(
+        "forest <lora:style:0.5> BREAK photo <lora:film:0.3> BREAK man <lora:a:1> BREAK woman <lora:b:0.7>",
+        "bad",
+    )
+    plan = make_plan(job, MultipassOptions(), Generation(seed=100, steps=30, width=512, height=768))
+    base, first, second = plan.passes
+    assert (base.kind, base.prompt, base.loras, base.seed, base.denoise) == ("base", "forest, photo", (), 100, 1.0)
+    assert first.prompt == "man, photo" and second.prompt == "woman, photo"
+    assert first.loras == (LoraTag("film", 0.3), LoraTag("a", 1.0))
+    assert second.loras == (LoraTag("film", 0.3), LoraTag("b", 0.7))
+    assert (first.seed, second.seed) == (101, 102)
+    assert (first.mask.instance, second.mask.instance) == (0, 1)
+    assert (first.width, first.height, first.steps, first.denoise) == (512, 768, 30, 0.75)
+    assert first.negative == "bad"
+
+
+def test_plan_single_person_uses_all_subjects_and_overrides():
+    options = MultipassOptions.from_dict(
+        {"person_steps": 12, "person_cfg": 4.5, "person_sampler": "euler", "person_seed": 7, "base_loras": True}
+    )
+    plan = make_plan(parse("scene <lora:s:1> BREAK man <lora:a>"), options, Generation(seed=1))
+    base, person = plan.passes
+    assert base.loras == (LoraTag("s", 1.0),)
+    assert person.mask.instance is None
+    assert (person.steps, person.cfg_scale, person.sampler, person.seed) == (12, 4.5, "euler", 7)
+
+
+def test_plan_is_pure_and_single_segment_is_one_pass():
+    job = parse("a BREAK b BREAK c --mask_invert")
+    args = (job, MultipassOptions(), Generation(seed=3))
+    assert make_plan(*args) == make_plan(*args)
+    assert make_plan(*args).to_json() == make_plan(*args).to_json()
+    assert len(make_plan(parse("just a scene"), MultipassOptions(), Generation()).passes) == 1
+    disabled = make_plan(job, MultipassOptions(enabled=False), Generation())
+    assert [p.kind for p in disabled.passes] == ["base"]
+
+
+def test_base_pass_never_gets_person_loras():
+    plan = make_plan(parse("scene <lora:x:1> BREAK common <lora:y> BREAK man <lora:z>"), MultipassOptions(), Generation())
+    assert plan.base.loras == ()
+    assert plan.base.prompt == "scene, common"

@@ -1,0 +1,109 @@
+"""The runner on the recording engine: pass order, masks per person, skips, failures, interrupts."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lib_multipass.engines.base import GenerateRequest, InpaintRequest
+from lib_multipass.engines.recording import RecordingEngine, seed_colour
+from lib_multipass.errors import ModelNotFoundError
+from lib_multipass.options import MultipassOptions
+from lib_multipass.plan import Generation, make_plan
+from lib_multipass.prompt import parse
+from lib_multipass.runner import run
+
+GEN = Generation(seed=10, steps=4, width=64, height=64)
+
+
+def two_people(image: Image.Image) -> np.ndarray:
+    prob = np.zeros((64, 64), np.float32)
+    prob[10:50, 5:20] = 0.9  # left subject
+    prob[10:50, 40:60] = 0.9  # right subject
+    return prob
+
+
+def plan_for(prompt, **options):
+    return make_plan(parse(prompt), MultipassOptions.from_dict(options), GEN)
+
+
+def test_base_then_persons_with_their_masks_left_to_right():
+    engine = RecordingEngine({"person": two_people}, loras=("a", "b"))
+    plan = plan_for("scene BREAK photo BREAK man <lora:a> BREAK woman <lora:b>", mask_blur=0, mask_dilate=0)
+    result = run(plan, engine)
+    kinds = [type(r).__name__ if not isinstance(r, tuple) else r[0] for r in engine.requests]
+    assert kinds == ["GenerateRequest", "segment", "InpaintRequest", "InpaintRequest"]
+    first, second = engine.requests[2], engine.requests[3]
+    assert first.mask[:, :30].any() and not first.mask[:, 30:].any()
+    assert second.mask[:, 30:].any() and not second.mask[:, :30].any()
+    assert [l.name for l in first.generate.loras] == ["a"] and [l.name for l in second.generate.loras] == ["b"]
+    assert list(result.images) == ["base", "person_1", "person_2"]
+    final = np.asarray(result.final)
+    assert tuple(final[30, 10]) == seed_colour(11) and tuple(final[30, 50]) == seed_colour(12)
+    assert tuple(final[5, 30]) == seed_colour(10)  # outside both masks: the base image
+    assert not result.warnings and result.error is None
+
+
+def test_base_request_has_no_lora_and_base_prompt():
+    engine = RecordingEngine({"person": two_people}, loras=("a",))
+    run(plan_for("scene BREAK man <lora:a:0.7>"), engine)
+    base = engine.requests[0]
+    assert isinstance(base, GenerateRequest) and base.loras == () and base.prompt == "scene"
+    assert isinstance(engine.requests[2], InpaintRequest) and engine.requests[2].generate.loras[0].weight == 0.7
+
+
+def test_more_prompts_than_subjects_skips_with_warning():
+    engine = RecordingEngine({"person": lambda img: two_people(img) * (np.arange(64) < 30)}, loras=())
+    result = run(plan_for("scene BREAK photo BREAK man BREAK woman"), engine)
+    assert list(result.images) == ["base", "person_1"]
+    assert "person_2 skipped" in result.warnings[0] and "1 subject(s) for 2 person prompts" in result.warnings[0]
+
+
+def test_empty_mask_skips_and_keeps_base():
+    engine = RecordingEngine({}, loras=())
+    result = run(plan_for("scene BREAK man --mask_prompt unicorn"), engine)
+    assert list(result.images) == ["base"] and result.final is result.images["base"]
+    assert "'unicorn'" in result.warnings[0] and "person_1 skipped" in result.warnings[0]
+
+
+def test_mask_negative_and_invert():
+    def hat(image):
+        prob = np.zeros((64, 64), np.float32)
+        prob[10:20, 5:20] = 0.9
+        return prob
+
+    engine = RecordingEngine({"person": two_people, "hat": hat})
+    run(plan_for("scene BREAK man --mask_negative hat --mask_invert", mask_dilate=0), engine)
+    mask = engine.requests[-1].mask
+    assert mask[15, 10] and not mask[30, 10] and mask[5, 30]
+
+
+def test_missing_lora_fails_before_anything_runs():
+    engine = RecordingEngine({"person": two_people}, loras=("other",))
+    with pytest.raises(ModelNotFoundError, match="other"):
+        run(plan_for("scene BREAK man <lora:missing>"), engine)
+    assert engine.requests == []
+
+
+def test_failure_after_base_keeps_base():
+    engine = RecordingEngine({"person": two_people})
+    engine.inpaint = lambda request: (_ for _ in ()).throw(RuntimeError("out of memory"))
+    result = run(plan_for("scene BREAK man"), engine)
+    assert list(result.images) == ["base"] and "RuntimeError: out of memory" in result.error
+    assert "kept" in result.warnings[-1]
+
+
+def test_interrupt_before_person_pass():
+    engine = RecordingEngine({"person": two_people}, stop_after=1)
+    result = run(plan_for("scene BREAK man"), engine)
+    assert result.interrupted and list(result.images) == ["base"]
+
+
+def test_user_mask_image_replaces_segmentation(tmp_path):
+    Image.new("L", (64, 64), 0).save(tmp_path / "m.png")
+    image = Image.open(tmp_path / "m.png")
+    image.paste(255, (0, 0, 32, 64))
+    image.save(tmp_path / "m.png")
+    engine = RecordingEngine({"person": two_people})
+    run(plan_for("scene BREAK man", mask_image=str(tmp_path / "m.png"), mask_dilate=0), engine)
+    assert not any(isinstance(r, tuple) for r in engine.requests)
+    assert engine.requests[-1].mask[:, :32].all() and not engine.requests[-1].mask[:, 32:].any()
