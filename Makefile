@@ -3,23 +3,31 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# The core (no torch) must also run under the WebUI's pinned packages: a second venv.
+PINS := .venv-webui-pins
+CORE_TESTS := tests/test_prompt.py tests/test_options_plan.py tests/test_masks_crop.py tests/test_runner.py
 
 .PHONY: demo test bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(PINS)/.installed: requirements-webui-pins.txt
+	$(PYTHON) -m venv $(PINS)
+	$(PINS)/bin/python -m pip install --quiet -r requirements-webui-pins.txt
 	touch $@
 
 demo: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m lib_multipass demo --out out/demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(PINS)/.installed
+	$(PINS)/bin/python -m pytest -q -p no:cacheprovider $(CORE_TESTS)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 bench: $(VENV)/.installed
 	$(PY) bench/bench_overhead.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .hypothesis
+	rm -rf $(VENV) $(PINS) out .pytest_cache .hypothesis

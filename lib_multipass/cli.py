@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from .errors import MultipassError
+from .mask_cli import add_parser as add_mask_parser
 from .infotext import generation_params, infotext
 from .options import MultipassOptions
 from .plan import Generation, Plan, lora_json, make_plan
@@ -60,10 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--checkpoint", required=True, help=".safetensors file (WebUI layout), diffusers folder or hub id")
     r.add_argument("--config", help="diffusers folder or hub id with the configs of a single-file checkpoint")
     r.add_argument("--lora-dir", help="folder of LoRA .safetensors files, looked up by name")
-    r.add_argument("--segmenter", default=None, help="CLIPSeg folder or hub id (default CIDAS/clipseg-rd64-refined)")
+    r.add_argument("--segmenter", default=None, help="CLIPSeg folder or hub id (default CIDAS/clipseg-rd64-refined), or 'selfie' for the offline person segmenter")
     r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     _add_job_arguments(r)
     r.add_argument("--out", required=True, type=Path, help="output folder")
+
+    add_mask_parser(commands)
 
     d = commands.add_parser("demo", help="run the README's first example offline on tiny random models")
     d.add_argument("--out", type=Path, default=Path("out/demo"))
@@ -81,6 +85,7 @@ def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=512)
     parser.add_argument("--sampler", default="dpm++2m_karras")
     parser.add_argument("--mask-image", help="a mask PNG/JPEG used instead of segmentation")
+    parser.add_argument("--init-image", help="a photo used as the base image: its mask is in-painted (prompt masking)")
     parser.add_argument("--options", default="{}", help='options as a JSON object, e.g. \'{"denoising_strength": 0.6}\'')
 
 
@@ -95,6 +100,8 @@ def plan_from_args(args: argparse.Namespace) -> tuple[Job, Plan]:
         raise MultipassError("--options must be a JSON object like {\"denoising_strength\": 0.6}")
     if args.mask_image:
         values["mask_image"] = args.mask_image
+    if args.init_image:
+        values["input_image"] = args.init_image
     options = MultipassOptions.from_dict(values)
     generation = Generation(args.seed, args.steps, args.cfg, args.width, args.height, args.sampler)
     return job, make_plan(job, options, generation)
@@ -152,13 +159,13 @@ def command_run(args: argparse.Namespace) -> int:
     _, plan = plan_from_args(args)
     from .engines.diffusers import DiffusersEngine, load_pipeline
     from .lora_files import find_loras
-    from .masking import DEFAULT_SEGMENTER, ClipSegSegmenter
+    from .segmenters import make_segmenter
     from .runner import all_lora_names
 
     find_loras(args.lora_dir, all_lora_names(plan))  # before the checkpoint is loaded
     print(f"loading {args.checkpoint}", file=sys.stderr)
     pipe = load_pipeline(args.checkpoint, args.config, args.device)
-    segmenter = ClipSegSegmenter(args.segmenter or DEFAULT_SEGMENTER, device=str(pipe.device))
+    segmenter = make_segmenter(args.segmenter, device=str(pipe.device))
     engine = DiffusersEngine(pipe, args.lora_dir, segmenter)
     return run_job(args, plan, engine, Path(args.checkpoint).stem)
 
@@ -178,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "parse":
         _quiet_libraries()
+        logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
         if args.command == "parse":
             job = parse(args.prompt, args.negative)
@@ -187,6 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "run":
             return command_run(args)
+        if args.command == "mask":
+            from .mask_cli import command_mask
+
+            command_mask(args)
+            return 0
         from .demo import run_demo
 
         return run_demo(args.out, args.cache)

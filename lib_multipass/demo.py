@@ -40,14 +40,14 @@ def overview(base: Image.Image, alpha: np.ndarray, final: Image.Image) -> Image.
 def run_demo(out: Path, cache: Path) -> int:
     from .cli import plan_from_args, run_job
     from .engines.diffusers import DiffusersEngine, load_pipeline
-    from .masking import ClipSegSegmenter
+    from .segmenters import ClipSegSegmenter
     from .tiny_models import build_tiny_models
 
     print(f"building tiny random models in {cache} (once)", file=sys.stderr)
     models = build_tiny_models(cache)
     args = argparse.Namespace(
         prompt=DEMO_PROMPT, negative=DEMO_NEGATIVE, seed=7, steps=8, cfg=7.0, width=256, height=256,
-        sampler="euler_a", mask_image=None, options="{}", out=out,
+        sampler="euler_a", mask_image=None, init_image=None, options="{}", out=out,
     )
     _, plan = plan_from_args(args)
     pipe = load_pipeline(str(models.checkpoint), device="cpu")

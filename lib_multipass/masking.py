@@ -1,7 +1,7 @@
 """The mask stage: segmentation, then small pure operations on numpy masks (DESIGN.md §4).
 
-Order: probability map -> minus mask_negative -> threshold -> split into instances ->
-dilate/erode -> invert -> feather. A user mask image replaces segmentation.
+Order: probability map -> minus mask_negative -> threshold -> drop specks -> split into
+instances -> dilate/erode -> invert -> feather. A user mask image replaces segmentation.
 Masks are `bool` arrays (H, W); the paste-back alpha is `float32` in 0..1.
 """
 
@@ -13,12 +13,10 @@ from typing import Sequence
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from .errors import MultipassError, ModelNotFoundError
+from .images import open_image
 from .plan import MaskSpec
-
-DEFAULT_SEGMENTER = "CIDAS/clipseg-rd64-refined"
 
 
 # -- pure operations ----------------------------------------------------------------------
@@ -67,28 +65,76 @@ def area(mask: np.ndarray) -> float:
     return float(np.count_nonzero(mask)) / mask.size if mask.size else 0.0
 
 
-def split_instances(mask: np.ndarray) -> list[np.ndarray]:
-    """Connected subjects of the mask, ordered left to right by their bounding box."""
+def remove_specks(mask: np.ndarray, min_fraction: float) -> np.ndarray:
+    """Drop connected parts smaller than `min_fraction` of the image."""
+    if min_fraction <= 0 or not mask.any():
+        return mask.copy()
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    order = sorted(range(1, count), key=lambda label: (stats[label, cv2.CC_STAT_LEFT], label))
-    return [labels == label for label in order]
+    keep = np.zeros(count, bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_fraction * mask.size
+    return keep[labels]
+
+
+def split_instances(mask: np.ndarray, gap: float = 0.03, overlap: float = 0.5) -> list[np.ndarray]:
+    """Subjects of the mask, left to right by their left edge.
+
+    Fragments of one subject are merged: parts closer than `gap` of the short side, and
+    parts stacked vertically (horizontal extents overlapping by `overlap` of the narrower),
+    as when a mask negative cuts a person at the belt.
+    """
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return [labels == 1] if count == 2 else []
+    parent = list(range(count))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    reach = max(1, int(round(gap * min(mask.shape) / 2)))
+    near = cv2.connectedComponents(dilate(mask, reach).astype(np.uint8), connectivity=8)[1]
+    boxes = [(stats[i, cv2.CC_STAT_LEFT], stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH]) for i in range(count)]
+    first_pixel = np.unique(labels.ravel(), return_index=True)[1]
+    group_of = near.ravel()[first_pixel]
+    for a in range(1, count):
+        for b in range(a + 1, count):
+            shared = min(boxes[a][1], boxes[b][1]) - max(boxes[a][0], boxes[b][0])
+            narrower = min(boxes[a][1] - boxes[a][0], boxes[b][1] - boxes[b][0])
+            if group_of[a] == group_of[b] or shared >= overlap * narrower:
+                parent[root(b)] = root(a)
+    groups: dict[int, list[int]] = {}
+    for i in range(1, count):
+        groups.setdefault(root(i), []).append(i)
+    parts = [np.isin(labels, members) for members in groups.values()]
+    return sorted(parts, key=lambda part: int(np.nonzero(part.any(axis=0))[0][0]))
+
+
+def mask_from_image(image: Image.Image) -> np.ndarray:
+    """Where the user painted: the alpha channel when it is used, else brightness >= 50 %."""
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if "A" in image.getbands():
+        alpha = np.asarray(image.getchannel("A"))
+        if alpha.min() < 255:
+            return alpha >= 128
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        values = np.asarray(image, np.float64)
+        top = values.max()
+        return values >= top / 2 if top > 0 else np.zeros(values.shape, bool)
+    return np.asarray(image.convert("L")) >= 128
 
 
 def load_mask_image(path: str | Path, size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
-    """A user mask from a PNG/JPEG (alpha if it has one, else luminance), at `size` (w, h)."""
+    """A user mask from a PNG/JPEG of any mode, at `size` (w, h), and notes on what was done."""
+    mask = mask_from_image(open_image(path, "mask image"))
     notes: list[str] = []
-    try:
-        with Image.open(path) as img:
-            img.load()
-            gray = img.getchannel("A") if "A" in img.getbands() else img.convert("L")
-    except FileNotFoundError:
-        raise MultipassError(f"mask image {str(path)!r} does not exist; give a PNG or JPEG file") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise MultipassError(f"mask image {str(path)!r} cannot be read as an image ({err}); give a PNG or JPEG") from None
-    if gray.size != size:
-        notes.append(f"mask image {gray.size[0]}x{gray.size[1]} resized to the image size {size[0]}x{size[1]}")
-        gray = gray.resize(size, Image.Resampling.BILINEAR)
-    return np.asarray(gray) >= 128, notes
+    if mask.shape[::-1] != size:
+        notes.append(f"mask image {mask.shape[1]}x{mask.shape[0]} resized to the image size {size[0]}x{size[1]}")
+        scaled = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)
+        mask = np.asarray(scaled) >= 128
+    return mask, notes
 
 
 # -- from a probability map to the masks of the passes ------------------------------------
@@ -103,8 +149,8 @@ class PassMask:
 
 
 def subject_mask(prob: np.ndarray, negative: np.ndarray | None, spec: MaskSpec) -> np.ndarray:
-    """Threshold the probability map after subtracting the negative map."""
-    return threshold(subtract(prob, negative), spec.threshold)
+    """Subtract the negative map, threshold, drop specks."""
+    return remove_specks(threshold(subtract(prob, negative), spec.threshold), spec.speck)
 
 
 def pass_mask(subjects: np.ndarray, spec: MaskSpec) -> np.ndarray | None:
@@ -121,48 +167,3 @@ def pass_mask(subjects: np.ndarray, spec: MaskSpec) -> np.ndarray | None:
 
 def finish(mask: np.ndarray, spec: MaskSpec) -> PassMask:
     return PassMask(mask, feather(mask, spec.blur))
-
-
-# -- segmentation -------------------------------------------------------------------------
-
-
-class ClipSegSegmenter:
-    """Text-prompted segmentation with CLIPSeg through transformers, loaded once on first use."""
-
-    def __init__(self, source: str = DEFAULT_SEGMENTER, device: str = "cpu"):
-        self.source = source
-        self.device = device
-        self._model = None
-        self._processor = None
-
-    def _load(self) -> None:
-        if self._model is not None:
-            return
-        from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
-
-        try:
-            self._processor = CLIPSegProcessor.from_pretrained(self.source)
-            model = CLIPSegForImageSegmentation.from_pretrained(self.source)
-        except (OSError, ValueError) as err:
-            raise ModelNotFoundError(
-                f"CLIPSeg weights not found at {self.source!r} ({err.__class__.__name__}). Download "
-                f"{DEFAULT_SEGMENTER} into a folder and pass it as the segmenter, or give a mask image"
-            ) from None
-        self._model = model.to(self.device).eval()
-
-    def probabilities(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
-        """Per-pixel probability (H, W) that any of `terms` is there, at the image's size."""
-        import torch
-
-        self._load()
-        assert self._model is not None and self._processor is not None
-        terms = list(terms)
-        inputs = self._processor(
-            text=terms, images=[image.convert("RGB")] * len(terms), padding="max_length", return_tensors="pt"
-        ).to(self.device)
-        with torch.no_grad():
-            logits = self._model(**inputs).logits
-        probs = torch.sigmoid(logits.reshape(len(terms), *logits.shape[-2:])).float().cpu().numpy()
-        width, height = image.size
-        maps = [cv2.resize(p, (width, height), interpolation=cv2.INTER_LINEAR) for p in probs]
-        return np.max(maps, axis=0).astype(np.float32)

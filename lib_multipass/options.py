@@ -93,11 +93,17 @@ class MultipassOptions:
     mask_threshold: float = _opt(
         0.4, "float", "Multipass mask threshold", "segmentation cut-off", lo=0, hi=1, flag=True
     )
+    mask_speck: float = _opt(
+        0.001, "float", "Multipass mask speck", "drop mask parts smaller than this (fraction of the image)", lo=0, hi=1
+    )
     mask_min_area: float = _opt(
         0.005, "float", "Multipass mask min area", "smaller masks skip the pass (fraction of the image)", lo=0, hi=1
     )
     mask_image: str | None = _opt(
         None, "str", "Multipass mask image", "a mask image file used instead of segmentation", optional=True
+    )
+    input_image: str | None = _opt(
+        None, "str", "Multipass input image", "a photo to mask and in-paint instead of a generated base", optional=True
     )
     inpaint_padding: int = _opt(
         32, "int", "Multipass padding", "context around the masked crop, px", lo=0, hi=1024

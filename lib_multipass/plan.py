@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import OptionsError
 from .options import Length, MultipassOptions, to_json
-from .prompt import Job, LoraTag, join_prompt
+from .prompt import Job, LoraTag, Segment, join_prompt
 from .samplers import canonical_sampler
 
 
@@ -50,6 +50,7 @@ class MaskSpec:
     dilate: Length
     blur: int
     invert: bool
+    speck: float
     min_area: float
     instance: int | None  # 0-based subject, left to right; None: all subjects together
     image: str | None  # a user mask file instead of segmentation
@@ -59,7 +60,7 @@ class MaskSpec:
 class Pass:
     """One diffusion pass. `denoise` is 1.0 for the base (txt2img) pass."""
 
-    kind: str  # "base" | "person"
+    kind: str  # "base" (txt2img) | "input" (the user's image, not generated) | "person"
     index: int  # 0 for the base pass, i for person pass i
     prompt: str
     negative: str
@@ -76,7 +77,7 @@ class Pass:
 
     @property
     def name(self) -> str:
-        return "base" if self.kind == "base" else f"person_{self.index}"
+        return f"person_{self.index}" if self.kind == "person" else "base"
 
 
 @dataclass(frozen=True)
@@ -117,13 +118,23 @@ def pass_json(p: Pass) -> dict[str, Any]:
     return out
 
 
+def masked_segments(job: Job, options: MultipassOptions) -> tuple[Segment, ...]:
+    """The segments in-painted after the base: the persons; with one segment, that segment
+    itself when an input image or a mask flag asks for prompt masking (DESIGN.md §5)."""
+    if len(job.segments) > 1:
+        return job.persons
+    if options.input_image or any(name.startswith("mask_") for name in job.flags):
+        return (job.base,)
+    return ()
+
+
 def make_plan(job: Job, options: MultipassOptions, generation: Generation) -> Plan:
     """The passes of `job`: prompt flags override `options`."""
     options = options.with_flags(job.flags)
     base_loras = job.base.loras + job.common.loras if options.base_loras else ()
     passes = [
         Pass(
-            kind="base",
+            kind="input" if options.input_image else "base",
             index=0,
             prompt=join_prompt(job.base.text, job.common.text),
             negative=job.negative_for("base"),
@@ -137,10 +148,26 @@ def make_plan(job: Job, options: MultipassOptions, generation: Generation) -> Pl
         )
     ]
     if options.enabled:
-        persons = job.persons
+        persons = masked_segments(job, options)
         for i, person in enumerate(persons, start=1):
             passes.append(_person_pass(job, options, generation, person.text, person.loras, i, len(persons)))
     return Plan(job, options, generation, tuple(passes))
+
+
+def mask_spec(options: MultipassOptions, instance: int | None) -> MaskSpec:
+    """The mask of a pass from the options: subject `instance` (left to right) or all (None)."""
+    return MaskSpec(
+        prompt=options.mask_prompt,
+        negative=options.mask_negative,
+        threshold=options.mask_threshold,
+        dilate=options.mask_dilate,
+        blur=options.mask_blur,
+        invert=options.mask_invert,
+        speck=options.mask_speck,
+        min_area=options.mask_min_area,
+        instance=instance,
+        image=options.mask_image,
+    )
 
 
 def _person_pass(
@@ -153,17 +180,7 @@ def _person_pass(
     count: int,
 ) -> Pass:
     seed = generation.seed + i if options.person_seed < 0 else options.person_seed + i - 1
-    mask = MaskSpec(
-        prompt=options.mask_prompt,
-        negative=options.mask_negative,
-        threshold=options.mask_threshold,
-        dilate=options.mask_dilate,
-        blur=options.mask_blur,
-        invert=options.mask_invert,
-        min_area=options.mask_min_area,
-        instance=None if count == 1 else i - 1,
-        image=options.mask_image,
-    )
+    mask = mask_spec(options, None if count == 1 else i - 1)
     return Pass(
         kind="person",
         index=i,

@@ -17,6 +17,7 @@ from PIL import Image
 from . import masking
 from .engines.base import Engine, GenerateRequest, InpaintRequest
 from .errors import MultipassError
+from .images import open_image
 from .plan import Pass, Plan
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,12 @@ def run(
 ) -> RunResult:
     """Run every pass of `plan`. Input errors found up front raise before anything runs."""
     engine.check_loras(all_lora_names(plan))
+    input_image = open_image(plan.options.input_image, "input image").convert("RGB") if plan.options.input_image else None
+    size = input_image.size if input_image else (plan.generation.width, plan.generation.height)
+    user_mask = masking.load_mask_image(plan.options.mask_image, size) if plan.options.mask_image and plan.persons else None
     result = RunResult(plan)
+    if user_mask:
+        result.warnings.extend(user_mask[1])
     say = on_progress or (lambda message: log.info(message))
 
     def keep(name: str, image: Image.Image) -> None:
@@ -67,14 +73,18 @@ def run(
     if engine.interrupted():
         result.interrupted = True
         return result
-    say(f"[1/{total}] base pass: {_describe(base)}")
-    started = time.perf_counter()
-    keep("base", engine.txt2img(GenerateRequest.from_pass(base)))
-    say(f"[1/{total}] base pass done in {time.perf_counter() - started:.1f}s")
+    if input_image is not None:
+        say(f"[1/{total}] base: input image {plan.options.input_image} ({input_image.width}x{input_image.height})")
+        keep("base", input_image)
+    else:
+        say(f"[1/{total}] base pass: {_describe(base)}")
+        started = time.perf_counter()
+        keep("base", engine.txt2img(GenerateRequest.from_pass(base)))
+        say(f"[1/{total}] base pass done in {time.perf_counter() - started:.1f}s")
     if not plan.persons:
         return result
     try:
-        _run_persons(plan, engine, result, keep, say)
+        _run_persons(plan, engine, result, keep, say, user_mask[0] if user_mask else None)
     except MultipassError as err:
         result.error = str(err)
     except Exception as err:  # noqa: BLE001 - the base image must survive any later failure
@@ -85,9 +95,12 @@ def run(
     return result
 
 
-def _run_persons(plan: Plan, engine: Engine, result: RunResult, keep: ImageCallback, say: ProgressCallback) -> None:
+def _run_persons(
+    plan: Plan, engine: Engine, result: RunResult, keep: ImageCallback, say: ProgressCallback,
+    user_mask: np.ndarray | None,
+) -> None:
     base_image = result.images["base"]
-    masks = _person_masks(plan, engine, base_image, result.warnings)
+    masks = _person_masks(plan, engine, base_image, result.warnings, user_mask)
     current = base_image
     total = len(plan.passes)
     for step, p in enumerate(plan.persons, start=2):
@@ -111,14 +124,13 @@ def _run_persons(plan: Plan, engine: Engine, result: RunResult, keep: ImageCallb
 
 
 def _person_masks(
-    plan: Plan, engine: Engine, image: Image.Image, warnings: list[str]
+    plan: Plan, engine: Engine, image: Image.Image, warnings: list[str], user_mask: np.ndarray | None
 ) -> list[masking.PassMask | None]:
     """One mask per person pass, from the base image; None (with a warning) for a skipped pass."""
     spec = plan.persons[0].mask
     assert spec is not None
-    if spec.image:
-        subjects, notes = masking.load_mask_image(spec.image, image.size)
-        warnings.extend(notes)
+    if user_mask is not None:
+        subjects = user_mask
         described = f"mask image {spec.image!r}"
     else:
         prob = engine.segment(image, spec.prompt)

@@ -86,7 +86,7 @@ def test_run_writes_every_file(tiny, tmp_path):
 
 def test_failure_after_base_still_writes_base(tiny, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(run_args(tiny, out, "a forest BREAK a man", "--segmenter", str(tmp_path / "no-segmenter")))
+    code = main(run_args(tiny, out, "a forest BREAK a hat --mask_prompt hat", "--segmenter", str(tmp_path / "no-segmenter")))
     err = capsys.readouterr().err
     assert code == 1 and (out / "base.png").exists() and (out / "final.png").exists()
     assert "CLIPSeg weights not found" in err and "Traceback" not in err
@@ -104,3 +104,13 @@ def test_demo_runs_offline_and_readme_shows_its_prompt(tmp_path):
     assert "random weights" in proc.stderr and "--checkpoint" in proc.stderr
     assert Image.open(tmp_path / "demo" / "overview.png").size == (3 * 256, 256 + 16)
     assert DEMO_PROMPT in (ROOT / "README.md").read_text()
+
+
+def test_unreachable_hub_id_is_a_clear_error(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lib_multipass", "run", "--checkpoint", "someone/no-such-model", "--prompt", "a forest",
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=ROOT, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 2 and "cannot load checkpoint 'someone/no-such-model'" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -29,7 +29,7 @@ from PIL import Image
 from ..crop import crop_box, paste
 from ..errors import ModelNotFoundError, MultipassError
 from ..lora_files import find_loras
-from ..masking import ClipSegSegmenter
+from ..segmenters import Segmenter
 from ..prompt import LoraTag
 from .base import GenerateRequest, InpaintRequest
 
@@ -101,7 +101,7 @@ class DiffusersEngine:
     """The `Engine` protocol on one loaded diffusers pipeline."""
 
     def __init__(self, pipe: StableDiffusionPipeline, lora_dir: str | Path | None = None,
-                 segmenter: ClipSegSegmenter | None = None):
+                 segmenter: Segmenter | None = None):
         self.pipe = pipe
         self.lora_dir = lora_dir
         self.segmenter = segmenter

@@ -1,0 +1,78 @@
+"""`python -m lib_multipass mask IMAGE --prompt TEXT [flags] --out DIR`: tune mask flags alone.
+
+Writes the raw probability map, the final mask (the paste alpha) and an overlay, and
+prints the mask's area and the subjects' boxes as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import masking
+from .crop import mask_box
+from .images import open_image
+from .options import MultipassOptions
+from .plan import mask_spec
+
+MASK_FLAGS = ("mask_negative", "mask_threshold", "mask_dilate", "mask_blur", "mask_speck", "mask_min_area")
+
+
+def add_parser(commands) -> None:
+    m = commands.add_parser("mask", help="segment one image with mask flags (no diffusion model needed)")
+    m.add_argument("image", type=Path)
+    m.add_argument("--prompt", required=True, help="what to mask, e.g. 'person' or 'red dress | hat'")
+    for flag in MASK_FLAGS:
+        m.add_argument(f"--{flag}")
+    m.add_argument("--mask_invert", action="store_true")
+    m.add_argument("--persons", type=int, default=1, help="split into this many subjects, left to right")
+    m.add_argument("--segmenter", default=None, help="CLIPSeg folder or hub id, or 'selfie' (offline, people only)")
+    m.add_argument("--out", type=Path, required=True)
+
+
+def overlay(image: Image.Image, alpha: np.ndarray) -> Image.Image:
+    """The image with the mask tinted red."""
+    pixels = np.asarray(image.convert("RGB"), np.float32)
+    a = 0.6 * alpha[..., None]
+    return Image.fromarray(np.rint(pixels * (1 - a) + np.array([255.0, 0, 0]) * a).astype(np.uint8))
+
+
+def command_mask(args: argparse.Namespace) -> dict:
+    from .segmenters import make_segmenter
+
+    values = {flag: getattr(args, flag) for flag in MASK_FLAGS if getattr(args, flag) is not None}
+    options = MultipassOptions.from_dict({"mask_prompt": args.prompt, "mask_invert": args.mask_invert, **values})
+    image = open_image(args.image, "image").convert("RGB")
+    segmenter = make_segmenter(args.segmenter)
+    prob = segmenter.probabilities(image, options.mask_prompt)
+    negative = segmenter.probabilities(image, options.mask_negative) if options.mask_negative else None
+    spec = mask_spec(options, None)
+    subjects = masking.subject_mask(prob, negative, spec)
+    instances = masking.split_instances(subjects)
+    specs = [spec] if args.persons <= 1 else [mask_spec(options, i) for i in range(args.persons)]
+    alpha = np.zeros(prob.shape, np.float32)
+    for one in specs:
+        mask = masking.pass_mask(subjects, one)
+        if mask is not None:
+            alpha = np.maximum(alpha, masking.feather(mask, one.blur))
+    args.out.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.rint(prob * 255).astype(np.uint8), "L").save(args.out / "prob.png")
+    Image.fromarray(np.rint(alpha * 255).astype(np.uint8), "L").save(args.out / "mask.png")
+    overlay(image, alpha).save(args.out / "overlay.png")
+    report = {
+        "size": list(image.size),
+        "area": round(float((alpha > 0).mean()), 5),
+        "instances": [{"box": list(mask_box(part)), "area": round(masking.area(part), 5)} for part in instances],
+        "options": {k: v for k, v in options.to_dict().items() if k.startswith("mask_")},
+    }
+    if report["area"] < options.mask_min_area:
+        report["warning"] = (
+            f"the mask covers {report['area']:.2%} of the image, below mask_min_area {options.mask_min_area:.2%}: "
+            "a person pass with it would be skipped"
+        )
+    print(json.dumps(report))
+    return report

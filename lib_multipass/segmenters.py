@@ -1,0 +1,187 @@
+"""Segmenters: from an image and text terms to a per-pixel probability map.
+
+CLIPSeg (transformers) reads any text; mediapipe's selfie segmentation finds people
+with weights that ship in its wheel, so it works offline. Both take images of any size
+and aspect: the image is cut into square views (one letter-boxed view, or overlapping
+tiles for long images) and the maps are put back exactly where the views came from.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Protocol, Sequence
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from .errors import ModelNotFoundError, MultipassError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLIPSEG = "CIDAS/clipseg-rd64-refined"
+PERSON_TERMS = frozenset({"person", "people", "persons", "human", "humans", "man", "woman", "men", "women",
+                          "boy", "girl", "child", "foreground", "subject", "body"})
+MAX_LETTERBOX_ASPECT = 1.5  # longer images are tiled: letter-boxing them would waste the input
+
+
+class Segmenter(Protocol):
+    def probabilities(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
+        """(H, W) float32 in 0..1: the probability that any of `terms` is at each pixel."""
+
+
+# -- square views -------------------------------------------------------------------------
+
+
+def square_views(width: int, height: int) -> list[tuple[int, int, int]]:
+    """(x, y, side) squares covering the image: one letter-box, or tiles along the long side."""
+    short, long = min(width, height), max(width, height)
+    if long <= short * MAX_LETTERBOX_ASPECT:
+        return [(0, 0, long)]
+    count = math.ceil(long / short) + 1  # overlapping, so no subject is cut at a tile edge only
+    starts = [round(i * (long - short) / (count - 1)) for i in range(count)]
+    return [(s, 0, short) if width >= height else (0, s, short) for s in starts]
+
+
+def view_pixels(pixels: np.ndarray, view: tuple[int, int, int]) -> np.ndarray:
+    """The view's square of an (H, W, 3) image; outside the image: edge pixels (letter-box)."""
+    x, y, side = view
+    crop = pixels[y : y + side, x : x + side]
+    pad_y, pad_x = side - crop.shape[0], side - crop.shape[1]
+    return np.pad(crop, ((0, pad_y), (0, pad_x), (0, 0)), mode="edge") if pad_x or pad_y else crop
+
+
+def merge_views(maps: Sequence[np.ndarray], views: Sequence[tuple[int, int, int]], size: tuple[int, int]) -> np.ndarray:
+    """Average the views' maps (each any square size) back onto a (H, W) image."""
+    width, height = size
+    total = np.zeros((height, width), np.float32)
+    count = np.zeros((height, width), np.float32)
+    for prob, (x, y, side) in zip(maps, views):
+        scaled = cv2.resize(prob.astype(np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
+        h, w = min(side, height - y), min(side, width - x)
+        total[y : y + h, x : x + w] += scaled[:h, :w]
+        count[y : y + h, x : x + w] += 1
+    return total / np.maximum(count, 1)
+
+
+# -- CLIPSeg ------------------------------------------------------------------------------
+
+
+class ClipSegSegmenter:
+    """Text-prompted segmentation with CLIPSeg through transformers, loaded once on first use."""
+
+    def __init__(self, source: str = DEFAULT_CLIPSEG, device: str = "cpu"):
+        self.source = source
+        self.device = device
+        self._model = None
+        self._processor = None
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
+
+        try:
+            self._processor = CLIPSegProcessor.from_pretrained(self.source)
+            model = CLIPSegForImageSegmentation.from_pretrained(self.source)
+        except (OSError, ValueError) as err:
+            raise ModelNotFoundError(
+                f"CLIPSeg weights not found at {self.source!r} ({err.__class__.__name__}). Download "
+                f"{DEFAULT_CLIPSEG} into a folder and pass it as the segmenter, or give a mask image"
+            ) from None
+        self._model = model.to(self.device).eval()
+
+    def unload(self) -> None:
+        """Free the model (it loads again on the next call)."""
+        self._model = self._processor = None
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def probabilities(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
+        import torch
+
+        self.load()
+        assert self._model is not None and self._processor is not None
+        pixels = np.asarray(image.convert("RGB"))
+        views = square_views(image.width, image.height)
+        crops = [Image.fromarray(view_pixels(pixels, v)) for v in views]
+        texts = [term for term in terms for _ in views]
+        inputs = self._processor(
+            text=texts, images=crops * len(terms), padding="max_length", return_tensors="pt"
+        ).to(self.device)
+        with torch.no_grad():
+            logits = self._model(**inputs).logits
+        probs = torch.sigmoid(logits.reshape(len(texts), *logits.shape[-2:])).float().cpu().numpy()
+        per_term = [merge_views(probs[i * len(views) : (i + 1) * len(views)], views, image.size) for i in range(len(terms))]
+        return np.max(per_term, axis=0).astype(np.float32)
+
+
+# -- mediapipe selfie segmentation ---------------------------------------------------------
+
+
+class SelfieSegmenter:
+    """People only, offline: mediapipe's selfie segmentation (landscape model)."""
+
+    def __init__(self) -> None:
+        self._model = None
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        try:
+            from mediapipe.python.solutions import selfie_segmentation
+        except ImportError:
+            raise ModelNotFoundError(
+                "mediapipe is not installed: `pip install mediapipe==0.10.14` for the offline person segmenter"
+            ) from None
+        self._model = selfie_segmentation.SelfieSegmentation(model_selection=1)
+
+    def unload(self) -> None:
+        if self._model is not None:
+            self._model.close()
+        self._model = None
+
+    def probabilities(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
+        other = [term for term in terms if term.lower() not in PERSON_TERMS]
+        if other:
+            raise MultipassError(
+                f"the offline person segmenter finds people only, not {', '.join(map(repr, other))}; "
+                f"give CLIPSeg weights (--segmenter) for other mask prompts"
+            )
+        self.load()
+        assert self._model is not None
+        pixels = np.ascontiguousarray(np.asarray(image.convert("RGB")))
+        views = square_views(image.width, image.height)
+        maps = [self._model.process(np.ascontiguousarray(view_pixels(pixels, v))).segmentation_mask for v in views]
+        return np.clip(merge_views(maps, views, image.size), 0.0, 1.0)
+
+
+class FallbackSegmenter:
+    """CLIPSeg when its weights are there; otherwise, for person terms, the offline segmenter."""
+
+    def __init__(self, primary: ClipSegSegmenter, fallback: Segmenter | None = None):
+        self.primary = primary
+        self.fallback = fallback or SelfieSegmenter()
+        self._use_fallback = False
+
+    def probabilities(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
+        if not self._use_fallback:
+            try:
+                return self.primary.probabilities(image, terms)
+            except ModelNotFoundError as err:
+                if not all(term.lower() in PERSON_TERMS for term in terms):
+                    raise
+                log.warning("%s; using mediapipe's offline person segmenter instead", err)
+                self._use_fallback = True
+        return self.fallback.probabilities(image, terms)
+
+
+def make_segmenter(name: str | None, device: str = "cpu") -> Segmenter:
+    """`selfie`/`mediapipe`: the offline person segmenter; else CLIPSeg from a folder or hub id
+    (default weights), falling back to the offline one for person terms."""
+    if name in ("selfie", "mediapipe"):
+        return SelfieSegmenter()
+    return FallbackSegmenter(ClipSegSegmenter(name or DEFAULT_CLIPSEG, device))
