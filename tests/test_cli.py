@@ -114,3 +114,26 @@ def test_unreachable_hub_id_is_a_clear_error(tmp_path):
     )
     assert proc.returncode == 2 and "cannot load checkpoint 'someone/no-such-model'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_mask_command_writes_maps_and_reports_instances(tiny, tmp_path, capsys):
+    photo = Image.new("RGB", (120, 80), (90, 90, 90))
+    photo.save(tmp_path / "p.png")
+    code = main(["mask", str(tmp_path / "p.png"), "--prompt", "person | hat", "--segmenter", str(tiny.segmenter),
+                 "--mask_threshold", "0.5", "--mask_dilate=-2%", "--mask_blur", "3", "--persons", "2",
+                 "--out", str(tmp_path / "m")])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["size"] == [120, 80] and report["options"]["mask_dilate"] == "-2%"
+    assert report["options"]["mask_prompt"] == ["person", "hat"]
+    for box in (i["box"] for i in report["instances"]):
+        assert 0 <= box[0] < box[2] <= 120 and 0 <= box[1] < box[3] <= 80
+    for name in ("prob.png", "mask.png", "overlay.png"):
+        assert Image.open(tmp_path / "m" / name).size == (120, 80)
+
+
+def test_mask_command_bad_flag_value(tmp_path, capsys):
+    Image.new("RGB", (8, 8)).save(tmp_path / "p.png")
+    assert main(["mask", str(tmp_path / "p.png"), "--prompt", "person", "--mask_threshold", "2", "--out",
+                 str(tmp_path / "m")]) == 2
+    assert "`mask_threshold` must be a number from 0 to 1" in capsys.readouterr().err

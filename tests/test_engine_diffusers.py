@@ -140,3 +140,22 @@ def test_interrupt_keeps_the_base(tiny, half_mask):
     fresh.txt2img = lambda request: (fresh.interrupt(), original(request))[1]
     result = run(job(LORA_PROMPT, half_mask), fresh)
     assert result.interrupted and list(result.images) == ["base"]
+
+
+def test_prompt_masking_keeps_the_subject_of_the_input_photo(engine, tmp_path):
+    rng = np.random.default_rng(3)
+    photo = Image.fromarray(rng.integers(0, 256, (72, 100, 3), dtype=np.uint8))  # any size, not a multiple of 8
+    photo.save(tmp_path / "photo.png")
+    subject = Image.new("L", (100, 72), 0)
+    subject.paste(255, (35, 10, 65, 70))
+    subject.save(tmp_path / "subject.png")
+    options = MultipassOptions.from_dict({"input_image": str(tmp_path / "photo.png"),
+                                          "mask_image": str(tmp_path / "subject.png")})
+    plan = make_plan(parse("a sunny beach --mask_invert --mask_dilate -4"), options, GEN)
+    result = run(plan, engine)
+    alpha, final = result.alphas["person_1"], pixels(result.final)
+    assert final.shape == (72, 100, 3) and result.error is None
+    kept = alpha == 0
+    assert kept[20:60, 45:55].all()  # the subject's core
+    assert np.array_equal(final[kept], pixels(photo)[kept])
+    assert np.abs(final[alpha == 1] - pixels(photo)[alpha == 1]).mean() > 1

@@ -103,3 +103,57 @@ def test_paste_keeps_pixels_where_alpha_is_zero():
     out = paste(base, patch, box, alpha)
     assert np.array_equal(out[alpha == 0], base[alpha == 0])
     assert (out[alpha == 1] == 7).all()
+
+
+def test_remove_specks_keeps_large_parts():
+    mask = disc(radius=20)
+    mask[2:4, 2:4] = True  # a 4 px speck
+    cleaned = masking.remove_specks(mask, 0.001)  # 12 px at 100x120
+    assert not cleaned[2:4, 2:4].any() and np.array_equal(cleaned, disc(radius=20))
+    assert np.array_equal(masking.remove_specks(mask, 0), mask)
+
+
+def test_fragments_of_one_subject_merge():
+    body = disc(centre=(70, 60), radius=18)
+    head = disc(centre=(25, 60), radius=10)  # far above the body, same column: stacked
+    near = disc(centre=(70, 82), radius=3)  # a hand 1 px from the body
+    other = disc(centre=(50, 110), radius=8)
+    parts = masking.split_instances(body | head | near | other)
+    assert len(parts) == 2
+    assert parts[0][25, 60] and parts[0][70, 60] and parts[0][70, 82]
+    assert parts[1][50, 110]
+
+
+def test_side_by_side_subjects_stay_apart():
+    left, right = disc(centre=(50, 30), radius=20), disc(centre=(50, 90), radius=20)
+    parts = masking.split_instances(left | right)
+    assert [np.array_equal(p, m) for p, m in zip(parts, (left, right))] == [True, True]
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "P", "RGB", "I;16", "I", "F", "CMYK"])
+def test_user_mask_in_any_mode(tmp_path, mode):
+    image = Image.new("L", (40, 30), 0)
+    image.paste(255, (10, 5, 30, 25))
+    image = image.convert(mode) if mode not in ("I;16", "I", "F") else Image.fromarray(
+        (np.asarray(image) > 0).astype({"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode]) * 1000
+    )
+    path = tmp_path / ("m.tiff" if mode in ("I", "F", "CMYK") else "m.png")
+    image.save(path)
+    mask, _ = masking.load_mask_image(path, (40, 30))
+    expected = np.zeros((30, 40), bool)
+    expected[5:25, 10:30] = True
+    assert np.array_equal(mask, expected)
+
+
+def test_opaque_alpha_falls_back_to_brightness(tmp_path):
+    image = Image.new("RGBA", (20, 20), (0, 0, 0, 255))
+    image.paste((255, 255, 255, 255), (0, 0, 10, 20))
+    image.save(tmp_path / "m.png")
+    mask, _ = masking.load_mask_image(tmp_path / "m.png", (20, 20))
+    assert mask[:, :10].all() and not mask[:, 10:].any()
+
+
+def test_percent_dilate_is_of_the_short_side():
+    from lib_multipass.options import Length
+
+    assert Length(-20, True).pixels(512) == -102 and Length(8).pixels(100) == 8

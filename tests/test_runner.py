@@ -107,3 +107,43 @@ def test_user_mask_image_replaces_segmentation(tmp_path):
     run(plan_for("scene BREAK man", mask_image=str(tmp_path / "m.png"), mask_dilate=0), engine)
     assert not any(isinstance(r, tuple) for r in engine.requests)
     assert engine.requests[-1].mask[:, :32].all() and not engine.requests[-1].mask[:, 32:].any()
+
+
+def test_prompt_masking_on_an_input_image(tmp_path):
+    photo = Image.new("RGB", (80, 48), (10, 20, 30))
+    photo.save(tmp_path / "photo.png")
+
+    def subject(image):
+        prob = np.zeros((48, 80), np.float32)
+        prob[8:40, 30:50] = 0.9
+        return prob
+
+    engine = RecordingEngine({"foreground": subject})
+    plan = make_plan(
+        parse("a beach at sunset --mask_prompt foreground --mask_invert --mask_dilate 0"),
+        MultipassOptions.from_dict({"input_image": str(tmp_path / "photo.png"), "mask_blur": 2}),
+        GEN,
+    )
+    assert [p.kind for p in plan.passes] == ["input", "person"] and plan.persons[0].prompt == "a beach at sunset"
+    result = run(plan, engine)
+    assert not any(isinstance(r, GenerateRequest) for r in engine.requests)  # nothing generated for the base
+    final, alpha = np.asarray(result.final), result.alphas["person_1"]
+    assert final.shape == (48, 80, 3)
+    assert (final[alpha == 0] == (10, 20, 30)).all() and alpha[20, 40] == 0  # the subject is kept
+    assert tuple(final[2, 2]) == seed_colour(11)  # the rest is regenerated
+
+
+def test_single_segment_with_a_mask_flag_repaints_the_mask():
+    plan = plan_for("portrait of ohwx man <lora:a:0.8> --mask_prompt face")
+    assert [p.kind for p in plan.passes] == ["base", "person"]
+    assert plan.base.loras == () and plan.persons[0].loras[0].name == "a"
+    assert [p.kind for p in plan_for("portrait of a man").passes] == ["base"]
+
+
+def test_unreadable_input_image_fails_before_anything_runs(tmp_path):
+    (tmp_path / "bad.jpg").write_text("nope")
+    engine = RecordingEngine()
+    plan = make_plan(parse("a beach"), MultipassOptions.from_dict({"input_image": str(tmp_path / "bad.jpg")}), GEN)
+    with pytest.raises(Exception, match="input image .* cannot be read"):
+        run(plan, engine)
+    assert engine.requests == []
