@@ -9,9 +9,10 @@ CORE_TESTS := tests/test_prompt.py tests/test_options_plan.py tests/test_masks_c
 
 .PHONY: demo test bench clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $@
 
 $(PINS)/.installed: requirements-webui-pins.txt

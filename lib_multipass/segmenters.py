@@ -53,16 +53,22 @@ def view_pixels(pixels: np.ndarray, view: tuple[int, int, int]) -> np.ndarray:
 
 
 def merge_views(maps: Sequence[np.ndarray], views: Sequence[tuple[int, int, int]], size: tuple[int, int]) -> np.ndarray:
-    """Average the views' maps (each any square size) back onto a (H, W) image."""
+    """Blend the views' maps (each any square size) back onto a (H, W) image.
+
+    Each view counts most at its centre (a pyramid weight): near a tile's edge a subject is
+    cut, and the neighbouring tile that sees it whole knows better.
+    """
     width, height = size
     total = np.zeros((height, width), np.float32)
-    count = np.zeros((height, width), np.float32)
+    weight = np.zeros((height, width), np.float32)
     for prob, (x, y, side) in zip(maps, views):
         scaled = cv2.resize(prob.astype(np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
+        ramp = np.minimum(np.arange(side) + 1, side - np.arange(side)).astype(np.float32)
+        pyramid = np.minimum(ramp[:, None], ramp[None, :])
         h, w = min(side, height - y), min(side, width - x)
-        total[y : y + h, x : x + w] += scaled[:h, :w]
-        count[y : y + h, x : x + w] += 1
-    return total / np.maximum(count, 1)
+        total[y : y + h, x : x + w] += (scaled * pyramid)[:h, :w]
+        weight[y : y + h, x : x + w] += pyramid[:h, :w]
+    return total / np.maximum(weight, 1e-6)
 
 
 # -- CLIPSeg ------------------------------------------------------------------------------
