@@ -147,3 +147,10 @@ def test_unreadable_input_image_fails_before_anything_runs(tmp_path):
     with pytest.raises(Exception, match="input image .* cannot be read"):
         run(plan, engine)
     assert engine.requests == []
+
+
+def test_full_mask_is_allowed():
+    engine = RecordingEngine({"person": np.ones((64, 64), np.float32)})
+    result = run(plan_for("scene BREAK man"), engine)
+    assert result.alphas["person_1"].min() == 1.0 and not result.warnings
+    assert (np.asarray(result.final) == seed_colour(11)).all()
