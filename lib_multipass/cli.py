@@ -24,6 +24,7 @@ from .infotext import generation_params, infotext
 from .options import MultipassOptions
 from .plan import Generation, Plan, lora_json, make_plan
 from .prompt import Job, parse
+from .samplers import canonical_sampler
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -103,8 +104,12 @@ def plan_from_args(args: argparse.Namespace) -> tuple[Job, Plan]:
     if args.init_image:
         values["input_image"] = args.init_image
     options = MultipassOptions.from_dict(values)
-    generation = Generation(args.seed, args.steps, args.cfg, args.width, args.height, args.sampler)
-    return job, make_plan(job, options, generation)
+    sampler = canonical_sampler(args.sampler)
+    generation = Generation(args.seed, args.steps, args.cfg, args.width, args.height, sampler)
+    plan = make_plan(job, options, generation)
+    for p in plan.passes:  # the standalone engine's samplers, checked before any model loads
+        canonical_sampler(p.sampler, "person_sampler" if p.kind == "person" else "sampler")
+    return job, plan
 
 
 class Outputs:

@@ -23,7 +23,7 @@ def generation_params(plan: Plan, model: str | None = None) -> dict[str, object]
     gen = plan.generation
     params: dict[str, object] = {
         "Steps": gen.steps,
-        "Sampler": SAMPLERS[gen.sampler],
+        "Sampler": SAMPLERS.get(gen.sampler, gen.sampler),
         "CFG scale": f"{gen.cfg_scale:g}",
         "Seed": gen.seed,
         "Size": f"{gen.width}x{gen.height}",

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from .errors import OptionsError
-from .samplers import canonical_sampler
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ class Length:
 class Spec:
     """How one option is typed, bounded, labelled in infotext, and whether it is a prompt flag."""
 
-    kind: str  # bool | int | float | terms | length | sampler | str
+    kind: str  # bool | int | float | terms | length | str
     label: str
     help: str
     lo: float | None = None
@@ -115,7 +114,7 @@ class MultipassOptions:
         None, "float", "Multipass CFG scale", "CFG of the person pass (blank: as the base)", lo=0, hi=30, optional=True
     )
     person_sampler: str | None = _opt(
-        None, "sampler", "Multipass sampler", "sampler of the person pass (blank: as the base)", optional=True
+        None, "str", "Multipass sampler", "sampler of the person pass (blank: as the base)", optional=True
     )
     person_seed: int = _opt(
         -1, "int", "Multipass seed", "seed of person pass 1 (-1: image seed + pass number)", lo=-1, hi=2**32 - 1
@@ -261,6 +260,5 @@ _CONVERTERS = {
     "float": lambda name, spec, value: _number(name, spec, value, float),
     "terms": _terms,
     "length": lambda name, spec, value: Length.parse(value, name),
-    "sampler": lambda name, spec, value: canonical_sampler(value, name),
     "str": _str,
 }

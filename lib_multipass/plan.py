@@ -12,7 +12,6 @@ from typing import Any
 from .errors import OptionsError
 from .options import Length, MultipassOptions, to_json
 from .prompt import Job, LoraTag, Segment, join_prompt
-from .samplers import canonical_sampler
 
 
 @dataclass(frozen=True)
@@ -24,7 +23,7 @@ class Generation:
     cfg_scale: float = 7.0
     width: int = 512
     height: int = 512
-    sampler: str = "dpm++2m_karras"
+    sampler: str = "dpm++2m_karras"  # a host's own name: engines check that they know it
 
     def __post_init__(self) -> None:
         for name in ("width", "height"):
@@ -37,7 +36,8 @@ class Generation:
             raise OptionsError(f"`cfg_scale` must be from 0 to 30, got {self.cfg_scale!r}", "cfg_scale")
         if not 0 <= self.seed < 2**32:
             raise OptionsError(f"`seed` must be from 0 to 4294967295, got {self.seed!r}", "seed")
-        object.__setattr__(self, "sampler", canonical_sampler(self.sampler))
+        if not self.sampler:
+            raise OptionsError("`sampler` needs a name", "sampler")
 
 
 @dataclass(frozen=True)

@@ -137,3 +137,10 @@ def test_mask_command_bad_flag_value(tmp_path, capsys):
     assert main(["mask", str(tmp_path / "p.png"), "--prompt", "person", "--mask_threshold", "2", "--out",
                  str(tmp_path / "m")]) == 2
     assert "`mask_threshold` must be a number from 0 to 1" in capsys.readouterr().err
+
+
+def test_unknown_sampler_fails_before_any_model_is_loaded(tmp_path, capsys):
+    code = main(["run", "--checkpoint", "nowhere.safetensors", "--prompt", "a BREAK b", "--out", str(tmp_path / "o"),
+                 "--options", '{"person_sampler": "Heun"}'])
+    err = capsys.readouterr().err
+    assert code == 2 and "`person_sampler`: unknown sampler 'Heun'" in err and "loading" not in err

@@ -31,6 +31,7 @@ from ..errors import ModelNotFoundError, MultipassError
 from ..lora_files import find_loras
 from ..segmenters import Segmenter
 from ..prompt import LoraTag
+from ..samplers import canonical_sampler
 from .base import GenerateRequest, InpaintRequest
 
 #: canonical sampler name -> (scheduler class, config overrides)
@@ -176,9 +177,10 @@ class DiffusersEngine:
             self.pipe.disable_lora()
 
     def _call(self, pipeline, request: GenerateRequest, **kwargs: Any) -> Image.Image:
+        sampler = canonical_sampler(request.sampler)
         self.use_loras(request.loras)
-        pipeline.scheduler = make_scheduler(request.sampler, self._scheduler_config)
-        if request.sampler.startswith("dpm++sde"):
+        pipeline.scheduler = make_scheduler(sampler, self._scheduler_config)
+        if sampler.startswith("dpm++sde"):
             pipeline.scheduler.noise_sampler_seed = request.seed  # else DPM++ SDE is not reproducible
         generator = torch.Generator(device="cpu").manual_seed(request.seed)
         result = pipeline(
