@@ -41,32 +41,23 @@ def overlay(image: Image.Image, alpha: np.ndarray) -> Image.Image:
     return Image.fromarray(np.rint(pixels * (1 - a) + np.array([255.0, 0, 0]) * a).astype(np.uint8))
 
 
-def command_mask(args: argparse.Namespace) -> dict:
-    from .segmenters import make_segmenter
-
-    values = {flag: getattr(args, flag) for flag in MASK_FLAGS if getattr(args, flag) is not None}
-    options = MultipassOptions.from_dict({"mask_prompt": args.prompt, "mask_invert": args.mask_invert, **values})
-    image = open_image(args.image, "image").convert("RGB")
-    segmenter = make_segmenter(args.segmenter)
+def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, persons: int = 1):
+    """(probability map, paste alpha, report) for one image: the mask stage alone."""
     prob = segmenter.probabilities(image, options.mask_prompt)
     negative = segmenter.probabilities(image, options.mask_negative) if options.mask_negative else None
     spec = mask_spec(options, None)
     subjects = masking.subject_mask(prob, negative, spec)
-    instances = masking.split_instances(subjects)
-    specs = [spec] if args.persons <= 1 else [mask_spec(options, i) for i in range(args.persons)]
+    specs = [spec] if persons <= 1 else [mask_spec(options, i) for i in range(persons)]
     alpha = np.zeros(prob.shape, np.float32)
     for one in specs:
         mask = masking.pass_mask(subjects, one)
         if mask is not None:
             alpha = np.maximum(alpha, masking.feather(mask, one.blur))
-    args.out.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.rint(prob * 255).astype(np.uint8), "L").save(args.out / "prob.png")
-    Image.fromarray(np.rint(alpha * 255).astype(np.uint8), "L").save(args.out / "mask.png")
-    overlay(image, alpha).save(args.out / "overlay.png")
     report = {
         "size": list(image.size),
         "area": round(float((alpha > 0).mean()), 5),
-        "instances": [{"box": list(mask_box(part)), "area": round(masking.area(part), 5)} for part in instances],
+        "instances": [{"box": list(mask_box(part)), "area": round(masking.area(part), 5)}
+                      for part in masking.split_instances(subjects)],
         "options": {k: v for k, v in options.to_dict().items() if k.startswith("mask_")},
     }
     if report["area"] < options.mask_min_area:
@@ -74,5 +65,19 @@ def command_mask(args: argparse.Namespace) -> dict:
             f"the mask covers {report['area']:.2%} of the image, below mask_min_area {options.mask_min_area:.2%}: "
             "a person pass with it would be skipped"
         )
+    return prob, alpha, report
+
+
+def command_mask(args: argparse.Namespace) -> dict:
+    from .segmenters import make_segmenter
+
+    values = {flag: getattr(args, flag) for flag in MASK_FLAGS if getattr(args, flag) is not None}
+    options = MultipassOptions.from_dict({"mask_prompt": args.prompt, "mask_invert": args.mask_invert, **values})
+    image = open_image(args.image, "image").convert("RGB")
+    prob, alpha, report = compute_mask(image, options, make_segmenter(args.segmenter), args.persons)
+    args.out.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.rint(prob * 255).astype(np.uint8), "L").save(args.out / "prob.png")
+    Image.fromarray(np.rint(alpha * 255).astype(np.uint8), "L").save(args.out / "mask.png")
+    overlay(image, alpha).save(args.out / "overlay.png")
     print(json.dumps(report))
     return report

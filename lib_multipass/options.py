@@ -49,7 +49,7 @@ class Length:
         return str(self) if self.percent else int(self.value)
 
     def __str__(self) -> str:
-        number = str(int(self.value)) if self.value.is_integer() else repr(self.value)
+        number = str(int(self.value)) if float(self.value).is_integer() else repr(float(self.value))
         return f"{number}%" if self.percent else number
 
 
@@ -120,6 +120,9 @@ class MultipassOptions:
         -1, "int", "Multipass seed", "seed of person pass 1 (-1: image seed + pass number)", lo=-1, hi=2**32 - 1
     )
     base_loras: bool = _opt(False, "bool", "Multipass base LoRAs", "keep base/common LoRAs in the base pass", flag=True)
+    save_passes: bool = _opt(
+        False, "bool", "Multipass save passes", "save the base image, mask and each pass (API: return them too)"
+    )
     hires_denoising_strength: float | None = _opt(
         None, "float", "Multipass hires denoise", "strength of the harmonizing pass (set: on)",
         lo=0, hi=1, optional=True, flag=True,

@@ -52,10 +52,16 @@ def run(
     engine: Engine,
     on_image: ImageCallback | None = None,
     on_progress: ProgressCallback | None = None,
+    base: Image.Image | None = None,
 ) -> RunResult:
-    """Run every pass of `plan`. Input errors found up front raise before anything runs."""
+    """Run every pass of `plan`; `base`: a base image the host made already (the WebUI).
+
+    Input errors found up front raise before anything runs.
+    """
     engine.check_loras(all_lora_names(plan))
-    input_image = open_image(plan.options.input_image, "input image").convert("RGB") if plan.options.input_image else None
+    input_image = base
+    if input_image is None and plan.options.input_image:
+        input_image = open_image(plan.options.input_image, "input image").convert("RGB")
     size = input_image.size if input_image else (plan.generation.width, plan.generation.height)
     user_mask = masking.load_mask_image(plan.options.mask_image, size) if plan.options.mask_image and plan.persons else None
     result = RunResult(plan)
@@ -74,7 +80,7 @@ def run(
         result.interrupted = True
         return result
     if input_image is not None:
-        say(f"[1/{total}] base: input image {plan.options.input_image} ({input_image.width}x{input_image.height})")
+        say(f"[1/{total}] base: given image ({input_image.width}x{input_image.height})")
         keep("base", input_image)
     else:
         say(f"[1/{total}] base pass: {_describe(base)}")

@@ -30,6 +30,9 @@ class Segmenter(Protocol):
     def probabilities(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
         """(H, W) float32 in 0..1: the probability that any of `terms` is at each pixel."""
 
+    def unload(self) -> None:
+        """Free the model; it loads again when next needed."""
+
 
 # -- square views -------------------------------------------------------------------------
 
@@ -183,6 +186,10 @@ class FallbackSegmenter:
                 log.warning("%s; using mediapipe's offline person segmenter instead", err)
                 self._use_fallback = True
         return self.fallback.probabilities(image, terms)
+
+    def unload(self) -> None:
+        self.primary.unload()
+        self.fallback.unload()
 
 
 def make_segmenter(name: str | None, device: str = "cpu") -> Segmenter:

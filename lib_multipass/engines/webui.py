@@ -1,0 +1,136 @@
+"""The WebUI engine: person passes as nested in-paint jobs on the WebUI-loaded model.
+
+The only core module that imports the WebUI's `modules`. A nested
+`StableDiffusionProcessingImg2Img` ("only masked", masked content "original") carries the
+person's `<lora:...>` tags so the WebUI's own extra networks load them; it runs with only
+whitelisted helper scripts, its own conditioning cache, and the outer job's progress
+state and params.txt put back afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from modules import paths, processing, shared
+
+from ..errors import ModelNotFoundError, MultipassError
+from ..segmenters import Segmenter
+from ..webui.prompts import with_tags
+from .base import GenerateRequest, InpaintRequest
+
+#: always-on scripts kept in the nested pass (file names without .py); others are left out
+DEFAULT_WHITELIST = ("dynamic_prompting", "dynamic_thresholding", "wildcards", "lora_block_weight", "negpip",
+                     "soft_inpainting", "lora_script")
+
+
+def available_loras() -> dict[str, object] | None:
+    """The WebUI's LoRA list (its built-in Lora extension), or None when it cannot be read."""
+    try:
+        import networks  # extensions-builtin/Lora, on sys.path inside the WebUI
+    except ImportError:
+        return None
+    if not networks.available_networks:
+        networks.list_available_networks()
+    return {**networks.available_networks, **networks.available_network_aliases}
+
+
+@contextlib.contextmanager
+def outer_job_kept() -> Iterator[None]:
+    """Put back what a nested process_images changes: progress counters and params.txt."""
+    state = shared.state
+    saved = {name: getattr(state, name, None) for name in ("job", "job_no", "job_count", "sampling_step",
+                                                            "sampling_steps")}
+    params = Path(paths.data_path) / "params.txt"
+    text = params.read_text(encoding="utf8") if params.is_file() else None
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is not None:
+                setattr(state, name, value)
+        if text is not None:
+            params.write_text(text, encoding="utf8")
+        elif params.is_file():
+            params.unlink()
+
+
+def nested_scripts(p, whitelist: Sequence[str]):
+    """A copy of the outer job's script runner with only whitelisted always-on scripts."""
+    if p.scripts is None:
+        return None
+    runner = copy.copy(p.scripts)
+    keep = set(whitelist)
+    runner.alwayson_scripts = [s for s in p.scripts.alwayson_scripts
+                               if Path(s.filename or "").stem in keep]
+    runner.callback_map = {}
+    return runner
+
+
+class WebUIEngine:
+    """The `Engine` protocol inside the WebUI, for the job `p` whose base images the WebUI made."""
+
+    def __init__(self, p, segmenter: Segmenter, whitelist: Sequence[str] = DEFAULT_WHITELIST):
+        self.p = p
+        self.segmenter = segmenter
+        self.whitelist = whitelist
+
+    def check_loras(self, names: Sequence[str]) -> None:
+        known = available_loras()
+        missing = [name for name in names if known is not None and name not in known]
+        if missing:
+            listing = ", ".join(sorted(known)[:30]) or "none"
+            raise ModelNotFoundError(
+                f"LoRA {', '.join(map(repr, missing))} not found in the WebUI's Lora folder; LoRAs found: {listing}"
+            )
+
+    def txt2img(self, request: GenerateRequest) -> Image.Image:
+        raise MultipassError("inside the WebUI the base image comes from the WebUI's own pass")
+
+    def inpaint(self, request: InpaintRequest) -> Image.Image:
+        gen, outer = request.generate, self.p
+        nested = processing.StableDiffusionProcessingImg2Img(
+            sd_model=outer.sd_model, outpath_samples=outer.outpath_samples, outpath_grids=outer.outpath_grids,
+            prompt=with_tags(gen.prompt, gen.loras), negative_prompt=gen.negative, styles=[], seed=gen.seed,
+            subseed=-1, subseed_strength=0, sampler_name=gen.sampler, scheduler=getattr(outer, "scheduler", None),
+            batch_size=1, n_iter=1, steps=gen.steps, cfg_scale=gen.cfg_scale, width=gen.width, height=gen.height,
+            restore_faces=False, tiling=outer.tiling, do_not_save_samples=True, do_not_save_grid=True,
+            override_settings={}, extra_generation_params={}, init_images=[request.image],
+            mask=Image.fromarray(request.mask.astype(np.uint8) * 255, "L"), mask_blur=request.blur,
+            inpainting_fill=1, inpaint_full_res=True, inpaint_full_res_padding=request.padding,
+            denoising_strength=request.denoise,
+        )
+        nested.cached_c = [None, None]  # its own cache: the outer job's (class-level) one stays
+        nested.cached_uc = [None, None]
+        nested.scripts = nested_scripts(outer, self.whitelist)
+        nested.script_args = outer.script_args
+        with outer_job_kept():
+            processed = processing.process_images(nested)
+        if not processed.images:
+            raise MultipassError("the WebUI returned no image for the person pass (interrupted?)")
+        return processed.images[0].convert("RGB")
+
+    def segment(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
+        return self.segmenter.probabilities(image, terms)
+
+    def interrupted(self) -> bool:
+        state = shared.state
+        return bool(state.interrupted or state.skipped or getattr(state, "stopping_generation", False))
+
+
+def segmenter_source(setting: str | None) -> str | None:
+    """CLIPSeg weights: the setting, else `models/clipseg/` when it holds a model, else the default id."""
+    if setting:
+        return setting
+    local = Path(shared.models_path) / "clipseg"
+    return str(local) if (local / "config.json").is_file() else None
+
+
+def data_path(*parts: str) -> str:
+    return os.path.join(paths.data_path, *parts)

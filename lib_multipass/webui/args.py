@@ -1,0 +1,65 @@
+"""The script's arguments: UI components in a fixed order, or one dict from the API."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from ..options import MultipassOptions, format_value, option_specs
+
+#: option names of the ui() components, in the order ui() returns them
+UI_FIELDS: tuple[str, ...] = (
+    "enabled",
+    "denoising_strength",
+    "mask_prompt",
+    "mask_negative",
+    "mask_invert",
+    "mask_dilate",
+    "mask_blur",
+    "mask_threshold",
+    "base_loras",
+    "person_steps",
+    "person_cfg",
+    "person_sampler",
+    "save_passes",
+)
+
+#: infotext key that says a job ran with multipass (its value is the version)
+ENABLED_KEY = "Multipass"
+
+
+def options_from_args(args: Sequence[Any]) -> MultipassOptions:
+    """Options from the script's args: `({...},)` from the API, or the UI's values in order.
+
+    The UI's "blank" number fields send 0 or None for "same as the main settings".
+    """
+    if not args:
+        return MultipassOptions(enabled=False)
+    if isinstance(args[0], Mapping):
+        return MultipassOptions.from_dict(args[0])
+    values = dict(zip(UI_FIELDS, args))
+    for name in ("person_steps", "person_cfg"):
+        if values.get(name) in (0, 0.0, "", None):
+            values[name] = None
+    if values.get("person_sampler") in ("", "Use same sampler"):
+        values["person_sampler"] = None
+    return MultipassOptions.from_dict(values)
+
+
+def infotext_label(name: str) -> str:
+    return ENABLED_KEY if name == "enabled" else option_specs()[name].label
+
+
+def ui_value(value: Any) -> Any:
+    """An option value as its UI component holds it (text for terms and lengths)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return format_value(value)
+
+
+def paste_value(name: str, params: Mapping[str, str]) -> Any:
+    """The UI value of option `name` from pasted infotext `params` (missing key: its default)."""
+    if name == "enabled":
+        return ENABLED_KEY in params
+    raw = params.get(infotext_label(name))
+    options = MultipassOptions() if raw is None else MultipassOptions.from_dict({name: raw})
+    return ui_value(getattr(options, name))

@@ -1,0 +1,87 @@
+"""What the script's hooks do inside the WebUI: settings -> options -> a MultipassJob."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Sequence
+
+from ..errors import MultipassError
+from ..segmenters import Segmenter, make_segmenter
+from .args import options_from_args
+from .job import MultipassJob, reject
+
+log = logging.getLogger(__name__)
+
+SETTINGS_DEFAULTS = {
+    "multipass_segmenter": "",  # CLIPSeg folder or hub id; blank: models/clipseg, else CIDAS/clipseg-rd64-refined
+    "multipass_default_mask_prompt": "person",
+    "multipass_keep_segmenter": True,
+    "multipass_save_passes": False,
+    "multipass_max_persons": 4,
+    "multipass_script_whitelist": "dynamic_prompting,dynamic_thresholding,wildcards,lora_block_weight,negpip,"
+                                  "soft_inpainting,lora_script",
+}
+
+
+def setting(name: str) -> Any:
+    from modules import shared
+
+    return shared.opts.data.get(name, SETTINGS_DEFAULTS[name])
+
+
+@functools.lru_cache(maxsize=1)
+def shared_segmenter(source: str | None, device: str) -> Segmenter:
+    """One segmenter for both tabs, loaded on first use and kept between jobs."""
+    return make_segmenter(source, device)
+
+
+def start_job(p, args: Sequence[Any]) -> MultipassJob | None:
+    """The job for `p`, or None when multipass is off (or the job was rejected)."""
+    from modules import devices, images
+
+    from ..engines.webui import WebUIEngine, segmenter_source
+
+    try:
+        options = options_from_args(args)
+        if not options.enabled:
+            return None
+        overrides = {}
+        if options.mask_prompt == ("person",) and setting("multipass_default_mask_prompt") != "person":
+            overrides["mask_prompt"] = setting("multipass_default_mask_prompt")
+        if setting("multipass_save_passes"):
+            overrides["save_passes"] = True
+        options = options.replace(**overrides)
+    except MultipassError as err:
+        reject(p, str(err))
+        return None
+    segmenter = shared_segmenter(segmenter_source(setting("multipass_segmenter") or None), str(devices.device))
+    whitelist = [name.strip() for name in str(setting("multipass_script_whitelist")).split(",") if name.strip()]
+    engine = WebUIEngine(p, segmenter, whitelist)
+
+    def save(image, p, index, suffix):
+        images.save_image(image, p.outpath_samples, "", p.all_seeds[index], p.all_prompts[index],
+                          setting_format(), p=p, suffix=suffix)
+
+    job = MultipassJob(options, engine, save)
+    if not job.start(p):
+        return None
+    persons = max((len(plan.persons) for plan in job.plans.values()), default=0)
+    if persons > int(setting("multipass_max_persons")):
+        reject(p, f"{persons} person prompts; the setting 'max persons' allows {setting('multipass_max_persons')}")
+        return None
+    return job
+
+
+def setting_format() -> str:
+    from modules import shared
+
+    return shared.opts.data.get("samples_format", "png")
+
+
+def end_job(job: MultipassJob | None, processed) -> None:
+    if job is None:
+        return
+    job.finish(processed)
+    if not setting("multipass_keep_segmenter"):
+        job.engine.segmenter.unload()  # type: ignore[attr-defined]

@@ -1,0 +1,181 @@
+"""One WebUI job between its script hooks (DESIGN.md §3, §7).
+
+process: validate the options and every prompt, plan each image (nothing runs from a
+malformed job) -> before_process_batch: the batch's prompts become base-pass prompts, in
+place -> postprocess_batch_list: per image, the person passes on the decoded base image,
+before the WebUI's face restoration -> postprocess: intermediates added to the result.
+Never raises into the WebUI: problems become infotext warnings and the base is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from PIL import Image
+
+from .. import __version__
+from ..engines.base import Engine
+from ..errors import MultipassError
+from ..options import MultipassOptions
+from ..plan import Generation, Plan, make_plan
+from ..runner import run
+from .prompts import parse_styled, with_tags
+
+log = logging.getLogger(__name__)
+
+SaveImage = Callable[[Image.Image, Any, int, str], None]  # (image, p, index in job, suffix)
+WARNINGS_KEY = "Multipass warnings"
+ERROR_KEY = "Multipass error"
+
+
+def _nth(value: Any, index: int) -> Any:
+    return value[index] if isinstance(value, list) else value
+
+
+def to_image(tensor) -> Image.Image:
+    """A decoded CHW 0..1 tensor as the WebUI turns it into an image (truncating)."""
+    return Image.fromarray((255.0 * np.moveaxis(tensor.cpu().numpy(), 0, 2)).astype(np.uint8))
+
+
+def merge(tensor, before: Image.Image, after: Image.Image):
+    """`tensor` with only the pixels that the passes changed replaced: the rest stays bit-exact."""
+    import torch
+
+    changed = np.any(np.asarray(before) != np.asarray(after), axis=2)
+    out = tensor.clone()
+    new = torch.from_numpy(np.asarray(after, np.float32) / 255.0).permute(2, 0, 1).to(out.dtype)
+    mask = torch.from_numpy(changed)
+    out[:, mask] = new[:, mask].to(out.device)
+    return out
+
+
+@dataclass
+class MultipassJob:
+    options: MultipassOptions
+    engine: Engine
+    save_image: SaveImage | None = None
+    plans: dict[int, Plan] = field(default_factory=dict)
+    warnings: dict[int, list[str]] = field(default_factory=dict)
+    extra_images: list[tuple[Image.Image, str]] = field(default_factory=list)
+    _hires: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+    # -- process -------------------------------------------------------------------------------
+
+    def start(self, p) -> bool:
+        """Plan every image of the job; on a malformed prompt generate nothing and say why."""
+        params = p.extra_generation_params = {k: v for k, v in p.extra_generation_params.items()
+                                              if not k.startswith("Multipass")}  # XYZ cells share the dict
+        try:
+            for index, prompt in enumerate(p.all_prompts):
+                job = parse_styled(prompt, p.all_negative_prompts[index], _nth(p.prompt, index),
+                                   _nth(p.negative_prompt, index))
+                generation = Generation(int(p.all_seeds[index]) % 2**32, p.steps, float(p.cfg_scale), p.width,
+                                        p.height, p.sampler_name or "Euler a")
+                self.plans[index] = make_plan(job, self.options, generation)
+        except MultipassError as err:
+            reject(p, f"prompt {index + 1}: {err}")
+            return False
+        params["Multipass"] = __version__
+        params.update(self.plans[0].options.infotext_params() if self.plans else self.options.infotext_params())
+        params[WARNINGS_KEY] = self._warning_text
+        return True
+
+    def _warning_text(self, p, index, **_: Any) -> str | None:
+        found = self.warnings.get(p.iteration * p.batch_size + index)
+        return "; ".join(found) if found else None
+
+    def warn(self, index: int, message: str) -> None:
+        log.warning("multipass: image %d: %s", index + 1, message)
+        self.warnings.setdefault(index, []).append(message)
+
+    # -- before_process_batch --------------------------------------------------------------------
+
+    def rewrite_batch(self, p, batch_number: int, prompts: list[str]) -> None:
+        """The batch's prompts (the very list the WebUI conditions on) become base-pass prompts."""
+        for i in range(len(prompts)):
+            plan = self.plans.get(batch_number * p.batch_size + i)
+            if plan is None:
+                continue
+            prompts[i] = with_tags(plan.base.prompt, plan.base.loras)
+            p.negative_prompts[i] = plan.base.negative
+            self._rewrite_hires(p, batch_number * p.batch_size + i, plan)
+
+    def _rewrite_hires(self, p, index: int, plan: Plan) -> None:
+        if not getattr(p, "enable_hr", False) or getattr(p, "all_hr_prompts", None) is None:
+            return
+        self._hires[index] = (p.all_hr_prompts[index], p.all_hr_negative_prompts[index])
+        try:
+            hires = parse_styled(p.all_hr_prompts[index], p.all_hr_negative_prompts[index],
+                                 _nth(p.hr_prompt, index), _nth(p.hr_negative_prompt, index))
+            base = make_plan(hires, self.options, plan.generation).base
+        except MultipassError as err:
+            self.warn(index, f"hires prompt: {err}; the main base prompt is used")
+            base = plan.base
+        p.all_hr_prompts[index] = with_tags(base.prompt, base.loras)
+        p.all_hr_negative_prompts[index] = base.negative
+
+    # -- postprocess_batch_list -------------------------------------------------------------------
+
+    def run_batch(self, p, images: list, batch_number: int) -> None:
+        """Person passes on each decoded image of the batch, replacing it in place."""
+        for index, (hr_prompt, hr_negative) in self._hires.items():  # no spurious "Hires prompt"
+            p.all_hr_prompts[index], p.all_hr_negative_prompts[index] = hr_prompt, hr_negative
+        self._hires.clear()
+        for i, tensor in enumerate(images):
+            index = batch_number * p.batch_size + i
+            plan = self.plans.get(index)
+            if plan is None or not plan.persons:
+                continue
+            if self.engine.interrupted():
+                self.warn(index, "interrupted: the base image is kept")
+                break
+            base = to_image(tensor)
+            final = self._run_image(p, index, plan, base)
+            if final is not None:
+                images[i] = merge(tensor, base, final)
+
+    def _run_image(self, p, index: int, plan: Plan, base: Image.Image) -> Image.Image | None:
+        try:
+            result = run(plan, self.engine, base=base)
+        except MultipassError as err:
+            self.warn(index, f"{err}; the base image is kept")
+            return None
+        except Exception as err:  # noqa: BLE001 - never raise into the WebUI; the base image stays
+            log.exception("multipass: image %d failed", index + 1)
+            self.warn(index, f"{err.__class__.__name__}: {err}; the base image is kept")
+            return None
+        for message in result.warnings:
+            self.warn(index, message)
+        if self.options.save_passes:
+            self._keep_passes(p, index, result)
+        return result.final
+
+    def _keep_passes(self, p, index: int, result) -> None:
+        images = dict(result.images)
+        for name, alpha in result.alphas.items():
+            images[f"{name}-mask"] = Image.fromarray(np.rint(alpha * 255).astype(np.uint8), "L")
+        for name, image in images.items():
+            if name == list(result.images)[-1]:
+                continue  # the final image is the job's own output
+            self.extra_images.append((image, f"multipass {name}, image {index + 1}"))
+            if self.save_image is not None:
+                self.save_image(image, p, index, f"-multipass-{name}")
+
+    # -- postprocess ------------------------------------------------------------------------------
+
+    def finish(self, processed) -> None:
+        """Intermediate passes join the result (the API returns them; the UI shows them)."""
+        for image, label in self.extra_images:
+            processed.images.append(image)
+            processed.infotexts.append(label)
+
+
+def reject(p, message: str) -> None:
+    """Generate nothing for a malformed job, and say why where the user looks."""
+    log.error("multipass: %s", message)
+    p.extra_generation_params[ERROR_KEY] = message
+    p.comment(f"Multipass: {message}")
+    p.n_iter = 0

@@ -1,0 +1,91 @@
+"""The accordion in txt2img/img2img (gradio 3.41, the WebUI's). Builds components only: no side effects."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import MultipassError
+from ..options import MultipassOptions, option_specs
+from .args import UI_FIELDS, infotext_label, paste_value, ui_value
+
+SAME_SAMPLER = "Use same sampler"
+
+
+def preview(prompt: str, negative: str = "") -> str:
+    """The live plan preview: the same data as `parse --json`, or the parse error."""
+    from .api import parse_payload
+
+    try:
+        return json.dumps(parse_payload({"prompt": prompt, "negative_prompt": negative}), indent=1)
+    except MultipassError as err:
+        return json.dumps({"error": str(err)})
+
+
+def build_ui(script: Any, is_img2img: bool) -> tuple[list, list, list]:
+    """(components in UI_FIELDS order, infotext_fields, paste_field_names)."""
+    import gradio as gr
+    from modules import sd_samplers
+
+    tab = "img2img" if is_img2img else "txt2img"
+    defaults = MultipassOptions()
+    specs = option_specs()
+    samplers = [SAME_SAMPLER] + [s.name for s in sd_samplers.all_samplers]
+
+    def number_slider(name: str, lo: float, hi: float, step: float, value: Any, label: str):
+        return gr.Slider(lo, hi, value=value, step=step, label=label, elem_id=f"multipass_{tab}_{name}")
+
+    def text(name: str, label: str):
+        return gr.Textbox(value=ui_value(getattr(defaults, name)), label=label, elem_id=f"multipass_{tab}_{name}")
+
+    def check(name: str, label: str):
+        return gr.Checkbox(value=bool(getattr(defaults, name)), label=label, elem_id=f"multipass_{tab}_{name}")
+
+    with gr.Accordion("Multipass", open=False, elem_id=f"multipass_{tab}", elem_classes=["multipass"]):
+        with gr.Row():
+            enabled = gr.Checkbox(value=False, label="Enable multipass", elem_id=f"multipass_{tab}_enabled")
+            save_passes = check("save_passes", "Save intermediate passes")
+            base_loras = check("base_loras", "Keep base/common LoRAs in the base pass")
+        with gr.Row():
+            denoise = number_slider("denoising_strength", 0, 1, 0.01, defaults.denoising_strength, "Person denoise")
+            threshold = number_slider("mask_threshold", 0, 1, 0.01, defaults.mask_threshold, "Mask threshold")
+        with gr.Row():
+            mask_prompt = text("mask_prompt", "Mask prompt (terms separated by |)")
+            mask_negative = text("mask_negative", "Mask negative")
+        with gr.Row():
+            dilate = text("mask_dilate", "Mask dilate (px, or % of the short side; negative shrinks)")
+            blur = number_slider("mask_blur", 0, 64, 1, defaults.mask_blur, "Mask blur (feather, px)")
+            invert = check("mask_invert", "Invert mask")
+        with gr.Row():
+            steps = number_slider("person_steps", 0, 150, 1, 0, "Person steps (0: as the main steps)")
+            cfg = number_slider("person_cfg", 0, 30, 0.5, 0, "Person CFG (0: as the main CFG)")
+            sampler = gr.Dropdown(samplers, value=SAME_SAMPLER, label="Person sampler",
+                                  elem_id=f"multipass_{tab}_person_sampler")
+        plan = gr.Code(value="", language="json", label="Plan preview (from the prompt above)",
+                       elem_id=f"multipass_{tab}_preview", interactive=False)
+    prompt_box = getattr(script, "prompt_boxes", {}).get(tab)
+    if prompt_box is not None:
+        prompt_box.change(fn=preview, inputs=[prompt_box], outputs=[plan], show_progress=False)
+
+    by_name = {
+        "enabled": enabled, "denoising_strength": denoise, "mask_prompt": mask_prompt, "mask_negative": mask_negative,
+        "mask_invert": invert, "mask_dilate": dilate, "mask_blur": blur, "mask_threshold": threshold,
+        "base_loras": base_loras, "person_steps": steps, "person_cfg": cfg, "person_sampler": sampler,
+        "save_passes": save_passes,
+    }
+    components = [by_name[name] for name in UI_FIELDS]
+    fields = [(by_name[name], _paster(name)) for name in UI_FIELDS]
+    assert all(name in specs for name in UI_FIELDS)
+    return components, fields, [infotext_label(name) for name in UI_FIELDS]
+
+
+def _paster(name: str):
+    def paste(params: dict) -> Any:
+        value = paste_value(name, params)
+        if name == "person_sampler":
+            return value or SAME_SAMPLER
+        if name in ("person_steps", "person_cfg"):
+            return value or 0
+        return value
+
+    return paste

@@ -1,0 +1,60 @@
+"""Multipass for the AUTOMATIC1111 WebUI: the scene on the unmodified model, then each subject
+in-painted with its LoRA inside a mask found in the scene. Thin: the work is in lib_multipass."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from modules import script_callbacks, scripts
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:  # the WebUI puts an extension on sys.path only while importing its scripts
+    sys.path.insert(0, _ROOT)
+
+from lib_multipass.webui import api, hooks, settings, xyz  # noqa: E402
+from lib_multipass.webui.args import UI_FIELDS  # noqa: E402
+
+
+class MultipassScript(scripts.Script):
+    def __init__(self):
+        self.job = None
+        self.prompt_boxes = {}  # tab -> the prompt textbox, for the plan preview
+
+    def after_component(self, component, **kwargs):
+        elem_id = kwargs.get("elem_id")
+        if elem_id in ("txt2img_prompt", "img2img_prompt"):
+            self.prompt_boxes[elem_id.split("_")[0]] = component
+
+    def title(self):
+        return "Multipass"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        from lib_multipass.webui.ui import build_ui
+
+        components, self.infotext_fields, self.paste_field_names = build_ui(self, is_img2img)
+        assert len(components) == len(UI_FIELDS)
+        return components
+
+    def process(self, p, *args):
+        self.job = hooks.start_job(p, args)
+
+    def before_process_batch(self, p, *args, **kwargs):
+        if self.job is not None:
+            self.job.rewrite_batch(p, kwargs["batch_number"], kwargs["prompts"])
+
+    def postprocess_batch_list(self, p, pp, *args, **kwargs):
+        if self.job is not None:
+            self.job.run_batch(p, pp.images, kwargs["batch_number"])
+
+    def postprocess(self, p, processed, *args):
+        job, self.job = self.job, None
+        hooks.end_job(job, processed)
+
+
+script_callbacks.on_ui_settings(settings.add_settings)
+script_callbacks.on_before_ui(xyz.add_axes)
+script_callbacks.on_app_started(api.add_routes)

@@ -1,0 +1,3 @@
+"""modules/devices.py: the device the model runs on."""
+
+device = "cpu"

@@ -1,0 +1,344 @@
+"""modules/processing.py: the processing objects, process_images' hook order and create_infotext.
+
+Sampling is a recorder: each image is a flat colour from crc32(prompt) and the seed; an
+img2img with a mask and `inpaint_full_res` changes only the (blurred) masked pixels, as the
+WebUI's paste-back does. Every sampling call is appended to `calls`.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+from modules import extra_networks, images, paths, scripts, shared
+from modules.shared import opts, state
+
+calls: list[dict] = []
+
+
+def colour(prompt: str, seed: int) -> tuple[int, int, int]:
+    h = zlib.crc32(f"{prompt}|{seed}".encode())
+    return (h & 255, (h >> 8) & 255, (h >> 16) & 255)
+
+
+@dataclass(repr=False)
+class StableDiffusionProcessing:
+    sd_model: object = None
+    outpath_samples: str = None
+    outpath_grids: str = None
+    prompt: str = ""
+    prompt_for_display: str = None
+    negative_prompt: str = ""
+    styles: list = None
+    seed: int = -1
+    subseed: int = -1
+    subseed_strength: float = 0
+    seed_resize_from_h: int = -1
+    seed_resize_from_w: int = -1
+    seed_enable_extras: bool = True
+    sampler_name: str = None
+    scheduler: str = None
+    batch_size: int = 1
+    n_iter: int = 1
+    steps: int = 50
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    restore_faces: bool = None
+    tiling: bool = None
+    do_not_save_samples: bool = False
+    do_not_save_grid: bool = False
+    extra_generation_params: dict = None
+    overlay_images: list = None
+    eta: float = None
+    do_not_reload_embeddings: bool = False
+    denoising_strength: float = None
+    override_settings: dict = None
+    override_settings_restore_afterwards: bool = True
+    sampler_index: int = None
+    refiner_checkpoint: str = None
+    refiner_switch_at: float = None
+    token_merging_ratio = 0
+    token_merging_ratio_hr = 0
+    disable_extra_networks: bool = False
+    firstpass_image: Any = None
+
+    scripts_value: Any = field(default=None, init=False)
+    script_args_value: list = field(default=None, init=False)
+
+    cached_uc = [None, None]  # class-level, shared by every processing object, as in the WebUI
+    cached_c = [None, None]
+
+    def __post_init__(self):
+        self.styles = self.styles or []
+        self.extra_generation_params = self.extra_generation_params or {}
+        self.override_settings = self.override_settings or {}
+        self.comments = {}
+        self.is_api = False
+        self.iteration = 0
+
+    @property
+    def scripts(self):
+        return self.scripts_value
+
+    @scripts.setter
+    def scripts(self, value):
+        self.scripts_value = value
+
+    @property
+    def script_args(self):
+        return self.script_args_value
+
+    @script_args.setter
+    def script_args(self, value):
+        self.script_args_value = value
+
+    def comment(self, text):
+        self.comments[text] = 1
+
+    def setup_prompts(self):
+        prompts = self.prompt if isinstance(self.prompt, list) else self.batch_size * self.n_iter * [self.prompt]
+        negatives = (self.negative_prompt if isinstance(self.negative_prompt, list)
+                     else self.batch_size * self.n_iter * [self.negative_prompt])
+        self.main_prompt, self.main_negative_prompt = prompts[0], negatives[0]
+        self.all_prompts = [apply_styles(x, self.styles) for x in prompts]
+        self.all_negative_prompts = [apply_styles(x, self.styles, negative=True) for x in negatives]
+
+    def parse_extra_network_prompts(self):
+        self.prompts, self.extra_network_data = extra_networks.parse_prompts(self.prompts)
+
+    def sample_images(self) -> list[Image.Image]:
+        outs = []
+        for i, (prompt, seed) in enumerate(zip(self.prompts, self.seeds)):
+            call = {"kind": type(self).__name__, "prompt": prompt, "negative": self.negative_prompts[i], "seed": seed,
+                    "loras": extra_networks.activations[-1] if extra_networks.activations else [],
+                    "steps": self.steps, "cfg_scale": self.cfg_scale, "sampler": self.sampler_name,
+                    "size": (self.width, self.height), "p": self}
+            calls.append(call)
+            outs.append(self.paint(i, prompt, seed, call))
+        return outs
+
+    def paint(self, i, prompt, seed, call):
+        return Image.new("RGB", (self.width, self.height), colour(prompt, seed))
+
+
+def apply_styles(prompt, styles, negative=False):
+    """shared.prompt_styles.apply_styles_to_prompt: each style text is appended with ", "."""
+    for style in styles:
+        text = STYLES.get(style, ("", ""))[1 if negative else 0]
+        prompt = text.replace("{prompt}", prompt) if "{prompt}" in text else ", ".join(x for x in (prompt, text) if x)
+    return prompt
+
+
+STYLES: dict[str, tuple[str, str]] = {}  # name -> (prompt, negative prompt); tests add styles
+
+
+@dataclass(repr=False)
+class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
+    enable_hr: bool = False
+    denoising_strength: float = 0.75
+    hr_scale: float = 2.0
+    hr_upscaler: str = None
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    hr_checkpoint_name: str = None
+    hr_sampler_name: str = None
+    hr_scheduler: str = None
+    hr_prompt: str = ''
+    hr_negative_prompt: str = ''
+
+    def setup_prompts(self):
+        super().setup_prompts()
+        if not self.enable_hr:
+            return
+        self.hr_prompt = self.hr_prompt or self.prompt
+        self.hr_negative_prompt = self.hr_negative_prompt or self.negative_prompt
+        self.all_hr_prompts = [apply_styles(self.hr_prompt, self.styles)] * (self.batch_size * self.n_iter)
+        self.all_hr_negative_prompts = [apply_styles(self.hr_negative_prompt, self.styles, True)] * (
+            self.batch_size * self.n_iter)
+
+        def get_hr_prompt(p, index, prompt_text, **kwargs):
+            hr_prompt = p.all_hr_prompts[index]
+            return hr_prompt if hr_prompt != prompt_text else None
+
+        self.extra_generation_params["Hires prompt"] = get_hr_prompt
+
+    def parse_extra_network_prompts(self):
+        super().parse_extra_network_prompts()
+        if self.enable_hr:
+            n, b = self.iteration, self.batch_size
+            self.hr_prompts = self.all_hr_prompts[n * b:(n + 1) * b]
+            self.hr_prompts, _ = extra_networks.parse_prompts(self.hr_prompts)
+
+
+@dataclass(repr=False)
+class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
+    init_images: list = None
+    resize_mode: int = 0
+    denoising_strength: float = 0.75
+    image_cfg_scale: float = None
+    mask: Any = None
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    mask_blur: int = None
+    mask_round: bool = True
+    inpainting_fill: int = 0
+    inpaint_full_res: bool = True
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int = 0
+    initial_noise_multiplier: float = None
+    latent_mask: Image = None
+    force_task_id: str = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.mask_blur is not None:
+            self.mask_blur_x = self.mask_blur_y = self.mask_blur
+
+    def paint(self, i, prompt, seed, call):
+        init = self.init_images[0].convert("RGB")
+        new = Image.new("RGB", init.size, colour(prompt, seed))
+        if self.mask is None:
+            return new
+        mask = self.mask.convert("L")
+        if self.mask_blur_x:
+            mask = mask.filter(ImageFilter.GaussianBlur(self.mask_blur_x))
+        call.update(mask=np.asarray(self.mask.convert("L")) > 127, init=init, denoise=self.denoising_strength,
+                    blur=self.mask_blur_x, padding=self.inpaint_full_res_padding, fill=self.inpainting_fill,
+                    full_res=self.inpaint_full_res)
+        return Image.composite(new, init, mask)
+
+
+class Processed:
+    def __init__(self, p, images_list, seed=-1, info="", subseed=None, all_prompts=None, all_negative_prompts=None,
+                 all_seeds=None, all_subseeds=None, index_of_first_image=0, infotexts=None, comments=""):
+        self.images = images_list
+        self.prompt = p.prompt
+        self.seed = seed
+        self.info = info
+        self.infotexts = infotexts or [info] * len(images_list)
+        self.all_prompts = all_prompts or getattr(p, "all_prompts", [p.prompt])
+        self.all_seeds = all_seeds or getattr(p, "all_seeds", [seed])
+        self.extra_generation_params = p.extra_generation_params
+        self.comments = "".join(f"{c}\n" for c in p.comments)
+
+
+def quote(text):
+    text = str(text)
+    if ',' not in text and '\n' not in text and ':' not in text:
+        return text
+    import json
+
+    return json.dumps(text, ensure_ascii=False)
+
+
+def create_infotext(p, all_prompts, all_seeds, all_subseeds, comments=None, iteration=0, position_in_batch=0,
+                    use_main_prompt=False, index=None, all_negative_prompts=None):
+    if index is None:
+        index = position_in_batch + iteration * p.batch_size
+    prompt_text = all_prompts[index]
+    negative_prompt = (all_negative_prompts or p.all_negative_prompts)[index]
+    generation_params = {
+        "Steps": p.steps, "Sampler": p.sampler_name, "CFG scale": p.cfg_scale, "Seed": all_seeds[index],
+        "Face restoration": "CodeFormer" if p.restore_faces else None, "Size": f"{p.width}x{p.height}",
+        "Denoising strength": p.extra_generation_params.get("Denoising strength"),
+        **p.extra_generation_params,
+    }
+    for key, value in generation_params.items():
+        if isinstance(value, list):
+            generation_params[key] = value[index]
+        elif callable(value):
+            generation_params[key] = value(**locals())
+    text = ", ".join(f"{k}: {quote(v)}" for k, v in generation_params.items() if v is not None)
+    negative_text = f"\nNegative prompt: {negative_prompt}" if negative_prompt else ""
+    return f"{prompt_text}{negative_text}\n{text}".strip()
+
+
+def fix_seed(p):
+    p.seed = 1000 if p.seed == -1 else p.seed
+
+
+def process_images(p) -> Processed:
+    if p.scripts is not None:
+        p.scripts.before_process(p)
+    return process_images_inner(p)
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image.convert("RGB"), np.float32) / 255.0).permute(2, 0, 1)
+
+
+def process_images_inner(p) -> Processed:
+    """The order of processing.process_images_inner in 1.10.1, minus the model."""
+    if isinstance(p.prompt, list):
+        assert len(p.prompt) > 0
+    p.setup_prompts()
+    seed = 1000 if p.seed == -1 else p.seed
+    p.all_seeds = [int(seed) + x for x in range(len(p.all_prompts))]
+    p.all_subseeds = [-1] * len(p.all_prompts)
+    if p.scripts is not None:
+        p.scripts.process(p)
+    infotexts, output_images = [], []
+    if state.job_count == -1:
+        state.job_count = p.n_iter
+    for n in range(p.n_iter):
+        p.iteration = n
+        if state.skipped:
+            state.skipped = False
+        if state.interrupted or state.stopping_generation:
+            break
+        b = p.batch_size
+        p.prompts = p.all_prompts[n * b:(n + 1) * b]
+        p.negative_prompts = p.all_negative_prompts[n * b:(n + 1) * b]
+        p.seeds = p.all_seeds[n * b:(n + 1) * b]
+        p.subseeds = p.all_subseeds[n * b:(n + 1) * b]
+        if p.scripts is not None:
+            p.scripts.before_process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
+        if len(p.prompts) == 0:
+            break
+        p.parse_extra_network_prompts()
+        if not p.disable_extra_networks:
+            extra_networks.activate(p, p.extra_network_data)
+        if p.scripts is not None:
+            p.scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
+        if n == 0 and not shared.cmd_opts.no_prompt_history:
+            with open(os.path.join(paths.data_path, "params.txt"), "w", encoding="utf8") as file:
+                file.write(create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, index=0))
+        x_samples = torch.stack([to_tensor(im) for im in p.sample_images()])
+        state.nextjob()
+        if p.scripts is not None:
+            p.scripts.postprocess_batch(p, x_samples, batch_number=n)
+            p.prompts = p.all_prompts[n * b:(n + 1) * b]
+            p.negative_prompts = p.all_negative_prompts[n * b:(n + 1) * b]
+            batch_params = scripts.PostprocessBatchListArgs(list(x_samples))
+            p.scripts.postprocess_batch_list(p, batch_params, batch_number=n)
+            x_samples = batch_params.images
+        for i, x_sample in enumerate(x_samples):
+            p.batch_index = i
+            array = (255.0 * np.moveaxis(x_sample.cpu().numpy(), 0, 2)).astype(np.uint8)
+            if p.restore_faces:
+                FACE_RESTORATION_SAW.append(array.copy())
+            image = Image.fromarray(array)
+            if p.scripts is not None:
+                pp = scripts.PostprocessImageArgs(image)
+                p.scripts.postprocess_image(p, pp)
+                image = pp.image
+            text = create_infotext(p, p.prompts, p.seeds, p.subseeds, index=i, all_negative_prompts=p.negative_prompts)
+            if not p.do_not_save_samples:
+                images.save_image(image, p.outpath_samples, "", p.seeds[i], p.prompts[i], "png", info=text, p=p)
+            infotexts.append(text)
+            output_images.append(image)
+    res = Processed(p, output_images, p.all_seeds[0], infotexts[0] if infotexts else "", infotexts=infotexts)
+    if p.scripts is not None:
+        p.scripts.postprocess(p, res)
+    return res
+
+
+FACE_RESTORATION_SAW: list[np.ndarray] = []

@@ -1,0 +1,70 @@
+"""modules/shared.py (+ shared_state.State, options.Options/OptionInfo) as used by extensions."""
+
+from types import SimpleNamespace
+
+from modules import paths
+
+
+class State:
+    skipped = False
+    interrupted = False
+    stopping_generation = False
+    job = ""
+    job_no = 0
+    job_count = 0
+    sampling_step = 0
+
+    def skip(self):
+        self.skipped = True
+
+    def interrupt(self):
+        self.interrupted = True
+
+    def nextjob(self):
+        self.job_no += 1
+        self.sampling_step = 0
+
+
+class OptionInfo:
+    def __init__(self, default=None, label="", component=None, component_args=None, onchange=None, section=None,
+                 refresh=None, comment_before="", comment_after="", infotext=None, restrict_api=False, category_id=None):
+        self.default = default
+        self.label = label
+        self.component = component
+        self.component_args = component_args
+        self.section = section
+
+    def info(self, info):
+        return self
+
+    def needs_reload_ui(self):
+        return self
+
+
+class Options:
+    def __init__(self):
+        object.__setattr__(self, "data", {"face_restoration": False, "samples_format": "png"})
+        object.__setattr__(self, "data_labels", {})
+
+    def add_option(self, key, info):
+        self.data_labels[key] = info
+        self.data.setdefault(key, info.default)
+
+    def get_default(self, key):
+        info = self.data_labels.get(key)
+        return None if info is None else info.default
+
+    def __getattr__(self, item):
+        if item in self.data:
+            return self.data[item]
+        raise AttributeError(item)
+
+    def __setattr__(self, key, value):
+        self.data[key] = value
+
+
+state = State()
+opts = Options()
+cmd_opts = SimpleNamespace(api_auth=None, no_prompt_history=False, data_dir=paths.data_path)
+sd_model = SimpleNamespace(name="standin-model")
+models_path = paths.models_path
