@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PINS := .venv-webui-pins
 CORE_TESTS := tests/test_prompt.py tests/test_options_plan.py tests/test_masks_crop.py tests/test_runner.py
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean tools
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,12 @@ $(PINS)/.installed: requirements-webui-pins.txt
 demo: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m lib_multipass demo --out out/demo
 
-test: $(VENV)/.installed $(PINS)/.installed
+# node runs the JavaScript tests; headless chromium renders the prompt labels (Debian packages)
+tools:
+	@command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs)
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: $(VENV)/.installed $(PINS)/.installed tools
 	$(PINS)/bin/python -m pytest -q -p no:cacheprovider $(CORE_TESTS)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
