@@ -355,3 +355,10 @@ def test_xyz_axes_register_once():
     xyz.add_axes()
     labels = [a.label for a in FakeXYZ.axis_options]
     assert labels == [label for label, *_ in xyz.AXES]
+
+
+def test_forge_is_refused_with_a_clear_message(monkeypatch):
+    monkeypatch.setattr(hooks, "is_forge", lambda: True)
+    p, _, _, _ = job(PROMPT)
+    processed = run(p)
+    assert processing.calls == [] and "Forge" in p.extra_generation_params["Multipass error"]

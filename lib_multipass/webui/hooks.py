@@ -36,6 +36,12 @@ def shared_segmenter(source: str | None, device: str) -> Segmenter:
     return make_segmenter(source, device)
 
 
+def is_forge() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("modules_forge") is not None
+
+
 def start_job(p, args: Sequence[Any]) -> MultipassJob | None:
     """The job for `p`, or None when multipass is off (or the job was rejected)."""
     from modules import devices, images
@@ -46,6 +52,11 @@ def start_job(p, args: Sequence[Any]) -> MultipassJob | None:
         options = options_from_args(args)
         if not options.enabled:
             return None
+        if is_forge():
+            raise MultipassError(
+                "this WebUI is Forge: sd-webui-multipass is built and tested for AUTOMATIC1111 1.10 only; "
+                "use the standalone engine (python -m lib_multipass) or AUTOMATIC1111"
+            )
         overrides = {}
         if options.mask_prompt == ("person",) and setting("multipass_default_mask_prompt") != "person":
             overrides["mask_prompt"] = setting("multipass_default_mask_prompt")
