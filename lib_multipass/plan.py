@@ -30,10 +30,10 @@ class Generation:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 64 or value % 8:
                 raise OptionsError(f"`{name}` must be a multiple of 8 and at least 64, got {value!r}", name)
-        if not 1 <= self.steps <= 150:
-            raise OptionsError(f"`steps` must be from 1 to 150, got {self.steps!r}", "steps")
-        if not 0 <= self.cfg_scale <= 30:
-            raise OptionsError(f"`cfg_scale` must be from 0 to 30, got {self.cfg_scale!r}", "cfg_scale")
+        if not 1 <= self.steps <= 1000:
+            raise OptionsError(f"`steps` must be from 1 to 1000, got {self.steps!r}", "steps")
+        if not 0 <= self.cfg_scale <= 100:
+            raise OptionsError(f"`cfg_scale` must be from 0 to 100, got {self.cfg_scale!r}", "cfg_scale")
         if not 0 <= self.seed < 2**32:
             raise OptionsError(f"`seed` must be from 0 to 4294967295, got {self.seed!r}", "seed")
         if not self.sampler:
