@@ -129,10 +129,19 @@ def build_segmenter(folder: Path, seed: int = 0) -> None:
     with torch.no_grad():  # flat within a patch: random masks come out as blobs, not pixel noise
         up = model.decoder.transposed_convolution
         up.weight.copy_(15 * up.weight.mean(dim=(2, 3), keepdim=True).expand_as(up.weight))
-    model.save_pretrained(folder)
+    save_safetensors(model, folder)
     image_processor = ViTImageProcessor(size={"height": 64, "width": 64}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     tokenizer = CLIPTokenizer.from_pretrained(folder)
     CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+
+
+def save_safetensors(model, folder: Path) -> None:
+    """Weights as safetensors under any transformers (4.x defaults to a pickle, which the
+    WebUI's safe unpickler rejects when a recent torch wrote it)."""
+    import transformers
+
+    legacy = int(transformers.__version__.split(".")[0]) < 5
+    model.save_pretrained(folder, **({"safe_serialization": True} if legacy else {}))
 
 
 def build_tiny_models(root: Path, seed: int = 0) -> TinyModels:

@@ -56,5 +56,9 @@ class MultipassScript(scripts.Script):
 
 
 script_callbacks.on_ui_settings(settings.add_settings)
+# X/Y/Z axes: now (the WebUI's own scripts, xyz_grid among them, are loaded before
+# extensions'; with --nowebui the script UIs are built before on_before_ui runs) and on
+# every UI (re)build; registering is idempotent
+xyz.add_axes()
 script_callbacks.on_before_ui(xyz.add_axes)
 script_callbacks.on_app_started(api.add_routes)
