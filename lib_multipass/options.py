@@ -57,13 +57,14 @@ class Length:
 class Spec:
     """How one option is typed, bounded, labelled in infotext, and whether it is a prompt flag."""
 
-    kind: str  # bool | int | float | terms | length | str
+    kind: str  # bool | int | float | terms | length | str | choice
     label: str
     help: str
     lo: float | None = None
     hi: float | None = None
     optional: bool = False
     flag: bool = False
+    choices: tuple[str, ...] = ()
 
 
 def _opt(default: Any, kind: str, label: str, help: str, **spec: Any) -> Any:
@@ -130,8 +131,31 @@ class MultipassOptions:
     face_denoising_strength: float = _opt(
         0.4, "float", "Multipass face denoise", "strength of the face pass", lo=0, hi=1, flag=True
     )
+    controlnet: str | None = _opt(
+        None, "choice", "Multipass ControlNet", "ControlNet type guiding the passes", optional=True,
+        choices=("pose", "canny", "depth", "lineart", "tile", "inpaint"),
+    )
+    controlnet_model: str | None = _opt(
+        None, "str", "Multipass ControlNet model", "ControlNet weights: file, folder or hub id", optional=True
+    )
+    controlnet_image: str | None = _opt(
+        None, "str", "Multipass control image", "a ready hint image (else made from the input image)", optional=True
+    )
     controlnet_conditioning_scale: float = _opt(
-        1.0, "float", "Multipass ControlNet scale", "weight of ControlNet in the person pass", lo=0, hi=2, flag=True
+        1.0, "float", "Multipass ControlNet scale", "weight of ControlNet in the passes", lo=0, hi=2, flag=True
+    )
+    controlnet_txt2img: bool = _opt(
+        False, "bool", "Multipass ControlNet txt2img",
+        "on: the base is txt2img guided by the hint (pose kept, looks free); off: the input image is its img2img init",
+    )
+    controlnet_start: float = _opt(0.0, "float", "Multipass ControlNet start", "guidance start", lo=0, hi=1)
+    controlnet_end: float = _opt(1.0, "float", "Multipass ControlNet end", "guidance end", lo=0, hi=1)
+    controlnet_pose_from_base: bool = _opt(
+        False, "bool", "Multipass ControlNet from base", "without an input image, guide the person pass by the base image"
+    )
+    base_denoising_strength: float = _opt(
+        0.75, "float", "Multipass base denoise", "strength of the base pass when the input image is its init",
+        lo=0, hi=1,
     )
 
     # -- construction -------------------------------------------------------------------
@@ -251,6 +275,13 @@ def _terms(name: str, spec: Spec, value: Any) -> tuple[str, ...]:
     return tuple(term for term in terms if term)
 
 
+def _choice(name: str, spec: Spec, value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in spec.choices:
+        raise OptionsError(f"`{name}` must be one of {', '.join(spec.choices)}, got {value!r}", name)
+    return text
+
+
 def _str(name: str, spec: Spec, value: Any) -> str:
     if not isinstance(value, str):
         raise OptionsError(f"`{name}` must be text, got {value!r}", name)
@@ -264,4 +295,5 @@ _CONVERTERS = {
     "terms": _terms,
     "length": lambda name, spec, value: Length.parse(value, name),
     "str": _str,
+    "choice": _choice,
 }

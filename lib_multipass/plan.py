@@ -57,10 +57,23 @@ class MaskSpec:
 
 
 @dataclass(frozen=True)
+class ControlSpec:
+    """A ControlNet unit of a pass; its hint comes from the input image, a ready hint file,
+    or the base image (made after the base pass)."""
+
+    kind: str
+    model: str | None
+    scale: float
+    start: float
+    end: float
+    source: str  # "input" | "hint" | "base"
+
+
+@dataclass(frozen=True)
 class Pass:
     """One diffusion pass. `denoise` is 1.0 for the base (txt2img) pass."""
 
-    kind: str  # "base" (txt2img) | "input" (the user's image, not generated) | "person"
+    kind: str  # "base" (txt2img) | "img2img" (of the input image) | "input" (the user's image as is) | "person"
     index: int  # 0 for the base pass, i for person pass i
     prompt: str
     negative: str
@@ -74,6 +87,7 @@ class Pass:
     denoise: float = 1.0
     padding: int = 0
     mask: MaskSpec | None = None
+    control: ControlSpec | None = None
 
     @property
     def name(self) -> str:
@@ -114,7 +128,9 @@ def lora_json(lora: LoraTag, segment: str | None = None) -> dict[str, Any]:
 def pass_json(p: Pass) -> dict[str, Any]:
     out = {k: to_json(v) for k, v in asdict(p).items() if k not in ("loras", "mask")}
     out["loras"] = [lora_json(lora) for lora in p.loras]
-    out["mask"] = None if p.mask is None else {k: to_json(v) for k, v in asdict(p.mask).items()}
+    for name in ("mask", "control"):
+        part = getattr(p, name)
+        out[name] = None if part is None else {k: to_json(v) for k, v in asdict(part).items()}
     return out
 
 
@@ -123,7 +139,7 @@ def masked_segments(job: Job, options: MultipassOptions) -> tuple[Segment, ...]:
     itself when an input image or a mask flag asks for prompt masking (DESIGN.md §5)."""
     if len(job.segments) > 1:
         return job.persons
-    if options.input_image or any(name.startswith("mask_") for name in job.flags):
+    if (options.input_image and options.controlnet is None) or any(name.startswith("mask_") for name in job.flags):
         return (job.base,)
     return ()
 
@@ -132,9 +148,10 @@ def make_plan(job: Job, options: MultipassOptions, generation: Generation) -> Pl
     """The passes of `job`: prompt flags override `options`."""
     options = options.with_flags(job.flags)
     base_loras = job.base.loras + job.common.loras if options.base_loras else ()
+    base_control = control_spec(options, for_person=False)
     passes = [
         Pass(
-            kind="input" if options.input_image else "base",
+            kind=base_kind(options),
             index=0,
             prompt=join_prompt(job.base.text, job.common.text),
             negative=job.negative_for("base"),
@@ -145,6 +162,8 @@ def make_plan(job: Job, options: MultipassOptions, generation: Generation) -> Pl
             steps=generation.steps,
             cfg_scale=generation.cfg_scale,
             sampler=generation.sampler,
+            denoise=options.base_denoising_strength if base_kind(options) == "img2img" else 1.0,
+            control=base_control,
         )
     ]
     if options.enabled:
@@ -152,6 +171,36 @@ def make_plan(job: Job, options: MultipassOptions, generation: Generation) -> Pl
         for i, person in enumerate(persons, start=1):
             passes.append(_person_pass(job, options, generation, person.text, person.loras, i, len(persons)))
     return Plan(job, options, generation, tuple(passes))
+
+
+def base_kind(options: MultipassOptions) -> str:
+    """How the base image comes about (DESIGN.md §5).
+
+    An input image without ControlNet is the base itself (prompt masking). With ControlNet
+    it guides a generated base: txt2img from its hint (`controlnet_txt2img`), or img2img
+    of the input image (looks kept).
+    """
+    if not options.input_image:
+        return "base"
+    if options.controlnet is None:
+        return "input"
+    return "base" if options.controlnet_txt2img else "img2img"
+
+
+def control_spec(options: MultipassOptions, for_person: bool) -> ControlSpec | None:
+    """The ControlNet unit of the base pass, or of a person pass (which may use the base image)."""
+    if options.controlnet is None:
+        return None
+    if options.controlnet_image:
+        source = "hint"
+    elif options.input_image:
+        source = "input"
+    elif for_person and options.controlnet_pose_from_base:
+        source = "base"
+    else:
+        return None
+    return ControlSpec(options.controlnet, options.controlnet_model, options.controlnet_conditioning_scale,
+                       options.controlnet_start, options.controlnet_end, source)
 
 
 def mask_spec(options: MultipassOptions, instance: int | None) -> MaskSpec:
@@ -196,4 +245,5 @@ def _person_pass(
         denoise=options.denoising_strength,
         padding=options.inpaint_padding,
         mask=mask,
+        control=control_spec(options, for_person=True),
     )

@@ -15,10 +15,11 @@ import numpy as np
 from PIL import Image
 
 from . import masking
-from .engines.base import Engine, GenerateRequest, InpaintRequest
+from .control_hints import make_hint
+from .engines.base import ControlInput, Engine, GenerateRequest, InpaintRequest
 from .errors import MultipassError
 from .images import open_image
-from .plan import Pass, Plan
+from .plan import ControlSpec, Pass, Plan
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,13 @@ def run(
     Input errors found up front raise before anything runs.
     """
     engine.check_loras(all_lora_names(plan))
-    input_image = base
-    if input_image is None and plan.options.input_image:
-        input_image = open_image(plan.options.input_image, "input image").convert("RGB")
-    size = input_image.size if input_image else (plan.generation.width, plan.generation.height)
-    user_mask = masking.load_mask_image(plan.options.mask_image, size) if plan.options.mask_image and plan.persons else None
+    options = plan.options
+    input_image = open_image(options.input_image, "input image").convert("RGB") if options.input_image else None
+    hints = Hints(input_image, open_image(options.controlnet_image, "control image") if options.controlnet_image else None)
+    base_image = base if base is not None else input_image if plan.base.kind == "input" else None
+    size = base_image.size if base_image is not None else (plan.generation.width, plan.generation.height)
+    user_mask = masking.load_mask_image(options.mask_image, size) if options.mask_image and plan.persons else None
+    base_control = hints.control(plan.base.control, size)  # a hint that cannot be made fails here, before any pass
     result = RunResult(plan)
     if user_mask:
         result.warnings.extend(user_mask[1])
@@ -75,22 +78,25 @@ def run(
             on_image(name, image)
 
     total = len(plan.passes)
-    base = plan.base
     if engine.interrupted():
         result.interrupted = True
         return result
-    if input_image is not None:
-        say(f"[1/{total}] base: given image ({input_image.width}x{input_image.height})")
-        keep("base", input_image)
+    if base_image is not None:
+        say(f"[1/{total}] base: given image ({base_image.width}x{base_image.height})")
+        keep("base", base_image)
     else:
-        say(f"[1/{total}] base pass: {_describe(base)}")
+        say(f"[1/{total}] {plan.base.kind} pass: {_describe(plan.base)}")
         started = time.perf_counter()
-        keep("base", engine.txt2img(GenerateRequest.from_pass(base)))
+        request = GenerateRequest.from_pass(plan.base, base_control)
+        if plan.base.kind == "img2img":
+            keep("base", engine.img2img(request, input_image, plan.base.denoise))
+        else:
+            keep("base", engine.txt2img(request))
         say(f"[1/{total}] base pass done in {time.perf_counter() - started:.1f}s")
     if not plan.persons:
         return result
     try:
-        _run_persons(plan, engine, result, keep, say, user_mask[0] if user_mask else None)
+        _run_persons(plan, engine, result, keep, say, user_mask[0] if user_mask else None, hints)
     except MultipassError as err:
         result.error = str(err)
     except Exception as err:  # noqa: BLE001 - the base image must survive any later failure
@@ -103,9 +109,10 @@ def run(
 
 def _run_persons(
     plan: Plan, engine: Engine, result: RunResult, keep: ImageCallback, say: ProgressCallback,
-    user_mask: np.ndarray | None,
+    user_mask: np.ndarray | None, hints: "Hints",
 ) -> None:
     base_image = result.images["base"]
+    hints.base_image = base_image
     masks = _person_masks(plan, engine, base_image, result.warnings, user_mask)
     current = base_image
     total = len(plan.passes)
@@ -121,12 +128,39 @@ def _run_persons(
         say(f"[{step}/{total}] {p.name} pass: {_describe(p)}, mask {masking.area(pass_mask.mask):.1%}")
         started = time.perf_counter()
         request = InpaintRequest(
-            GenerateRequest.from_pass(p), current, pass_mask.mask, pass_mask.alpha, p.denoise, p.padding,
+            GenerateRequest.from_pass(p, hints.control(p.control, current.size)), current, pass_mask.mask, pass_mask.alpha, p.denoise, p.padding,
             p.mask.blur if p.mask else 0,
         )
         current = engine.inpaint(request)
         keep(p.name, current)
         say(f"[{step}/{total}] {p.name} pass done in {time.perf_counter() - started:.1f}s")
+
+
+class Hints:
+    """ControlNet hint images by source, each made once: from the input image, a ready hint
+    file, or the base image (known after the base pass)."""
+
+    def __init__(self, input_image: Image.Image | None, hint_file: Image.Image | None):
+        self.input_image = input_image
+        self.hint_file = hint_file.convert("RGB") if hint_file is not None else None
+        self.base_image: Image.Image | None = None
+        self._made: dict[tuple[str, str], Image.Image] = {}
+
+    def control(self, spec: ControlSpec | None, size: tuple[int, int]) -> ControlInput | None:
+        """The unit of `spec` with its hint at `size` (the image it guides)."""
+        if spec is None:
+            return None
+        key = (spec.source, spec.kind)
+        if key not in self._made:
+            if spec.source == "hint":
+                self._made[key] = self.hint_file
+            else:
+                source = self.input_image if spec.source == "input" else self.base_image
+                self._made[key] = make_hint(spec.kind, source)
+        hint = self._made[key]
+        if hint.size != size:
+            hint = hint.resize(size, Image.Resampling.BILINEAR)
+        return ControlInput(hint, spec.kind, spec.model, spec.scale, spec.start, spec.end)
 
 
 def _person_masks(

@@ -22,6 +22,7 @@ class TinyModels:
     checkpoint: Path  # a diffusers folder
     lora_dir: Path  # holds f"{LORA_NAME}.safetensors"
     segmenter: Path  # a CLIPSeg folder
+    controlnet: Path  # a ControlNet folder for that UNet
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -112,6 +113,22 @@ def write_lora(path: Path, pipe, seed: int = 1, rank: int = 4, scale: float = 0.
     save_file(tensors, str(path))
 
 
+def build_controlnet(folder: Path, pipe, seed: int = 2) -> None:
+    """A ControlNet made from the tiny UNet; its zero convolutions get random weights so the
+    hint visibly reaches the UNet (real ControlNets learn them; zeros would ignore the hint)."""
+    import torch
+    from diffusers import ControlNetModel
+
+    controlnet = ControlNetModel.from_unet(pipe.unet, conditioning_embedding_out_channels=(8, 16, 32, 32))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        zero_convs = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
+                      controlnet.controlnet_cond_embedding.conv_out]
+        for conv in zero_convs:
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * 0.3)
+    controlnet.save_pretrained(folder)
+
+
 def build_segmenter(folder: Path, seed: int = 0) -> None:
     """A random CLIPSeg model and processor saved as a folder (64 px input)."""
     import torch
@@ -147,12 +164,13 @@ def save_safetensors(model, folder: Path) -> None:
 def build_tiny_models(root: Path, seed: int = 0) -> TinyModels:
     """Build (once; later calls reuse the files) every tiny model under `root`."""
     root = Path(root)
-    models = TinyModels(root / "tiny-sd", root / "loras", root / "tiny-clipseg")
-    done = root / ".complete"
+    models = TinyModels(root / "tiny-sd", root / "loras", root / "tiny-clipseg", root / "tiny-controlnet")
+    done = root / ".complete-v2"  # bumped when the set of tiny models changes
     if done.exists():
         return models
     pipe = build_pipeline(models.checkpoint, seed)
     write_lora(models.lora_dir / f"{LORA_NAME}.safetensors", pipe, seed + 1)
     build_segmenter(models.segmenter, seed)
+    build_controlnet(models.controlnet, pipe, seed + 2)
     done.write_text("ok\n")
     return models

@@ -15,6 +15,18 @@ from ..plan import Pass
 from ..prompt import LoraTag
 
 
+@dataclass(frozen=True, eq=False)
+class ControlInput:
+    """A ControlNet unit with its hint image (the size of the image being generated or in-painted)."""
+
+    hint: Image.Image
+    kind: str
+    model: str | None
+    scale: float
+    start: float
+    end: float
+
+
 @dataclass(frozen=True)
 class GenerateRequest:
     prompt: str
@@ -26,10 +38,11 @@ class GenerateRequest:
     sampler: str
     width: int
     height: int
+    control: ControlInput | None = None
 
     @classmethod
-    def from_pass(cls, p: Pass) -> "GenerateRequest":
-        return cls(p.prompt, p.negative, p.loras, p.seed, p.steps, p.cfg_scale, p.sampler, p.width, p.height)
+    def from_pass(cls, p: Pass, control: ControlInput | None = None) -> "GenerateRequest":
+        return cls(p.prompt, p.negative, p.loras, p.seed, p.steps, p.cfg_scale, p.sampler, p.width, p.height, control)
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,6 +64,9 @@ class Engine(Protocol):
 
     def txt2img(self, request: GenerateRequest) -> Image.Image:
         """The base image."""
+
+    def img2img(self, request: GenerateRequest, image: Image.Image, denoise: float) -> Image.Image:
+        """The base image from an input image (its looks kept, `denoise` of it redone)."""
 
     def inpaint(self, request: InpaintRequest) -> Image.Image:
         """The whole image with the masked region regenerated and pasted back."""

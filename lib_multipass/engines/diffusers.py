@@ -14,12 +14,17 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from diffusers import (
+    ControlNetModel,
     DDIMScheduler,
     DPMSolverMultistepScheduler,
     DPMSolverSDEScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
     LCMScheduler,
+    StableDiffusionControlNetImg2ImgPipeline,
+    StableDiffusionControlNetInpaintPipeline,
+    StableDiffusionControlNetPipeline,
+    StableDiffusionImg2ImgPipeline,
     StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
     TCDScheduler,
@@ -32,7 +37,8 @@ from ..lora_files import find_loras
 from ..segmenters import Segmenter
 from ..prompt import LoraTag
 from ..samplers import canonical_sampler
-from .base import GenerateRequest, InpaintRequest
+from ..control_hints import inpaint_condition
+from .base import ControlInput, GenerateRequest, InpaintRequest
 
 #: canonical sampler name -> (scheduler class, config overrides)
 SCHEDULERS: dict[str, tuple[type, dict[str, Any]]] = {
@@ -48,6 +54,16 @@ SCHEDULERS: dict[str, tuple[type, dict[str, Any]]] = {
 }
 
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+#: pipeline classes by (mode, with ControlNet); all are made with `from_pipe` on one set of modules
+PIPELINES = {
+    ("txt2img", False): StableDiffusionPipeline,
+    ("img2img", False): StableDiffusionImg2ImgPipeline,
+    ("inpaint", False): StableDiffusionInpaintPipeline,
+    ("txt2img", True): StableDiffusionControlNetPipeline,
+    ("img2img", True): StableDiffusionControlNetImg2ImgPipeline,
+    ("inpaint", True): StableDiffusionControlNetInpaintPipeline,
+}
 
 
 def default_device() -> str:
@@ -94,6 +110,16 @@ def make_scheduler(sampler: str, config: Any):
     return cls.from_config(config, **overrides)
 
 
+def crop_hint(control: ControlInput | None, box: tuple[int, int, int, int], size: tuple[int, int],
+              crop: Image.Image, mask: Image.Image) -> Any:
+    """The unit's hint for an in-paint crop: the same box and scale as the image crop."""
+    if control is None:
+        return None
+    if control.kind == "inpaint":
+        return inpaint_condition(crop, mask)
+    return control.hint.convert("RGB").crop(box).resize(size, Image.Resampling.BILINEAR)
+
+
 def _adapter_name(lora_name: str) -> str:
     return "mp_" + re.sub(r"\W", "_", lora_name)
 
@@ -108,7 +134,8 @@ class DiffusersEngine:
         self.segmenter = segmenter
         self.adapters: dict[str, str] = {}  # LoRA name -> loaded adapter name
         self._scheduler_config = pipe.scheduler.config
-        self._inpaint_pipe: StableDiffusionInpaintPipeline | None = None
+        self._pipes: dict[tuple[str, bool, str | None], Any] = {("txt2img", False, None): pipe}
+        self._controlnets: dict[str, ControlNetModel] = {}
         self._stop = False
 
     # -- Engine protocol --------------------------------------------------------------------
@@ -117,7 +144,17 @@ class DiffusersEngine:
         find_loras(self.lora_dir, list(names))
 
     def txt2img(self, request: GenerateRequest) -> Image.Image:
-        return self._call(self.pipe, request, width=request.width, height=request.height)
+        extra = self._control_kwargs(request.control, "image", request.control.hint if request.control else None)
+        return self._call(self.pipeline("txt2img", request.control), request, width=request.width,
+                          height=request.height, **extra)
+
+    def img2img(self, request: GenerateRequest, image: Image.Image, denoise: float) -> Image.Image:
+        size = (request.width, request.height)
+        init = image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+        hint = request.control.hint.resize(size, Image.Resampling.BILINEAR) if request.control else None
+        extra = self._control_kwargs(request.control, "control_image", hint)
+        return self._call(self.pipeline("img2img", request.control), request, image=init, strength=denoise,
+                          width=request.width, height=request.height, **extra)
 
     def inpaint(self, request: InpaintRequest) -> Image.Image:
         gen = request.generate
@@ -127,9 +164,11 @@ class DiffusersEngine:
         size = (gen.width, gen.height)
         crop = request.image.convert("RGB").crop(box).resize(size, Image.Resampling.LANCZOS)
         region = Image.fromarray(((request.alpha > 0) * 255).astype(np.uint8)).crop(box)
+        mask = region.resize(size, Image.Resampling.NEAREST)
+        hint = crop_hint(gen.control, box, size, crop, mask)
         out = self._call(
-            self.inpaint_pipe, gen, image=crop, mask_image=region.resize(size, Image.Resampling.NEAREST),
-            strength=request.denoise, width=gen.width, height=gen.height,
+            self.pipeline("inpaint", gen.control), gen, image=crop, mask_image=mask, strength=request.denoise,
+            width=gen.width, height=gen.height, **self._control_kwargs(gen.control, "control_image", hint),
         )
         patch = np.asarray(out.resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS))
         base = np.asarray(request.image.convert("RGB"))
@@ -151,11 +190,42 @@ class DiffusersEngine:
 
     @property
     def inpaint_pipe(self) -> StableDiffusionInpaintPipeline:
-        """The in-paint pipeline on the same modules (made once, no copy)."""
-        if self._inpaint_pipe is None:
-            self._inpaint_pipe = StableDiffusionInpaintPipeline.from_pipe(self.pipe)
-            self._inpaint_pipe.set_progress_bar_config(disable=True)
-        return self._inpaint_pipe
+        return self.pipeline("inpaint", None)
+
+    def pipeline(self, mode: str, control: ControlInput | None):
+        """The pipeline for `mode` (with the unit's ControlNet), made once on the same modules."""
+        key = (mode, control is not None, control.model if control else None)
+        if key not in self._pipes:
+            extra = {"controlnet": self.controlnet(control.model)} if control else {}
+            made = PIPELINES[(mode, control is not None)].from_pipe(self.pipe, **extra)
+            made.set_progress_bar_config(disable=True)
+            self._pipes[key] = made
+        return self._pipes[key]
+
+    def controlnet(self, source: str | None) -> ControlNetModel:
+        """ControlNet weights from a file, a diffusers folder or a hub id, loaded once."""
+        if not source:
+            raise ModelNotFoundError("ControlNet needs its weights: give controlnet_model (file, folder or hub id)")
+        if source not in self._controlnets:
+            path, dtype = Path(source), self.pipe.unet.dtype
+            try:
+                if path.is_file():
+                    model = ControlNetModel.from_single_file(str(path), dtype=dtype)
+                elif path.is_dir() or HUB_ID.fullmatch(source):
+                    model = ControlNetModel.from_pretrained(source, dtype=dtype)
+                else:
+                    raise OSError("no such file, folder or hub id")
+            except OSError as err:
+                raise ModelNotFoundError(f"cannot load ControlNet {source!r}: {err}") from None
+            self._controlnets[source] = model.to(self.pipe.device)
+        return self._controlnets[source]
+
+    @staticmethod
+    def _control_kwargs(control: ControlInput | None, image_key: str, hint: Any) -> dict[str, Any]:
+        if control is None:
+            return {}
+        return {image_key: hint, "controlnet_conditioning_scale": control.scale,
+                "control_guidance_start": control.start, "control_guidance_end": control.end}
 
     def use_loras(self, loras: Sequence[LoraTag]) -> None:
         """Activate exactly `loras` (loading new files once); none: all adapters off."""

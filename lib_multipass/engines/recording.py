@@ -39,6 +39,11 @@ class RecordingEngine:
         self.requests.append(request)
         return Image.new("RGB", (request.width, request.height), seed_colour(request.seed))
 
+    def img2img(self, request: GenerateRequest, image: Image.Image, denoise: float) -> Image.Image:
+        self.requests.append(("img2img", request, denoise))
+        return Image.blend(image.convert("RGB").resize((request.width, request.height)),
+                           self.txt2img(request), denoise)
+
     def inpaint(self, request: InpaintRequest) -> Image.Image:
         self.requests.append(request)
         base = np.asarray(request.image.convert("RGB"))

@@ -93,6 +93,9 @@ class WebUIEngine:
     def txt2img(self, request: GenerateRequest) -> Image.Image:
         raise MultipassError("inside the WebUI the base image comes from the WebUI's own pass")
 
+    def img2img(self, request: GenerateRequest, image: Image.Image, denoise: float) -> Image.Image:
+        raise MultipassError("inside the WebUI the base image comes from the WebUI's own pass (img2img tab)")
+
     def inpaint(self, request: InpaintRequest) -> Image.Image:
         gen, outer = request.generate, self.p
         nested = processing.StableDiffusionProcessingImg2Img(
