@@ -86,7 +86,13 @@ def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=512)
     parser.add_argument("--sampler", default="dpm++2m_karras")
     parser.add_argument("--mask-image", help="a mask PNG/JPEG used instead of segmentation")
-    parser.add_argument("--init-image", help="a photo used as the base image: its mask is in-painted (prompt masking)")
+    parser.add_argument("--init-image", help="a photo: the base image itself (prompt masking), or with --controlnet "
+                        "the source of the hint and the img2img init of the base")
+    parser.add_argument("--controlnet", help="ControlNet type: pose, canny, depth, lineart, tile, inpaint")
+    parser.add_argument("--controlnet-model", help="ControlNet weights: .safetensors file, diffusers folder or hub id")
+    parser.add_argument("--control-image", help="a ready hint image (else made from --init-image)")
+    parser.add_argument("--controlnet-txt2img", action="store_true",
+                        help="the base is txt2img guided by the hint (pose kept, looks free) instead of img2img")
     parser.add_argument("--options", default="{}", help='options as a JSON object, e.g. \'{"denoising_strength": 0.6}\'')
 
 
@@ -101,8 +107,12 @@ def plan_from_args(args: argparse.Namespace) -> tuple[Job, Plan]:
         raise MultipassError("--options must be a JSON object like {\"denoising_strength\": 0.6}")
     if args.mask_image:
         values["mask_image"] = args.mask_image
-    if args.init_image:
-        values["input_image"] = args.init_image
+    for arg, option in (("init_image", "input_image"), ("controlnet", "controlnet"),
+                        ("controlnet_model", "controlnet_model"), ("control_image", "controlnet_image")):
+        if getattr(args, arg):
+            values[option] = getattr(args, arg)
+    if args.controlnet_txt2img:
+        values["controlnet_txt2img"] = True
     options = MultipassOptions.from_dict(values)
     sampler = canonical_sampler(args.sampler)
     generation = Generation(args.seed, args.steps, args.cfg, args.width, args.height, sampler)

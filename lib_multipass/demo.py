@@ -47,7 +47,8 @@ def run_demo(out: Path, cache: Path) -> int:
     models = build_tiny_models(cache)
     args = argparse.Namespace(
         prompt=DEMO_PROMPT, negative=DEMO_NEGATIVE, seed=7, steps=8, cfg=7.0, width=256, height=256,
-        sampler="euler_a", mask_image=None, init_image=None, options="{}", out=out,
+        sampler="euler_a", mask_image=None, init_image=None, controlnet=None, controlnet_model=None,
+        control_image=None, controlnet_txt2img=False, options="{}", out=out,
     )
     _, plan = plan_from_args(args)
     pipe = load_pipeline(str(models.checkpoint), device="cpu")

@@ -144,3 +144,25 @@ def test_unknown_sampler_fails_before_any_model_is_loaded(tmp_path, capsys):
                  "--options", '{"person_sampler": "Heun"}'])
     err = capsys.readouterr().err
     assert code == 2 and "`person_sampler`: unknown sampler 'Heun'" in err and "loading" not in err
+
+
+def test_run_with_controlnet_from_an_input_photo(tiny, tmp_path):
+    photo = Image.new("RGB", (80, 64), (30, 60, 90))
+    photo.save(tmp_path / "photo.png")
+    out = tmp_path / "out"
+    code = main(run_args(tiny, out, "a beach BREAK ohwx man --mask_threshold 0.5", "--init-image", str(tmp_path / "photo.png"),
+                         "--controlnet", "canny", "--controlnet-model", str(tiny.controlnet),
+                         "--options", '{"mask_min_area": 0}'))
+    assert code == 0
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["passes"][0]["kind"] == "img2img" and plan["passes"][0]["control"]["source"] == "input"
+    assert plan["passes"][1]["control"]["kind"] == "canny"
+    assert "Multipass ControlNet: canny" in (out / "infotext.txt").read_text()
+
+
+def test_depth_without_its_annotator_is_a_clear_error(tiny, tmp_path, capsys):
+    Image.new("RGB", (64, 64)).save(tmp_path / "photo.png")
+    code = main(run_args(tiny, tmp_path / "out", "a beach BREAK man", "--init-image", str(tmp_path / "photo.png"),
+                         "--controlnet", "depth", "--controlnet-model", str(tiny.controlnet)))
+    err = capsys.readouterr().err
+    assert code == 2 and "controlnet_aux" in err and "control image" in err and not (tmp_path / "out" / "base.png").exists()
