@@ -15,7 +15,6 @@ import numpy as np
 from PIL import Image
 
 from . import masking
-from .control_hints import make_hint
 from .engines.base import ControlInput, Engine, GenerateRequest, InpaintRequest
 from .errors import MultipassError
 from .images import open_image
@@ -62,7 +61,8 @@ def run(
     engine.check_loras(all_lora_names(plan))
     options = plan.options
     input_image = open_image(options.input_image, "input image").convert("RGB") if options.input_image else None
-    hints = Hints(input_image, open_image(options.controlnet_image, "control image") if options.controlnet_image else None)
+    hint_file = open_image(options.controlnet_image, "control image") if options.controlnet_image else None
+    hints = Hints(engine, input_image, hint_file)
     base_image = base if base is not None else input_image if plan.base.kind == "input" else None
     size = base_image.size if base_image is not None else (plan.generation.width, plan.generation.height)
     user_mask = masking.load_mask_image(options.mask_image, size) if options.mask_image and plan.persons else None
@@ -140,11 +140,12 @@ class Hints:
     """ControlNet hint images by source, each made once: from the input image, a ready hint
     file, or the base image (known after the base pass)."""
 
-    def __init__(self, input_image: Image.Image | None, hint_file: Image.Image | None):
+    def __init__(self, engine: Engine, input_image: Image.Image | None, hint_file: Image.Image | None):
+        self.engine = engine
         self.input_image = input_image
         self.hint_file = hint_file.convert("RGB") if hint_file is not None else None
         self.base_image: Image.Image | None = None
-        self._made: dict[tuple[str, str], Image.Image] = {}
+        self._made: dict[tuple[str, str], tuple[Image.Image, bool]] = {}
 
     def control(self, spec: ControlSpec | None, size: tuple[int, int]) -> ControlInput | None:
         """The unit of `spec` with its hint at `size` (the image it guides)."""
@@ -153,14 +154,14 @@ class Hints:
         key = (spec.source, spec.kind)
         if key not in self._made:
             if spec.source == "hint":
-                self._made[key] = self.hint_file
+                self._made[key] = (self.hint_file, True)
             else:
                 source = self.input_image if spec.source == "input" else self.base_image
-                self._made[key] = make_hint(spec.kind, source)
-        hint = self._made[key]
+                self._made[key] = self.engine.hint(spec.kind, source)
+        hint, ready = self._made[key]
         if hint.size != size:
             hint = hint.resize(size, Image.Resampling.BILINEAR)
-        return ControlInput(hint, spec.kind, spec.model, spec.scale, spec.start, spec.end)
+        return ControlInput(hint, spec.kind, spec.model, spec.scale, spec.start, spec.end, ready)
 
 
 def _person_masks(

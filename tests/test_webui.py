@@ -362,3 +362,51 @@ def test_forge_is_refused_with_a_clear_message(monkeypatch):
     p, _, _, _ = job(PROMPT)
     processed = run(p)
     assert processing.calls == [] and "Forge" in p.extra_generation_params["Multipass error"]
+
+
+# -- ControlNet (sd-webui-controlnet through its external_code API) -------------------------------
+
+
+def cn_job(prompt, args, outer_unit, **kwargs):
+    """A job whose runner also holds the ControlNet script, with one outer unit (or none)."""
+    code = importlib.import_module("extensions.sd-webui-controlnet.scripts.external_code")
+    controlnet = importlib.import_module("extensions.sd-webui-controlnet.scripts.controlnet")
+    script, cn = SCRIPT.MultipassScript(), controlnet.ControlNetScript()
+    units = [outer_unit or code.ControlNetUnit(enabled=False)] + [code.ControlNetUnit() for _ in range(2)]
+    p = processing.StableDiffusionProcessingTxt2Img(
+        prompt=prompt, negative_prompt="", seed=100, steps=4, width=64, height=64, sampler_name="Euler a",
+        outpath_samples="/out", **kwargs)
+    p.scripts = scripts.ScriptRunner([(script, len(UI_FIELDS)), (cn, 3)])
+    p.script_args = tuple(args) + (None,) * (len(UI_FIELDS) - len(args)) + tuple(units)
+    return p, code
+
+
+def test_outer_controlnet_stays_for_later_batches_and_stays_out_of_the_person_pass():
+    code = importlib.import_module("extensions.sd-webui-controlnet.scripts.external_code")
+    outer = code.ControlNetUnit(enabled=True, module="canny", model="outer_cn")
+    p, _ = cn_job(PROMPT, ({"enabled": True, "mask_dilate": 0},), outer, n_iter=2)
+    run(p)
+    assert [c["controlnet"] for c in base_calls()] == [[("outer_cn", "canny", None)]] * 2
+    assert [c["controlnet"] for c in nested_calls()] == [[], []]
+    assert not errors.reported
+
+
+def test_person_pass_gets_the_multipass_unit_from_the_base_image():
+    code = importlib.import_module("extensions.sd-webui-controlnet.scripts.external_code")
+    outer = code.ControlNetUnit(enabled=True, module="canny", model="outer_cn")
+    args = ({"enabled": True, "mask_dilate": 0, "controlnet": "pose", "controlnet_pose_from_base": True,
+             "controlnet_model": "control_openpose", "controlnet_conditioning_scale": 0.7},)
+    p, _ = cn_job(PROMPT, args, outer, n_iter=2)
+    run(p)
+    assert [c["controlnet"] for c in nested_calls()] == [[("control_openpose", "openpose_full", (64, 64, 3))]] * 2
+    assert [c["controlnet"] for c in base_calls()] == [[("outer_cn", "canny", None)]] * 2  # batch 2 keeps it
+    assert p.script_args[len(UI_FIELDS)] is outer  # the outer job's own units are untouched
+
+
+def test_controlnet_options_without_the_extension_are_rejected(monkeypatch):
+    from lib_multipass.engines import webui_controlnet
+
+    monkeypatch.setattr(webui_controlnet, "MODULE_NAMES", ("no.such.module",))
+    p, _, _, _ = job(PROMPT, args=({"enabled": True, "controlnet": "pose", "controlnet_pose_from_base": True},))
+    run(p)
+    assert processing.calls == [] and "sd-webui-controlnet" in p.extra_generation_params["Multipass error"]

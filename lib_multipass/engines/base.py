@@ -25,6 +25,7 @@ class ControlInput:
     scale: float
     start: float
     end: float
+    ready: bool = True  # False: `hint` is a photo the host's ControlNet still has to preprocess
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ class Engine(Protocol):
 
     def img2img(self, request: GenerateRequest, image: Image.Image, denoise: float) -> Image.Image:
         """The base image from an input image (its looks kept, `denoise` of it redone)."""
+
+    def hint(self, kind: str, image: Image.Image) -> tuple[Image.Image, bool]:
+        """(hint, ready) for a ControlNet of `kind` from a photo; not ready: the host preprocesses it."""
 
     def inpaint(self, request: InpaintRequest) -> Image.Image:
         """The whole image with the masked region regenerated and pasted back."""

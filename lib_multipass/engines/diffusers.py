@@ -37,7 +37,7 @@ from ..lora_files import find_loras
 from ..segmenters import Segmenter
 from ..prompt import LoraTag
 from ..samplers import canonical_sampler
-from ..control_hints import inpaint_condition
+from ..control_hints import inpaint_condition, make_hint
 from .base import ControlInput, GenerateRequest, InpaintRequest
 
 #: canonical sampler name -> (scheduler class, config overrides)
@@ -173,6 +173,9 @@ class DiffusersEngine:
         patch = np.asarray(out.resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS))
         base = np.asarray(request.image.convert("RGB"))
         return Image.fromarray(paste(base, patch, box, request.alpha))
+
+    def hint(self, kind: str, image: Image.Image) -> tuple[Image.Image, bool]:
+        return make_hint(kind, image), True
 
     def segment(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
         if self.segmenter is None:

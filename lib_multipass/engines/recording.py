@@ -52,6 +52,11 @@ class RecordingEngine:
         height, width = request.alpha.shape
         return Image.fromarray(paste(base, patch, (0, 0, width, height), request.alpha))
 
+    def hint(self, kind: str, image: Image.Image) -> tuple[Image.Image, bool]:
+        from ..control_hints import make_hint
+
+        return make_hint(kind, image), True
+
     def segment(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
         self.requests.append(("segment", tuple(terms)))
         maps = []

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -24,6 +23,7 @@ from ..errors import ModelNotFoundError, MultipassError
 from ..segmenters import Segmenter
 from ..webui.prompts import with_tags
 from .base import GenerateRequest, InpaintRequest
+from .webui_controlnet import controlnet_for_nested
 
 #: always-on scripts kept in the nested pass (file names without .py); others are left out
 DEFAULT_WHITELIST = ("dynamic_prompting", "dynamic_thresholding", "wildcards", "lora_block_weight", "negpip",
@@ -113,11 +113,14 @@ class WebUIEngine:
         nested.cached_uc = [None, None]
         nested.scripts = nested_scripts(outer, self.whitelist)
         nested.script_args = outer.script_args
-        with outer_job_kept():
+        with outer_job_kept(), controlnet_for_nested(nested, outer, gen.control):
             processed = processing.process_images(nested)
         if not processed.images:
             raise MultipassError("the WebUI returned no image for the person pass (interrupted?)")
         return processed.images[0].convert("RGB")
+
+    def hint(self, kind: str, image: Image.Image) -> tuple[Image.Image, bool]:
+        return image, False  # the ControlNet extension's own preprocessor makes the hint
 
     def segment(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
         return self.segmenter.probabilities(image, terms)
@@ -134,6 +137,3 @@ def segmenter_source(setting: str | None) -> str | None:
     local = Path(shared.models_path) / "clipseg"
     return str(local) if (local / "config.json").is_file() else None
 
-
-def data_path(*parts: str) -> str:
-    return os.path.join(paths.data_path, *parts)

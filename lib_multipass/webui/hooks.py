@@ -57,6 +57,11 @@ def start_job(p, args: Sequence[Any]) -> MultipassJob | None:
                 "this WebUI is Forge: sd-webui-multipass is built and tested for AUTOMATIC1111 1.10 only; "
                 "use the standalone engine (python -m lib_multipass) or AUTOMATIC1111"
             )
+        if options.controlnet is not None:
+            from ..engines.webui_controlnet import NEEDED, external_code
+
+            if external_code() is None:
+                raise MultipassError(NEEDED)
         overrides = {}
         if options.mask_prompt == ("person",) and setting("multipass_default_mask_prompt") != "person":
             overrides["mask_prompt"] = setting("multipass_default_mask_prompt")

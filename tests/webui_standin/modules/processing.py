@@ -20,6 +20,7 @@ from modules import extra_networks, images, paths, scripts, shared
 from modules.shared import opts, state
 
 calls: list[dict] = []
+UNET_HOOK: list = []  # what a ControlNet hook on the shared UNet applies now (sd-webui-controlnet stand-in)
 
 
 def colour(prompt: str, seed: int) -> tuple[int, int, int]:
@@ -119,7 +120,7 @@ class StableDiffusionProcessing:
             call = {"kind": type(self).__name__, "prompt": prompt, "negative": self.negative_prompts[i], "seed": seed,
                     "loras": extra_networks.activations[-1] if extra_networks.activations else [],
                     "steps": self.steps, "cfg_scale": self.cfg_scale, "sampler": self.sampler_name,
-                    "size": (self.width, self.height), "p": self}
+                    "size": (self.width, self.height), "p": self, "controlnet": list(UNET_HOOK)}
             calls.append(call)
             outs.append(self.paint(i, prompt, seed, call))
         return outs
