@@ -410,3 +410,13 @@ def test_controlnet_options_without_the_extension_are_rejected(monkeypatch):
     p, _, _, _ = job(PROMPT, args=({"enabled": True, "controlnet": "pose", "controlnet_pose_from_base": True},))
     run(p)
     assert processing.calls == [] and "sd-webui-controlnet" in p.extra_generation_params["Multipass error"]
+
+
+def test_api_rejects_controlnet_options_without_the_extension(monkeypatch):
+    from lib_multipass.engines import webui_controlnet
+
+    body = {"prompt": PROMPT, "alwayson_scripts": {"multipass": {"args": [{"controlnet": "pose"}]}}}
+    assert api.check_generation_request(json.dumps(body).encode()) is None  # the extension is there
+    monkeypatch.setattr(webui_controlnet, "MODULE_NAMES", ("no.such.module",))
+    error = api.check_generation_request(json.dumps(body).encode())
+    assert error["field"] == "controlnet" and "sd-webui-controlnet" in error["detail"]

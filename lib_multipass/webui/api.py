@@ -72,6 +72,11 @@ def check_generation_request(body: bytes) -> dict | None:
         options = MultipassOptions.from_dict(args[0])
         if options.enabled:
             parse(str(request.get("prompt", "")), str(request.get("negative_prompt", "")))
+        if options.enabled and options.controlnet is not None:
+            from ..engines.webui_controlnet import NEEDED, external_code
+
+            if external_code() is None:
+                return {"error": "MultipassError", "field": "controlnet", "detail": NEEDED}
     except OptionsError as err:
         return {"error": "MultipassError", "field": err.field, "detail": str(err)}
     except PromptError as err:

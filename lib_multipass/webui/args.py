@@ -21,7 +21,14 @@ UI_FIELDS: tuple[str, ...] = (
     "person_cfg",
     "person_sampler",
     "save_passes",
+    "controlnet",
+    "controlnet_model",
+    "controlnet_conditioning_scale",
+    "controlnet_start",
+    "controlnet_end",
+    "controlnet_pose_from_base",
 )
+NONE_CHOICE = "None"  # what the UI's dropdowns show for "no ControlNet"
 
 #: infotext key that says a job ran with multipass (its value is the version)
 ENABLED_KEY = "Multipass"
@@ -42,6 +49,9 @@ def options_from_args(args: Sequence[Any]) -> MultipassOptions:
             values[name] = None
     if values.get("person_sampler") in ("", "Use same sampler"):
         values["person_sampler"] = None
+    for name in ("controlnet", "controlnet_model"):
+        if values.get(name) in ("", NONE_CHOICE):
+            values[name] = None
     return MultipassOptions.from_dict(values)
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from ..errors import MultipassError
 from ..options import MultipassOptions, option_specs
-from .args import UI_FIELDS, infotext_label, paste_value, ui_value
+from ..engines.webui_controlnet import external_code
+from .args import NONE_CHOICE, UI_FIELDS, infotext_label, paste_value, ui_value
 
 SAME_SAMPLER = "Use same sampler"
 
@@ -20,6 +21,11 @@ def preview(prompt: str, negative: str = "") -> str:
         return json.dumps(parse_payload({"prompt": prompt, "negative_prompt": negative}), indent=1)
     except MultipassError as err:
         return json.dumps({"error": str(err)})
+
+
+def controlnet_models() -> list[str]:
+    code = external_code()
+    return list(code.get_models()) if code is not None else []
 
 
 def build_ui(script: Any, is_img2img: bool) -> tuple[list, list, list]:
@@ -61,6 +67,20 @@ def build_ui(script: Any, is_img2img: bool) -> tuple[list, list, list]:
             cfg = number_slider("person_cfg", 0, 30, 0.5, 0, "Person CFG (0: as the main CFG)")
             sampler = gr.Dropdown(samplers, value=SAME_SAMPLER, label="Person sampler",
                                   elem_id=f"multipass_{tab}_person_sampler")
+        with gr.Accordion("ControlNet in the person pass (sd-webui-controlnet)", open=False,
+                          visible=external_code() is not None, elem_id=f"multipass_{tab}_controlnet"):
+            with gr.Row():
+                controlnet = gr.Dropdown([NONE_CHOICE, *specs["controlnet"].choices], value=NONE_CHOICE,
+                                         label="Type (its preprocessor runs on the base image)",
+                                         elem_id=f"multipass_{tab}_controlnet_type")
+                cn_model = gr.Dropdown([NONE_CHOICE, *controlnet_models()], value=NONE_CHOICE, label="Model",
+                                       elem_id=f"multipass_{tab}_controlnet_model")
+                from_base = check("controlnet_pose_from_base", "Guide the person by the base image")
+            with gr.Row():
+                cn_scale = number_slider("controlnet_conditioning_scale", 0, 2, 0.05,
+                                         defaults.controlnet_conditioning_scale, "Weight")
+                cn_start = number_slider("controlnet_start", 0, 1, 0.01, 0.0, "Guidance start")
+                cn_end = number_slider("controlnet_end", 0, 1, 0.01, 1.0, "Guidance end")
         plan = gr.Code(value="", language="json", label="Plan preview (from the prompt above)",
                        elem_id=f"multipass_{tab}_preview", interactive=False)
     prompt_box = getattr(script, "prompt_boxes", {}).get(tab)
@@ -71,7 +91,9 @@ def build_ui(script: Any, is_img2img: bool) -> tuple[list, list, list]:
         "enabled": enabled, "denoising_strength": denoise, "mask_prompt": mask_prompt, "mask_negative": mask_negative,
         "mask_invert": invert, "mask_dilate": dilate, "mask_blur": blur, "mask_threshold": threshold,
         "base_loras": base_loras, "person_steps": steps, "person_cfg": cfg, "person_sampler": sampler,
-        "save_passes": save_passes,
+        "save_passes": save_passes, "controlnet": controlnet, "controlnet_model": cn_model,
+        "controlnet_conditioning_scale": cn_scale, "controlnet_start": cn_start, "controlnet_end": cn_end,
+        "controlnet_pose_from_base": from_base,
     }
     components = [by_name[name] for name in UI_FIELDS]
     fields = [(by_name[name], _paster(name)) for name in UI_FIELDS]
@@ -86,6 +108,8 @@ def _paster(name: str):
             return value or SAME_SAMPLER
         if name in ("person_steps", "person_cfg"):
             return value or 0
+        if name in ("controlnet", "controlnet_model"):
+            return value or NONE_CHOICE
         return value
 
     return paste
