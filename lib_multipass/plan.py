@@ -148,10 +148,10 @@ def make_plan(job: Job, options: MultipassOptions, generation: Generation) -> Pl
     """The passes of `job`: prompt flags override `options`."""
     options = options.with_flags(job.flags)
     base_loras = job.base.loras + job.common.loras if options.base_loras else ()
-    base_control = control_spec(options, for_person=False)
+    kind = base_kind(options)
     passes = [
         Pass(
-            kind=base_kind(options),
+            kind=kind,
             index=0,
             prompt=join_prompt(job.base.text, job.common.text),
             negative=job.negative_for("base"),
@@ -162,8 +162,8 @@ def make_plan(job: Job, options: MultipassOptions, generation: Generation) -> Pl
             steps=generation.steps,
             cfg_scale=generation.cfg_scale,
             sampler=generation.sampler,
-            denoise=options.base_denoising_strength if base_kind(options) == "img2img" else 1.0,
-            control=base_control,
+            denoise=options.base_denoising_strength if kind == "img2img" else 1.0,
+            control=control_spec(options, for_person=False),
         )
     ]
     if options.enabled:
