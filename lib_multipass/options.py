@@ -128,9 +128,17 @@ class MultipassOptions:
         None, "float", "Multipass hires denoise", "strength of the harmonizing pass (set: on)",
         lo=0, hi=1, optional=True, flag=True,
     )
+    inpaint_faces: bool = _opt(
+        False, "bool", "Multipass inpaint faces", "one more pass over each face, with its person's prompt and LoRA"
+    )
     face_denoising_strength: float = _opt(
         0.4, "float", "Multipass face denoise", "strength of the face pass", lo=0, hi=1, flag=True
     )
+    face_crop_factor: float = _opt(
+        2.0, "float", "Multipass face crop factor", "context around a face: crop = face size x this", lo=1, hi=6
+    )
+    face_min_size: int = _opt(32, "int", "Multipass face min size", "smaller faces are left alone, px", lo=0, hi=4096)
+    face_max_faces: int = _opt(4, "int", "Multipass face max", "the largest faces in-painted per image", lo=1, hi=32)
     controlnet: str | None = _opt(
         None, "choice", "Multipass ControlNet", "ControlNet type guiding the passes", optional=True,
         choices=("pose", "canny", "depth", "lineart", "tile", "inpaint"),

@@ -6,7 +6,7 @@ plan, so a dry run (`parse --json`, the UI preview) shows exactly what will run.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .errors import OptionsError
@@ -70,6 +70,16 @@ class ControlSpec:
 
 
 @dataclass(frozen=True)
+class FaceSpec:
+    """Inpaint faces after a pass: the faces of its subject get one more low-denoise pass."""
+
+    denoise: float
+    crop_factor: float
+    min_size: int
+    max_faces: int
+
+
+@dataclass(frozen=True)
 class Pass:
     """One diffusion pass. `denoise` is 1.0 for the base (txt2img) pass."""
 
@@ -88,10 +98,11 @@ class Pass:
     padding: int = 0
     mask: MaskSpec | None = None
     control: ControlSpec | None = None
+    faces: FaceSpec | None = None
 
     @property
     def name(self) -> str:
-        return f"person_{self.index}" if self.kind == "person" else "base"
+        return {"person": f"person_{self.index}", "faces": "faces"}.get(self.kind, "base")
 
 
 @dataclass(frozen=True)
@@ -107,7 +118,8 @@ class Plan:
 
     @property
     def persons(self) -> tuple[Pass, ...]:
-        return self.passes[1:]
+        """The masked person passes (a faces-only pass is not one)."""
+        return tuple(p for p in self.passes[1:] if p.kind == "person")
 
     def to_json(self) -> dict[str, Any]:
         """The plan as plain JSON data (`plan.json`, `parse --json`)."""
@@ -128,7 +140,7 @@ def lora_json(lora: LoraTag, segment: str | None = None) -> dict[str, Any]:
 def pass_json(p: Pass) -> dict[str, Any]:
     out = {k: to_json(v) for k, v in asdict(p).items() if k not in ("loras", "mask")}
     out["loras"] = [lora_json(lora) for lora in p.loras]
-    for name in ("mask", "control"):
+    for name in ("mask", "control", "faces"):
         part = getattr(p, name)
         out[name] = None if part is None else {k: to_json(v) for k, v in asdict(part).items()}
     return out
@@ -170,6 +182,9 @@ def make_plan(job: Job, options: MultipassOptions, generation: Generation) -> Pl
         persons = masked_segments(job, options)
         for i, person in enumerate(persons, start=1):
             passes.append(_person_pass(job, options, generation, person.text, person.loras, i, len(persons)))
+        if not persons and options.inpaint_faces:  # faces of a one-segment prompt: its own prompt and LoRAs
+            face_pass = _person_pass(job, options, generation, job.base.text, job.base.loras, 1, 1)
+            passes.append(replace(face_pass, kind="faces", mask=None))
     return Plan(job, options, generation, tuple(passes))
 
 
@@ -201,6 +216,13 @@ def control_spec(options: MultipassOptions, for_person: bool) -> ControlSpec | N
         return None
     return ControlSpec(options.controlnet, options.controlnet_model, options.controlnet_conditioning_scale,
                        options.controlnet_start, options.controlnet_end, source)
+
+
+def face_spec(options: MultipassOptions) -> FaceSpec | None:
+    if not options.inpaint_faces:
+        return None
+    return FaceSpec(options.face_denoising_strength, options.face_crop_factor, options.face_min_size,
+                    options.face_max_faces)
 
 
 def mask_spec(options: MultipassOptions, instance: int | None) -> MaskSpec:
@@ -246,4 +268,5 @@ def _person_pass(
         padding=options.inpaint_padding,
         mask=mask,
         control=control_spec(options, for_person=True),
+        faces=face_spec(options),
     )

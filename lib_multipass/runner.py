@@ -17,6 +17,7 @@ from PIL import Image
 from . import masking
 from .engines.base import ControlInput, Engine, GenerateRequest, InpaintRequest
 from .errors import MultipassError
+from .face_stage import run_faces
 from .images import open_image
 from .plan import ControlSpec, Pass, Plan
 
@@ -93,10 +94,17 @@ def run(
         else:
             keep("base", engine.txt2img(request))
         say(f"[1/{total}] base pass done in {time.perf_counter() - started:.1f}s")
-    if not plan.persons:
+    if len(plan.passes) == 1:
         return result
     try:
-        _run_persons(plan, engine, result, keep, say, user_mask[0] if user_mask else None, hints)
+        masks = _run_persons(plan, engine, result, keep, say, user_mask[0] if user_mask else None, hints)
+
+        def keep_face(name: str, image: Image.Image, alpha: np.ndarray) -> None:
+            result.alphas[name] = alpha
+            keep(name, image)
+
+        if not result.interrupted:
+            run_faces(plan, engine, result.final, masks, keep_face, result.warnings)
     except MultipassError as err:
         result.error = str(err)
     except Exception as err:  # noqa: BLE001 - the base image must survive any later failure
@@ -110,9 +118,12 @@ def run(
 def _run_persons(
     plan: Plan, engine: Engine, result: RunResult, keep: ImageCallback, say: ProgressCallback,
     user_mask: np.ndarray | None, hints: "Hints",
-) -> None:
+) -> list[np.ndarray | None]:
+    """The person passes; returns each person's mask (None where skipped), for the faces."""
     base_image = result.images["base"]
     hints.base_image = base_image
+    if not plan.persons:
+        return []
     masks = _person_masks(plan, engine, base_image, result.warnings, user_mask)
     current = base_image
     total = len(plan.passes)
@@ -120,7 +131,7 @@ def _run_persons(
         if engine.interrupted():
             result.interrupted = True
             result.warnings.append(f"interrupted before {p.name}; the images made so far are kept")
-            return
+            return []
         pass_mask = masks[p.index - 1]
         if pass_mask is None:
             continue
@@ -134,6 +145,7 @@ def _run_persons(
         current = engine.inpaint(request)
         keep(p.name, current)
         say(f"[{step}/{total}] {p.name} pass done in {time.perf_counter() - started:.1f}s")
+    return [m.mask if m is not None else None for m in masks]
 
 
 class Hints:

@@ -11,6 +11,7 @@ from typing import Protocol, Sequence
 import numpy as np
 from PIL import Image
 
+from ..faces import Face
 from ..plan import Pass
 from ..prompt import LoraTag
 
@@ -77,6 +78,9 @@ class Engine(Protocol):
 
     def segment(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
         """Probability (H, W) float32 in 0..1 that any of `terms` is at each pixel."""
+
+    def detect_faces(self, image: Image.Image) -> list[Face]:
+        """The faces in the image (any order)."""
 
     def interrupted(self) -> bool:
         """True when the user asked to stop; checked before every pass."""

@@ -33,6 +33,7 @@ from PIL import Image
 
 from ..crop import crop_box, paste
 from ..errors import ModelNotFoundError, MultipassError
+from ..faces import Face, FaceDetector, make_face_detector
 from ..lora_files import find_loras
 from ..segmenters import Segmenter
 from ..prompt import LoraTag
@@ -128,8 +129,9 @@ class DiffusersEngine:
     """The `Engine` protocol on one loaded diffusers pipeline."""
 
     def __init__(self, pipe: StableDiffusionPipeline, lora_dir: str | Path | None = None,
-                 segmenter: Segmenter | None = None):
+                 segmenter: Segmenter | None = None, face_detector: FaceDetector | None = None):
         self.pipe = pipe
+        self.face_detector = face_detector or make_face_detector()
         self.lora_dir = lora_dir
         self.segmenter = segmenter
         self.adapters: dict[str, str] = {}  # LoRA name -> loaded adapter name
@@ -181,6 +183,9 @@ class DiffusersEngine:
         if self.segmenter is None:
             raise ModelNotFoundError("no segmenter was given; pass --segmenter (CLIPSeg folder or hub id) or --mask-image")
         return self.segmenter.probabilities(image, terms)
+
+    def detect_faces(self, image: Image.Image) -> list[Face]:
+        return self.face_detector.detect(image)
 
     def interrupted(self) -> bool:
         return self._stop

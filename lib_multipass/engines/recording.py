@@ -14,6 +14,7 @@ from PIL import Image
 
 from ..crop import paste
 from ..errors import ModelNotFoundError
+from ..faces import Face
 from .base import GenerateRequest, InpaintRequest
 
 
@@ -28,6 +29,7 @@ class RecordingEngine:
     segments: dict[str, np.ndarray | Callable[[Image.Image], np.ndarray]] = field(default_factory=dict)
     loras: Sequence[str] = ()
     stop_after: int | None = None  # report an interrupt once this many passes have run
+    faces: list[Face] = field(default_factory=list)  # what detect_faces finds
     requests: list[object] = field(default_factory=list)
 
     def check_loras(self, names: Sequence[str]) -> None:
@@ -67,6 +69,10 @@ class RecordingEngine:
             else:
                 maps.append(found(image) if callable(found) else found)
         return np.max(maps, axis=0)
+
+    def detect_faces(self, image: Image.Image) -> list[Face]:
+        self.requests.append(("faces",))
+        return list(self.faces)
 
     def interrupted(self) -> bool:
         passes = [r for r in self.requests if not isinstance(r, tuple)]

@@ -20,6 +20,7 @@ from PIL import Image
 from modules import paths, processing, shared
 
 from ..errors import ModelNotFoundError, MultipassError
+from ..faces import Face, make_face_detector
 from ..segmenters import Segmenter
 from ..webui.prompts import with_tags
 from .base import GenerateRequest, InpaintRequest
@@ -118,6 +119,9 @@ class WebUIEngine:
         if not processed.images:
             raise MultipassError("the WebUI returned no image for the person pass (interrupted?)")
         return processed.images[0].convert("RGB")
+
+    def detect_faces(self, image: Image.Image) -> list[Face]:
+        return make_face_detector().detect(image)  # mediapipe is not in the WebUI: OpenCV's cascade
 
     def hint(self, kind: str, image: Image.Image) -> tuple[Image.Image, bool]:
         return image, False  # the ControlNet extension's own preprocessor makes the hint

@@ -1,0 +1,128 @@
+"""Faces: real detection on real photos, face-shaped masks, assignment to persons, the face pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from lib_multipass.engines.recording import RecordingEngine, seed_colour
+from lib_multipass.face_stage import face_request
+from lib_multipass.faces import Face, MediaPipeFaceDetector, assign_faces, ellipse_mask, face_mask, select_faces
+from lib_multipass.options import MultipassOptions
+from lib_multipass.plan import Generation, make_plan
+from lib_multipass.prompt import parse
+from lib_multipass.runner import run
+
+# hand-made reference boxes (x0, y0, x1, y1): brows/hairline to chin, the ear left out
+ASTRONAUT_FACE = (178, 72, 272, 172)
+CAMERA_FACE = (200, 112, 258, 198)
+
+
+def iou(a, b) -> float:
+    w = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union
+
+
+def two_people() -> Image.Image:
+    photo = Image.fromarray(data.astronaut())
+    canvas = Image.new("RGB", (1024, 512), (128, 128, 128))
+    canvas.paste(photo.resize((448, 448)), (16, 64))
+    canvas.paste(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((448, 448)), (560, 64))
+    return canvas
+
+
+@pytest.mark.parametrize("name, reference", [("astronaut", ASTRONAUT_FACE), ("camera", CAMERA_FACE)])
+def test_faces_found_where_the_reference_box_is(name, reference):
+    image = Image.fromarray(getattr(data, name)()).convert("RGB")
+    faces = MediaPipeFaceDetector().detect(image)
+    assert len(faces) == 1 and iou(faces[0].box, reference) >= 0.6
+
+
+def test_both_faces_of_two_people_and_masks_inside_their_boxes():
+    image = two_people()
+    faces = sorted(MediaPipeFaceDetector().detect(image), key=lambda f: f.box[0])
+    s = 448 / 512
+    left = tuple(int(v * s) + o for v, o in zip(ASTRONAUT_FACE, (16, 64, 16, 64)))
+    x0, y0, x1, y1 = ASTRONAUT_FACE
+    right = (int((511 - x1) * s) + 560, int(y0 * s) + 64, int((511 - x0) * s) + 560, int(y1 * s) + 64)
+    assert len(faces) == 2 and iou(faces[0].box, left) >= 0.6 and iou(faces[1].box, right) >= 0.6
+    for face, (bx0, by0, bx1, by1) in zip(faces, (left, right)):
+        mask = face_mask(image, face)
+        assert mask.sum() > 0.5 * (bx1 - bx0) * (by1 - by0)
+        # the face shape (hairline to chin) stays in the hand-made face box: no hair, no background
+        assert mask[by0:by1, bx0:bx1].sum() >= 0.95 * mask.sum()
+
+
+def test_ellipse_mask_fallback_is_inside_the_box():
+    mask = ellipse_mask(Face((10, 20, 50, 70), 1.0), (100, 100))
+    ys, xs = np.nonzero(mask)
+    assert xs.min() >= 10 and xs.max() < 51 and mask.sum() > 0.5 * 40 * 50
+
+
+def test_select_and_assign_faces():
+    faces = [Face((10, 10, 30, 30), 0.9), Face((60, 10, 100, 50), 0.9), Face((200, 10, 210, 20), 0.9),
+             Face((150, 150, 190, 190), 0.9)]
+    kept = select_faces(faces, min_size=15, max_faces=3)
+    assert [f.box[0] for f in kept] == [60, 150, 10]  # largest first; the 10 px face dropped
+    left, right = np.zeros((256, 256), bool), np.zeros((256, 256), bool)
+    left[:, :50] = True
+    right[:, 55:120] = True
+    groups = assign_faces(kept, [left, right, None])
+    assert [[f.box[0] for f in g] for g in groups] == [[10], [60], []]  # (150, 150) is on nobody
+
+
+def test_runner_paints_each_face_with_its_persons_prompt_and_lora():
+    prob = np.zeros((64, 96), np.float32)
+    prob[:, :40] = 0.9
+    prob[:, 56:] = 0.9
+    faces = [Face((10, 8, 30, 28), 0.9), Face((66, 8, 86, 28), 0.9), Face((44, 40, 54, 50), 0.9)]
+    engine = RecordingEngine({"person": prob}, loras=("a", "b"), faces=faces)
+    options = MultipassOptions.from_dict({"inpaint_faces": True, "face_min_size": 8, "mask_dilate": 0,
+                                          "face_denoising_strength": 0.3})
+    plan = make_plan(parse("scene BREAK photo BREAK man <lora:a> BREAK woman <lora:b>"), options,
+                     Generation(seed=10, steps=4, width=96, height=64))
+    result = run(plan, engine)
+    face_requests = [r for r in engine.requests if hasattr(r, "denoise") and r.denoise == 0.3]
+    assert [r.generate.prompt for r in face_requests] == ["man, photo", "woman, photo"]
+    assert [[l.name for l in r.generate.loras] for r in face_requests] == [["a"], ["b"]]
+    assert list(result.images)[-2:] == ["person_1_face_1", "person_2_face_1"]
+    assert not face_requests[0].mask[40:50, 44:54].any()  # the face on nobody is left alone
+
+
+def test_one_segment_prompt_inpaints_faces_with_its_own_lora():
+    engine = RecordingEngine(loras=("a",), faces=[Face((10, 10, 50, 50), 0.9)])
+    plan = make_plan(parse("portrait of ohwx man <lora:a:0.8>"), MultipassOptions.from_dict({"inpaint_faces": True}),
+                     Generation(seed=1, steps=4, width=64, height=64))
+    assert [p.kind for p in plan.passes] == ["base", "faces"] and plan.base.loras == ()
+    result = run(plan, engine)
+    assert engine.requests[-1].generate.loras[0].name == "a" and "faces_face_1" in result.images
+
+
+def test_no_face_found_is_a_warning():
+    engine = RecordingEngine()
+    plan = make_plan(parse("a forest"), MultipassOptions.from_dict({"inpaint_faces": True}),
+                     Generation(seed=1, steps=4, width=64, height=64))
+    result = run(plan, engine)
+    assert list(result.images) == ["base"] and "no face" in result.warnings[0]
+
+
+def test_face_pass_on_tiny_models_changes_only_the_face(engine):
+    photo = Image.fromarray(data.astronaut()).resize((256, 256))
+    face = MediaPipeFaceDetector().detect(photo)[0]
+    plan = make_plan(parse("portrait of a woman"), MultipassOptions.from_dict({"inpaint_faces": True}),
+                     Generation(seed=2, steps=4, width=64, height=64, sampler="euler"))
+    request = face_request(plan.passes[1], photo, face, 1)
+    out = np.asarray(engine.inpaint(request)).astype(int)
+    before = np.asarray(photo).astype(int)
+    assert np.array_equal(out[request.alpha == 0], before[request.alpha == 0])
+    core = request.alpha > 0.99
+    assert core.any() and np.abs(out[core] - before[core]).mean() > 1
+    x0, y0, x1, y1 = (v // 2 for v in ASTRONAUT_FACE)  # the reference face box at 256 px
+    reach = face.size // 20 + max(2, face.size // 16)  # the mask's dilation and feather
+    touched = request.alpha > 0
+    inside = touched[y0 - reach:y1 + reach, x0 - reach:x1 + reach].sum()
+    assert inside >= 0.95 * touched.sum()  # the face pass stays on the face
