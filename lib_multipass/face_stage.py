@@ -3,7 +3,9 @@ person's prompt and LoRA, cropped with context and pasted back with a face-shape
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -11,7 +13,9 @@ from PIL import Image
 
 from . import masking
 from .engines.base import Engine, GenerateRequest, InpaintRequest
-from .faces import Face, assign_faces, face_mask, select_faces
+from .errors import MultipassError
+from .faces import Face, FaceDetector, assign_faces, face_mask, select_faces
+from .faceswap import RECOGNIZER_FILE, SWAPPER_FILE, FaceSwapper, find_model, load_references
 from .plan import Pass, Plan
 
 
@@ -26,9 +30,54 @@ def face_request(p: Pass, image: Image.Image, face: Face, number: int) -> Inpain
     return InpaintRequest(generate, image, mask, masking.feather(mask, blur), p.faces.denoise, padding, blur)
 
 
+MODEL_DIRS = (Path("models/insightface"), Path.home() / ".insightface" / "models")
+
+
+@functools.lru_cache(maxsize=2)
+def face_swapper(swap_model: str | None, recognition_model: str | None, upscale: bool, dirs: tuple[Path, ...],
+                 detector: FaceDetector) -> FaceSwapper:
+    """Loaded once per model set: the ONNX sessions take seconds to build."""
+    swapper = find_model(SWAPPER_FILE, swap_model, dirs)
+    recognizer = find_model(RECOGNIZER_FILE, recognition_model, dirs)
+    return FaceSwapper(swapper, recognizer, detector, upscale)
+
+
+def _swap(p: Pass, engine: Engine, image: Image.Image, faces: list[Face], warnings: list[str],
+          dirs: tuple[Path, ...]) -> Image.Image:
+    spec = p.faces
+    assert spec is not None
+    try:
+        swapper = face_swapper(spec.swap_model, spec.recognition_model, spec.swap_upscale, dirs,
+                               EngineDetector(engine))
+        identity = swapper.identity(load_references(spec.swap_images))
+        for face in faces:
+            image = swapper.swap(image, face, identity, face_mask(image, face))
+    except MultipassError as err:
+        warnings.append(f"face swap for {p.name}: {err}; the rest of the job goes on")
+    return image
+
+
+class EngineDetector:
+    """The engine's face detector as a FaceDetector (hashable, for the swapper cache)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def detect(self, image: Image.Image) -> list[Face]:
+        return self.engine.detect_faces(image)
+
+    def __hash__(self) -> int:
+        return id(self.engine)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EngineDetector) and other.engine is self.engine
+
+
 def run_faces(plan: Plan, engine: Engine, image: Image.Image, person_masks: list[np.ndarray | None],
-              keep: Callable[[str, Image.Image, np.ndarray], None], warnings: list[str]) -> Image.Image:
-    """Every face pass of `plan` on `image`; faces outside every person mask are left alone."""
+              keep: Callable[[str, Image.Image, np.ndarray | None], None], warnings: list[str],
+              dirs: tuple[Path, ...] = MODEL_DIRS) -> Image.Image:
+    """Face swap and inpaint faces for every pass with faces (order per `swap_first`); faces
+    outside every person mask are left alone. A failed swap is a warning: the rest goes on."""
     passes = [p for p in plan.passes[1:] if p.faces is not None]
     if not passes:
         return image
@@ -36,13 +85,20 @@ def run_faces(plan: Plan, engine: Engine, image: Image.Image, person_masks: list
     faces = select_faces(engine.detect_faces(image), spec.min_size, spec.max_faces)
     groups = assign_faces(faces, person_masks) if plan.persons else [faces]
     if not any(groups):
-        warnings.append(f"inpaint faces: no face of at least {spec.min_size} px found on a person")
+        warnings.append(f"faces: no face of at least {spec.min_size} px found on a person")
     for p, group in zip(passes, groups):
-        for number, face in enumerate(group, start=1):
-            if engine.interrupted():
-                warnings.append("interrupted before a face pass; the images made so far are kept")
-                return image
-            request = face_request(p, image, face, number)
-            image = engine.inpaint(request)
-            keep(f"{p.name}_face_{number}", image, request.alpha)
+        steps = ["swap", "inpaint"] if p.faces.swap_first else ["inpaint", "swap"]
+        for step in steps:
+            if not group or engine.interrupted():
+                break
+            if step == "swap" and p.faces.swap_images:
+                image = _swap(p, engine, image, group, warnings, dirs)
+                keep(f"{p.name}_swap", image, None)
+            elif step == "inpaint" and p.faces.inpaint:
+                for number, face in enumerate(group, start=1):
+                    request = face_request(p, image, face, number)
+                    image = engine.inpaint(request)
+                    keep(f"{p.name}_face_{number}", image, request.alpha)
+    if engine.interrupted():
+        warnings.append("interrupted during the face passes; the images made so far are kept")
     return image

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, Sequence
 
 import cv2
@@ -22,6 +23,7 @@ from .errors import ModelNotFoundError
 class Face:
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
     score: float
+    points: tuple[tuple[float, float], ...] | None = None  # 5 alignment points, when the detector gives them
 
     @property
     def size(self) -> int:
@@ -71,6 +73,31 @@ class HaarFaceDetector:
         return [Face(_clip_box(x, y, w, h, image.size), 1.0) for x, y, w, h in boxes]
 
 
+class InsightFaceDetector:
+    """insightface's detector (`buffalo_l`, det_10g.onnx) with 5 landmarks per face."""
+
+    def __init__(self, root: str | Path):
+        try:
+            from insightface.app import FaceAnalysis
+        except ImportError:
+            raise ModelNotFoundError("insightface is not installed: `pip install insightface onnxruntime`") from None
+        try:
+            self.app = FaceAnalysis(name="buffalo_l", root=str(root), allowed_modules=["detection"],
+                                    providers=["CPUExecutionProvider"])
+            self.app.prepare(ctx_id=-1, det_size=(640, 640))
+        except (AssertionError, OSError, RuntimeError) as err:
+            raise ModelNotFoundError(
+                f"insightface's buffalo_l models not found under {root}/models/buffalo_l ({err.__class__.__name__}); "
+                "put det_10g.onnx and w600k_r50.onnx there"
+            ) from None
+
+    def detect(self, image: Image.Image) -> list[Face]:
+        pixels = np.asarray(image.convert("RGB"))[..., ::-1]  # insightface reads BGR
+        return [Face(_clip_box(f.bbox[0], f.bbox[1], f.bbox[2] - f.bbox[0], f.bbox[3] - f.bbox[1], image.size),
+                     float(f.det_score), tuple((float(x), float(y)) for x, y in f.kps))
+                for f in self.app.get(np.ascontiguousarray(pixels))]
+
+
 def make_face_detector(name: str | None = None) -> FaceDetector:
     """`mediapipe` (default when installed) or `haar`."""
     if name == "haar":
@@ -114,22 +141,44 @@ def ellipse_mask(face: Face, size: tuple[int, int]) -> np.ndarray:
     return mask.astype(bool)
 
 
-def face_mask(image: Image.Image, face: Face) -> np.ndarray:
-    """A face-shaped mask (H, W): the face mesh's outline, or an ellipse when no mesh is found."""
+def mesh_points(image: Image.Image, face: Face) -> np.ndarray | None:
+    """mediapipe face mesh landmarks (N, 2) in image pixels for this face, or None."""
     try:
         from mediapipe.python.solutions import face_mesh
     except ImportError:
-        return ellipse_mask(face, image.size)
+        return None
     x0, y0, x1, y1 = face.box
     margin = int(math.ceil(0.5 * max(x1 - x0, y1 - y0)))
-    crop_box = (max(0, x0 - margin), max(0, y0 - margin), min(image.width, x1 + margin), min(image.height, y1 + margin))
-    crop = np.ascontiguousarray(np.asarray(image.convert("RGB").crop(crop_box)))
+    box = (max(0, x0 - margin), max(0, y0 - margin), min(image.width, x1 + margin), min(image.height, y1 + margin))
+    crop = np.ascontiguousarray(np.asarray(image.convert("RGB").crop(box)))
     with face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1) as mesh:
         found = mesh.process(crop).multi_face_landmarks
     if not found:
+        return None
+    width, height = box[2] - box[0], box[3] - box[1]
+    return np.array([(p.x * width + box[0], p.y * height + box[1]) for p in found[0].landmark], np.float32)
+
+
+#: face mesh indices of the 5 points ArcFace-style alignment uses, image left to right:
+#: eye (outer and inner corner averaged), other eye, nose tip, mouth corners
+FIVE_POINTS = ((33, 133), (362, 263), (1,), (61,), (291,))
+
+
+def five_points(image: Image.Image, face: Face) -> np.ndarray | None:
+    """(5, 2) alignment points of the face (eyes, nose, mouth corners), or None without a mesh."""
+    if face.points is not None:
+        return np.array(face.points, np.float32)
+    points = mesh_points(image, face)
+    if points is None:
+        return None
+    return np.array([points[list(group)].mean(axis=0) for group in FIVE_POINTS], np.float32)
+
+
+def face_mask(image: Image.Image, face: Face) -> np.ndarray:
+    """A face-shaped mask (H, W): the face mesh's outline, or an ellipse when no mesh is found."""
+    points = mesh_points(image, face)
+    if points is None:
         return ellipse_mask(face, image.size)
-    cw, ch = crop_box[2] - crop_box[0], crop_box[3] - crop_box[1]
-    points = np.array([(p.x * cw + crop_box[0], p.y * ch + crop_box[1]) for p in found[0].landmark], np.float32)
     mask = np.zeros((image.height, image.width), np.uint8)
     cv2.fillConvexPoly(mask, cv2.convexHull(points).astype(np.int32), 1)
     return mask.astype(bool)

@@ -139,6 +139,22 @@ class MultipassOptions:
     )
     face_min_size: int = _opt(32, "int", "Multipass face min size", "smaller faces are left alone, px", lo=0, hi=4096)
     face_max_faces: int = _opt(4, "int", "Multipass face max", "the largest faces in-painted per image", lo=1, hi=32)
+    face_swap: bool = _opt(False, "bool", "Multipass face swap", "swap faces to the subject's reference photos")
+    face_swap_images: tuple[str, ...] = _opt(
+        (), "terms", "Multipass face swap images",
+        "reference photos: files or folders; one folder per person prompt to give each its own face",
+    )
+    face_swap_model: str | None = _opt(
+        None, "str", "Multipass face swap model", "path of inswapper_128.onnx (else models/insightface)", optional=True
+    )
+    face_recognition_model: str | None = _opt(
+        None, "str", "Multipass face recognition model", "path of w600k_r50.onnx (else models/insightface)",
+        optional=True,
+    )
+    face_swap_upscale: bool = _opt(False, "bool", "Multipass face swap upscale", "paste the 128 px swap resampled at 4x")
+    face_swap_first: bool = _opt(
+        True, "bool", "Multipass face swap first", "swap, then inpaint faces (its low denoise fixes swap seams)"
+    )
     controlnet: str | None = _opt(
         None, "choice", "Multipass ControlNet", "ControlNet type guiding the passes", optional=True,
         choices=("pose", "canny", "depth", "lineart", "tile", "inpaint"),

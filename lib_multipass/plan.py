@@ -77,6 +77,12 @@ class FaceSpec:
     crop_factor: float
     min_size: int
     max_faces: int
+    inpaint: bool = True
+    swap_images: tuple[str, ...] = ()  # this person's reference photos; () = no swap
+    swap_model: str | None = None
+    recognition_model: str | None = None
+    swap_upscale: bool = False
+    swap_first: bool = True
 
 
 @dataclass(frozen=True)
@@ -182,7 +188,7 @@ def make_plan(job: Job, options: MultipassOptions, generation: Generation) -> Pl
         persons = masked_segments(job, options)
         for i, person in enumerate(persons, start=1):
             passes.append(_person_pass(job, options, generation, person.text, person.loras, i, len(persons)))
-        if not persons and options.inpaint_faces:  # faces of a one-segment prompt: its own prompt and LoRAs
+        if not persons and (options.inpaint_faces or options.face_swap):  # faces of a one-segment prompt: its own prompt and LoRAs
             face_pass = _person_pass(job, options, generation, job.base.text, job.base.loras, 1, 1)
             passes.append(replace(face_pass, kind="faces", mask=None))
     return Plan(job, options, generation, tuple(passes))
@@ -218,11 +224,16 @@ def control_spec(options: MultipassOptions, for_person: bool) -> ControlSpec | N
                        options.controlnet_start, options.controlnet_end, source)
 
 
-def face_spec(options: MultipassOptions) -> FaceSpec | None:
-    if not options.inpaint_faces:
+def face_spec(options: MultipassOptions, person: int = 1, persons: int = 1) -> FaceSpec | None:
+    """The face passes after person pass `person` (1-based) of `persons`."""
+    if not (options.inpaint_faces or options.face_swap):
         return None
+    images = options.face_swap_images if options.face_swap else ()
+    if len(images) == persons > 1:  # one reference folder per person prompt
+        images = (images[person - 1],)
     return FaceSpec(options.face_denoising_strength, options.face_crop_factor, options.face_min_size,
-                    options.face_max_faces)
+                    options.face_max_faces, options.inpaint_faces, images, options.face_swap_model,
+                    options.face_recognition_model, options.face_swap_upscale, options.face_swap_first)
 
 
 def mask_spec(options: MultipassOptions, instance: int | None) -> MaskSpec:
@@ -268,5 +279,5 @@ def _person_pass(
         padding=options.inpaint_padding,
         mask=mask,
         control=control_spec(options, for_person=True),
-        faces=face_spec(options),
+        faces=face_spec(options, i, count),
     )

@@ -18,6 +18,7 @@ from . import masking
 from .engines.base import ControlInput, Engine, GenerateRequest, InpaintRequest
 from .errors import MultipassError
 from .face_stage import run_faces
+from .faceswap import load_references
 from .images import open_image
 from .plan import ControlSpec, Pass, Plan
 
@@ -63,6 +64,8 @@ def run(
     options = plan.options
     input_image = open_image(options.input_image, "input image").convert("RGB") if options.input_image else None
     hint_file = open_image(options.controlnet_image, "control image") if options.controlnet_image else None
+    if options.face_swap:
+        load_references(options.face_swap_images)  # unreadable or missing reference photos fail here
     hints = Hints(engine, input_image, hint_file)
     base_image = base if base is not None else input_image if plan.base.kind == "input" else None
     size = base_image.size if base_image is not None else (plan.generation.width, plan.generation.height)
@@ -99,8 +102,9 @@ def run(
     try:
         masks = _run_persons(plan, engine, result, keep, say, user_mask[0] if user_mask else None, hints)
 
-        def keep_face(name: str, image: Image.Image, alpha: np.ndarray) -> None:
-            result.alphas[name] = alpha
+        def keep_face(name: str, image: Image.Image, alpha: np.ndarray | None) -> None:
+            if alpha is not None:
+                result.alphas[name] = alpha
             keep(name, image)
 
         if not result.interrupted:
