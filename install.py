@@ -4,6 +4,9 @@ lacks, with version floors. Never touches torch; `run_pip` itself honours --skip
 
 Not installed on purpose: mediapipe (the offline person segmenter) needs protobuf>=4.25,
 which breaks the WebUI's pinned protobuf 3.20, so inside the WebUI masks come from CLIPSeg.
+Face swap: onnxruntime, onnx (1.14.1, the newest that keeps protobuf at 3.20.x) and
+insightface 2.1 (whose detector gives the landmarks a swap needs); with the WebUI's own
+opencv-python already there, pip adds no second OpenCV (checked in a WebUI 1.10.1 venv).
 """
 
 from __future__ import annotations
@@ -12,13 +15,16 @@ from importlib import metadata
 
 import launch
 
-#: (distribution names that satisfy it, what to install, version floor)
+#: (distribution names that satisfy it, version floor, what to install when missing or older)
 REQUIREMENTS = (
-    (("transformers",), "transformers", "4.25.0"),  # CLIPSegForImageSegmentation
+    (("transformers",), "4.25.0", '"transformers>=4.25.0"'),  # CLIPSegForImageSegmentation
     (("opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless"),
-     "opencv-python-headless", "4.8.0"),  # one OpenCV build only: any of these serves
-    (("numpy",), "numpy", "1.23.0"),
-    (("Pillow", "pillow"), "Pillow", "9.1.0"),  # Image.Resampling
+     "4.8.0", '"opencv-python-headless>=4.8.0"'),  # one OpenCV build only: any of these serves
+    (("numpy",), "1.23.0", '"numpy>=1.23.0"'),
+    (("Pillow", "pillow"), "9.1.0", '"Pillow>=9.1.0"'),  # Image.Resampling
+    (("onnxruntime", "onnxruntime-gpu"), "1.16.0", '"onnxruntime>=1.16.0"'),
+    (("onnx",), "1.14.0", '"onnx==1.14.1" "protobuf>=3.20.2,<3.21"'),
+    (("insightface",), "0.7.3", '"insightface==2.1"'),
 )
 
 
@@ -39,7 +45,7 @@ def _parse(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-for names, package, floor in REQUIREMENTS:
+for names, floor, install in REQUIREMENTS:
     found = _version(names)
     if found is None or found < _parse(floor):
-        launch.run_pip(f"install \"{package}>={floor}\"", f"{package}>={floor} for sd-webui-multipass")
+        launch.run_pip(f"install {install}", f"{install} for sd-webui-multipass")

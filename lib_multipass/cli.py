@@ -93,6 +93,10 @@ def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control-image", help="a ready hint image (else made from --init-image)")
     parser.add_argument("--controlnet-txt2img", action="store_true",
                         help="the base is txt2img guided by the hint (pose kept, looks free) instead of img2img")
+    parser.add_argument("--inpaint-faces", action="store_true", help="one more low-denoise pass over each face")
+    parser.add_argument("--face-swap", nargs="+", metavar="REF", help="swap faces to these reference photos/folders")
+    parser.add_argument("--face-swap-model", help="inswapper_128.onnx (else models/insightface or ~/.insightface)")
+    parser.add_argument("--face-recognition-model", help="w600k_r50.onnx of insightface's buffalo_l")
     parser.add_argument("--options", default="{}", help='options as a JSON object, e.g. \'{"denoising_strength": 0.6}\'')
 
 
@@ -113,6 +117,13 @@ def plan_from_args(args: argparse.Namespace) -> tuple[Job, Plan]:
             values[option] = getattr(args, arg)
     if args.controlnet_txt2img:
         values["controlnet_txt2img"] = True
+    if args.inpaint_faces:
+        values["inpaint_faces"] = True
+    if args.face_swap:
+        values.update(face_swap=True, face_swap_images=list(args.face_swap))
+    for arg in ("face_swap_model", "face_recognition_model"):
+        if getattr(args, arg):
+            values[arg] = getattr(args, arg)
     options = MultipassOptions.from_dict(values)
     sampler = canonical_sampler(args.sampler)
     generation = Generation(args.seed, args.steps, args.cfg, args.width, args.height, sampler)

@@ -48,7 +48,8 @@ def run_demo(out: Path, cache: Path) -> int:
     args = argparse.Namespace(
         prompt=DEMO_PROMPT, negative=DEMO_NEGATIVE, seed=7, steps=8, cfg=7.0, width=256, height=256,
         sampler="euler_a", mask_image=None, init_image=None, controlnet=None, controlnet_model=None,
-        control_image=None, controlnet_txt2img=False, options="{}", out=out,
+        control_image=None, controlnet_txt2img=False, inpaint_faces=False, face_swap=None, face_swap_model=None,
+        face_recognition_model=None, options="{}", out=out,
     )
     _, plan = plan_from_args(args)
     pipe = load_pipeline(str(models.checkpoint), device="cpu")

@@ -420,3 +420,22 @@ def test_api_rejects_controlnet_options_without_the_extension(monkeypatch):
     monkeypatch.setattr(webui_controlnet, "MODULE_NAMES", ("no.such.module",))
     error = api.check_generation_request(json.dumps(body).encode())
     assert error["field"] == "controlnet" and "sd-webui-controlnet" in error["detail"]
+
+
+def test_inpaint_faces_in_the_webui_uses_the_persons_prompt(monkeypatch):
+    from lib_multipass.engines import webui as webui_engine
+    from lib_multipass.faces import Face
+
+    class OneFace:
+        def detect(self, image):
+            return [Face((12, 16, 44, 48), 0.9)]
+
+    monkeypatch.setattr(webui_engine, "webui_face_detector", lambda root: OneFace())
+    p, _, _, _ = job(PROMPT, args=({"enabled": True, "mask_dilate": 0, "inpaint_faces": True,
+                                    "face_denoising_strength": 0.35, "face_min_size": 8},), restore_faces=True)
+    processed = run(p)
+    person, face = nested_calls()
+    assert face["denoise"] == 0.35 and face["prompt"] == person["prompt"] and face["loras"] == ["ohwx"]
+    assert face["mask"][30, 28] and not face["mask"][5, 60]
+    final = np.asarray(processed.images[0])
+    assert np.array_equal(final, processing.FACE_RESTORATION_SAW[0])  # faces before the WebUI's restoration

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -20,7 +21,7 @@ from PIL import Image
 from modules import paths, processing, shared
 
 from ..errors import ModelNotFoundError, MultipassError
-from ..faces import Face, make_face_detector
+from ..faces import Face, FaceDetector, InsightFaceDetector, make_face_detector
 from ..segmenters import Segmenter
 from ..webui.prompts import with_tags
 from .base import GenerateRequest, InpaintRequest
@@ -121,7 +122,7 @@ class WebUIEngine:
         return processed.images[0].convert("RGB")
 
     def detect_faces(self, image: Image.Image) -> list[Face]:
-        return make_face_detector().detect(image)  # mediapipe is not in the WebUI: OpenCV's cascade
+        return webui_face_detector(str(Path(shared.models_path) / "insightface")).detect(image)
 
     def hint(self, kind: str, image: Image.Image) -> tuple[Image.Image, bool]:
         return image, False  # the ControlNet extension's own preprocessor makes the hint
@@ -132,6 +133,16 @@ class WebUIEngine:
     def interrupted(self) -> bool:
         state = shared.state
         return bool(state.interrupted or state.skipped or getattr(state, "stopping_generation", False))
+
+
+@functools.lru_cache(maxsize=1)
+def webui_face_detector(insightface_root: str) -> FaceDetector:
+    """insightface's detector (5 landmarks, which face swap needs) when it and buffalo_l are
+    installed; otherwise OpenCV's cascade (mediapipe cannot run beside the WebUI's protobuf)."""
+    try:
+        return InsightFaceDetector(insightface_root)
+    except ModelNotFoundError:
+        return make_face_detector("haar")
 
 
 def segmenter_source(setting: str | None) -> str | None:

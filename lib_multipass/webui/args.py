@@ -27,6 +27,10 @@ UI_FIELDS: tuple[str, ...] = (
     "controlnet_start",
     "controlnet_end",
     "controlnet_pose_from_base",
+    "inpaint_faces",
+    "face_denoising_strength",
+    "face_swap",
+    "face_swap_images",
 )
 NONE_CHOICE = "None"  # what the UI's dropdowns show for "no ControlNet"
 

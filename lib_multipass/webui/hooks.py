@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import MultipassError
@@ -67,6 +68,16 @@ def start_job(p, args: Sequence[Any]) -> MultipassJob | None:
             overrides["mask_prompt"] = setting("multipass_default_mask_prompt")
         if setting("multipass_save_passes"):
             overrides["save_passes"] = True
+        if options.face_swap:  # the WebUI keeps insightface's models in models/insightface
+            from modules import shared
+
+            from ..faceswap import RECOGNIZER_FILE, SWAPPER_FILE
+
+            root = Path(shared.models_path) / "insightface"
+            for name, file in (("face_swap_model", SWAPPER_FILE), ("face_recognition_model", RECOGNIZER_FILE)):
+                found = sorted(root.rglob(file)) if root.is_dir() else []
+                if getattr(options, name) is None and found:
+                    overrides[name] = str(found[0])
         options = options.replace(**overrides)
     except MultipassError as err:
         reject(p, str(err))

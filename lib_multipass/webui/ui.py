@@ -81,6 +81,12 @@ def build_ui(script: Any, is_img2img: bool) -> tuple[list, list, list]:
                                          defaults.controlnet_conditioning_scale, "Weight")
                 cn_start = number_slider("controlnet_start", 0, 1, 0.01, 0.0, "Guidance start")
                 cn_end = number_slider("controlnet_end", 0, 1, 0.01, 1.0, "Guidance end")
+        with gr.Row():
+            inpaint_faces = check("inpaint_faces", "Inpaint faces (with each person's prompt and LoRA)")
+            face_denoise = number_slider("face_denoising_strength", 0, 1, 0.01, defaults.face_denoising_strength,
+                                         "Face denoise")
+            face_swap = check("face_swap", "Face swap (inswapper_128.onnx in models/insightface)")
+            face_refs = text("face_swap_images", "Face swap reference photos: folders or files, | between")
         plan = gr.Code(value="", language="json", label="Plan preview (from the prompt above)",
                        elem_id=f"multipass_{tab}_preview", interactive=False)
     prompt_box = getattr(script, "prompt_boxes", {}).get(tab)
@@ -93,7 +99,8 @@ def build_ui(script: Any, is_img2img: bool) -> tuple[list, list, list]:
         "base_loras": base_loras, "person_steps": steps, "person_cfg": cfg, "person_sampler": sampler,
         "save_passes": save_passes, "controlnet": controlnet, "controlnet_model": cn_model,
         "controlnet_conditioning_scale": cn_scale, "controlnet_start": cn_start, "controlnet_end": cn_end,
-        "controlnet_pose_from_base": from_base,
+        "controlnet_pose_from_base": from_base, "inpaint_faces": inpaint_faces,
+        "face_denoising_strength": face_denoise, "face_swap": face_swap, "face_swap_images": face_refs,
     }
     components = [by_name[name] for name in UI_FIELDS]
     fields = [(by_name[name], _paster(name)) for name in UI_FIELDS]

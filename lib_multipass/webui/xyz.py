@@ -22,6 +22,8 @@ AXES: tuple[tuple[str, str, type, Callable[[], list[str]] | None], ...] = (
     ("[Multipass] Person CFG", "person_cfg", float, None),
     ("[Multipass] Person sampler", "person_sampler", str, None),
     ("[Multipass] Harmonize denoise", "hires_denoising_strength", float, None),
+    ("[Multipass] Face denoise", "face_denoising_strength", float, None),
+    ("[Multipass] Face swap", "face_swap", str, lambda: ["True", "False"]),
 )
 
 
