@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -25,15 +24,7 @@ from lib_multipass.options import MultipassOptions  # noqa: E402
 from lib_multipass.plan import mask_spec  # noqa: E402
 from lib_multipass.segmenters import ClipSegSegmenter, SelfieSegmenter  # noqa: E402
 from lib_multipass.tiny_models import write_tokenizer  # noqa: E402
-
-
-def best_of(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
+from timing import best  # noqa: E402
 
 
 def real_size_clipseg(folder: Path) -> ClipSegSegmenter:
@@ -84,11 +75,11 @@ def main() -> None:
         print(f"torch threads {torch.get_num_threads()}; CLIPSeg {sum(p.numel() for p in clipseg._model.parameters()) / 1e6:.0f} M params")
         for size in (int(s) for s in args.sizes.split(",")):
             image = Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
-            step = best_of(unet_step(size), repeat=2)
+            step = best(unet_step(size), repeat=2)
             rows = {
-                "clipseg person": best_of(lambda: mask_stage(clipseg, image, ["person"], ())),
-                "clipseg person - clothes": best_of(lambda: mask_stage(clipseg, image, ["person"], ["clothes"])),
-                "selfie (offline) person": best_of(lambda: mask_stage(selfie, image, ["person"], ())),
+                "clipseg person": best(lambda: mask_stage(clipseg, image, ["person"], ())),
+                "clipseg person - clothes": best(lambda: mask_stage(clipseg, image, ["person"], ["clothes"])),
+                "selfie (offline) person": best(lambda: mask_stage(selfie, image, ["person"], ())),
             }
             print(f"{size}x{size}: one SD 1.x UNet step with CFG {step:.2f}s")
             for name, seconds in rows.items():

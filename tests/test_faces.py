@@ -7,6 +7,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
+from photos import two_people
+
 from lib_multipass.engines.recording import RecordingEngine, seed_colour
 from lib_multipass.face_stage import face_request
 from lib_multipass.faces import Face, MediaPipeFaceDetector, assign_faces, ellipse_mask, face_mask, select_faces
@@ -25,14 +27,6 @@ def iou(a, b) -> float:
     h = max(0, min(a[3], b[3]) - max(a[1], b[1]))
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
     return w * h / union
-
-
-def two_people() -> Image.Image:
-    photo = Image.fromarray(data.astronaut())
-    canvas = Image.new("RGB", (1024, 512), (128, 128, 128))
-    canvas.paste(photo.resize((448, 448)), (16, 64))
-    canvas.paste(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((448, 448)), (560, 64))
-    return canvas
 
 
 @pytest.mark.parametrize("name, reference", [("astronaut", ASTRONAUT_FACE), ("camera", CAMERA_FACE)])

@@ -14,6 +14,8 @@ import pytest
 from PIL import Image, ImageDraw
 from skimage import data
 
+from photos import two_people
+
 from lib_multipass import masking
 from lib_multipass.engines.recording import RecordingEngine
 from lib_multipass.options import MultipassOptions
@@ -43,15 +45,6 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def segmenter():
     return SelfieSegmenter()
-
-
-def two_people() -> Image.Image:
-    """Two astronauts side by side on a grey canvas (the right one mirrored)."""
-    photo = Image.fromarray(data.astronaut())
-    canvas = Image.new("RGB", (1024, 512), (128, 128, 128))
-    canvas.paste(photo.resize((448, 448)), (16, 64))
-    canvas.paste(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((448, 448)), (560, 64))
-    return canvas
 
 
 @pytest.mark.parametrize("name", ["astronaut", "camera"])
