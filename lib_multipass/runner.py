@@ -74,6 +74,8 @@ def run(
     result = RunResult(plan)
     if user_mask:
         result.warnings.extend(user_mask[1])
+    if options.hires_denoising_strength is not None:
+        result.warnings.append("the harmonizing pass (hires_denoising_strength) is not built yet: ignored")
     say = on_progress or (lambda message: log.info(message))
 
     def keep(name: str, image: Image.Image) -> None:

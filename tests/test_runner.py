@@ -154,3 +154,9 @@ def test_full_mask_is_allowed():
     result = run(plan_for("scene BREAK man"), engine)
     assert result.alphas["person_1"].min() == 1.0 and not result.warnings
     assert (np.asarray(result.final) == seed_colour(11)).all()
+
+
+def test_options_not_built_yet_say_so():
+    engine = RecordingEngine({"person": two_people})
+    result = run(plan_for("scene BREAK man --hires_denoising_strength 0.3"), engine)
+    assert any("harmonizing pass" in w and "ignored" in w for w in result.warnings)
