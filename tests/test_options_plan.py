@@ -111,3 +111,11 @@ def test_base_pass_never_gets_person_loras():
     plan = make_plan(parse("scene <lora:x:1> BREAK common <lora:y> BREAK man <lora:z>"), MultipassOptions(), Generation())
     assert plan.base.loras == ()
     assert plan.base.prompt == "scene, common"
+
+
+def test_readme_names_every_option():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    missing = [name for name in option_specs() if f"`{name}`" not in readme and f"`--{name}`" not in readme]
+    assert missing == []
