@@ -9,7 +9,6 @@ with real weights. Prints per-stage times and the ratio (target <= 1.05). Not a 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time

@@ -9,7 +9,7 @@ from skimage import data
 
 from photos import two_people
 
-from lib_multipass.engines.recording import RecordingEngine, seed_colour
+from lib_multipass.engines.recording import RecordingEngine
 from lib_multipass.face_stage import face_request
 from lib_multipass.faces import Face, MediaPipeFaceDetector, assign_faces, ellipse_mask, face_mask, select_faces
 from lib_multipass.options import MultipassOptions

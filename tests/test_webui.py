@@ -210,7 +210,7 @@ def test_bad_api_dict_is_rejected_naming_the_field_and_nothing_runs():
 
 def test_malformed_prompt_generates_nothing():
     p, _, _, _ = job("a forest BREAK man --mask_blur lots")
-    processed = run(p)
+    run(p)
     assert processing.calls == [] and "--mask_blur" in p.extra_generation_params["Multipass error"]
 
 
@@ -360,7 +360,7 @@ def test_xyz_axes_register_once():
 def test_forge_is_refused_with_a_clear_message(monkeypatch):
     monkeypatch.setattr(hooks, "is_forge", lambda: True)
     p, _, _, _ = job(PROMPT)
-    processed = run(p)
+    run(p)
     assert processing.calls == [] and "Forge" in p.extra_generation_params["Multipass error"]
 
 

@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageFilter
 
 from modules import extra_networks, images, paths, scripts, shared
-from modules.shared import opts, state
+from modules.shared import state
 
 calls: list[dict] = []
 UNET_HOOK: list = []  # what a ControlNet hook on the shared UNet applies now (sd-webui-controlnet stand-in)
