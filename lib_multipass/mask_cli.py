@@ -43,21 +43,19 @@ def overlay(image: Image.Image, alpha: np.ndarray) -> Image.Image:
 
 def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, persons: int = 1):
     """(probability map, paste alpha, report) for one image: the mask stage alone."""
-    prob = segmenter.probabilities(image, options.mask_prompt)
-    negative = segmenter.probabilities(image, options.mask_negative) if options.mask_negative else None
     spec = mask_spec(options, None)
-    subjects = masking.subject_mask(prob, negative, spec)
+    prob, subjects = masking.segment_subjects(segmenter.probabilities, image, spec)
+    instances = masking.split_instances(subjects)
     specs = [spec] if persons <= 1 else [mask_spec(options, i) for i in range(persons)]
     alpha = np.zeros(prob.shape, np.float32)
     for one in specs:
-        mask = masking.pass_mask(subjects, one)
+        mask = masking.pass_mask(subjects, one, instances)
         if mask is not None:
             alpha = np.maximum(alpha, masking.feather(mask, one.blur))
     report = {
         "size": list(image.size),
         "area": round(float((alpha > 0).mean()), 5),
-        "instances": [{"box": list(mask_box(part)), "area": round(masking.area(part), 5)}
-                      for part in masking.split_instances(subjects)],
+        "instances": [{"box": list(mask_box(part)), "area": round(masking.area(part), 5)} for part in instances],
         "options": {k: v for k, v in options.to_dict().items() if k.startswith("mask_")},
     }
     if report["area"] < options.mask_min_area:

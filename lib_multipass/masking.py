@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -16,6 +17,8 @@ from PIL import Image
 
 from .images import open_image
 from .plan import MaskSpec
+
+Segment = Callable[[Image.Image, Sequence[str]], np.ndarray]  # (image, terms) -> probability map
 
 
 # -- pure operations ----------------------------------------------------------------------
@@ -152,11 +155,21 @@ def subject_mask(prob: np.ndarray, negative: np.ndarray | None, spec: MaskSpec) 
     return remove_specks(threshold(subtract(prob, negative), spec.threshold), spec.speck)
 
 
-def pass_mask(subjects: np.ndarray, spec: MaskSpec) -> np.ndarray | None:
-    """Pick the pass's instance, then dilate and invert; None when that subject is absent."""
+def segment_subjects(segment: Segment, image: Image.Image, spec: MaskSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(probability map, subjects mask) of `spec`'s prompt minus its negative, by `segment`."""
+    prob = segment(image, spec.prompt)
+    negative = segment(image, spec.negative) if spec.negative else None
+    return prob, subject_mask(prob, negative, spec)
+
+
+def pass_mask(subjects: np.ndarray, spec: MaskSpec, instances: list[np.ndarray] | None = None) -> np.ndarray | None:
+    """Pick the pass's instance, then dilate and invert; None when that subject is absent.
+
+    `instances`: `split_instances(subjects)` when the caller has it already (several passes).
+    """
     mask = subjects
     if spec.instance is not None:
-        instances = split_instances(subjects)
+        instances = split_instances(subjects) if instances is None else instances
         if spec.instance >= len(instances):
             return None
         mask = instances[spec.instance]

@@ -192,18 +192,17 @@ def _person_masks(
         subjects = user_mask
         described = f"mask image {spec.image!r}"
     else:
-        prob = engine.segment(image, spec.prompt)
-        negative = engine.segment(image, spec.negative) if spec.negative else None
-        subjects = masking.subject_mask(prob, negative, spec)
+        _, subjects = masking.segment_subjects(engine.segment, image, spec)
         described = f"mask prompt {' | '.join(spec.prompt)!r}"
-    found = len(masking.split_instances(subjects)) if len(plan.persons) > 1 else None
+    instances = masking.split_instances(subjects) if len(plan.persons) > 1 else None
     out: list[masking.PassMask | None] = []
     for p in plan.persons:
         assert p.mask is not None
-        mask = masking.pass_mask(subjects, p.mask)
+        mask = masking.pass_mask(subjects, p.mask, instances)
         if mask is None:
             warnings.append(
-                f"{p.name} skipped: {described} found {found} subject(s) for {len(plan.persons)} person prompts"
+                f"{p.name} skipped: {described} found {len(instances or ())} subject(s) for "
+                f"{len(plan.persons)} person prompts"
             )
         elif masking.area(mask) < p.mask.min_area:
             warnings.append(
