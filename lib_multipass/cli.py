@@ -20,6 +20,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from .errors import MultipassError
 from .mask_cli import add_parser as add_mask_parser
+from .masking import gray_image
 from .infotext import generation_params, infotext
 from .options import MultipassOptions
 from .plan import Generation, Plan, lora_json, make_plan
@@ -152,7 +153,7 @@ class Outputs:
             alpha = np.zeros(result.images["base"].size[::-1], np.float32)
             for a in result.alphas.values():
                 alpha = np.maximum(alpha, a)
-            Image.fromarray(np.rint(alpha * 255).astype(np.uint8), "L").save(self.folder / "mask.png")
+            gray_image(alpha).save(self.folder / "mask.png")
         if result.final is not None:
             self.image("final", result.final)
         report = plan.to_json() | {"warnings": result.warnings, "error": result.error}

@@ -74,8 +74,8 @@ def command_mask(args: argparse.Namespace) -> dict:
     image = open_image(args.image, "image").convert("RGB")
     prob, alpha, report = compute_mask(image, options, make_segmenter(args.segmenter), args.persons)
     args.out.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.rint(prob * 255).astype(np.uint8), "L").save(args.out / "prob.png")
-    Image.fromarray(np.rint(alpha * 255).astype(np.uint8), "L").save(args.out / "mask.png")
+    masking.gray_image(prob).save(args.out / "prob.png")
+    masking.gray_image(alpha).save(args.out / "mask.png")
     overlay(image, alpha).save(args.out / "overlay.png")
     print(json.dumps(report))
     return report

@@ -62,6 +62,11 @@ def feather(mask: np.ndarray, blur: int) -> np.ndarray:
     return np.clip(blurred, 0.0, 1.0)
 
 
+def gray_image(values: np.ndarray) -> Image.Image:
+    """A 0..1 map (alpha, probability) as an 8-bit grey image."""
+    return Image.fromarray(np.rint(np.clip(values, 0, 1) * 255).astype(np.uint8), "L")
+
+
 def area(mask: np.ndarray) -> float:
     """Fraction of the image the mask covers."""
     return float(np.count_nonzero(mask)) / mask.size if mask.size else 0.0

@@ -11,10 +11,10 @@ import io
 import json
 from typing import Any, Awaitable, Callable
 
-import numpy as np
 from PIL import Image
 
 from ..errors import MultipassError, OptionsError, PromptError
+from ..masking import gray_image
 from ..options import MultipassOptions
 from ..plan import Generation, make_plan
 from ..prompt import parse
@@ -55,7 +55,7 @@ def mask_payload(body: dict, segmenter) -> dict:
         raise MultipassError("`image` is missing: send the image as base64 PNG/JPEG")
     options = MultipassOptions.from_dict(body.get("options") or {})
     _, alpha, report = compute_mask(decode_image(body["image"]), options, segmenter, int(body.get("persons", 1)))
-    return {"mask": encode_png(Image.fromarray(np.rint(alpha * 255).astype(np.uint8), "L")), **report}
+    return {"mask": encode_png(gray_image(alpha)), **report}
 
 
 def check_generation_request(body: bytes) -> dict | None:

@@ -19,6 +19,7 @@ from PIL import Image
 from .. import __version__
 from ..engines.base import Engine
 from ..errors import MultipassError
+from ..masking import gray_image
 from ..options import MultipassOptions
 from ..plan import Generation, Plan, make_plan
 from ..runner import run
@@ -156,7 +157,7 @@ class MultipassJob:
     def _keep_passes(self, p, index: int, result) -> None:
         images = dict(result.images)
         for name, alpha in result.alphas.items():
-            images[f"{name}-mask"] = Image.fromarray(np.rint(alpha * 255).astype(np.uint8), "L")
+            images[f"{name}-mask"] = gray_image(alpha)
         for name, image in images.items():
             if name == list(result.images)[-1]:
                 continue  # the final image is the job's own output
