@@ -30,3 +30,11 @@ class OptionsError(MultipassError):
 
 class ModelNotFoundError(MultipassError):
     """A checkpoint, LoRA, segmenter or other model file that cannot be found."""
+
+
+class PassInterrupted(Exception):
+    """The user stopped a pass (Interrupt / Skip): its half-made image must never be used."""
+
+    def __init__(self, name: str = "a pass"):
+        super().__init__(f"interrupted during {name}")
+        self.name = name

@@ -13,7 +13,7 @@ from PIL import Image
 
 from . import masking
 from .engines.base import Engine, GenerateRequest, InpaintRequest
-from .errors import MultipassError
+from .errors import MultipassError, PassInterrupted
 from .faces import Face, FaceDetector, assign_faces, face_mask, select_faces
 from .faceswap import RECOGNIZER_FILE, SWAPPER_FILE, FaceSwapper, find_model, load_references
 from .plan import Pass, Plan
@@ -97,7 +97,10 @@ def run_faces(plan: Plan, engine: Engine, image: Image.Image, person_masks: list
             elif step == "inpaint" and p.faces.inpaint:
                 for number, face in enumerate(group, start=1):
                     request = face_request(p, image, face, number)
-                    image = engine.inpaint(request)
+                    try:
+                        image = engine.inpaint(request)
+                    except PassInterrupted:
+                        raise PassInterrupted(f"{p.name}_face_{number}") from None
                     keep(f"{p.name}_face_{number}", image, request.alpha)
     if engine.interrupted():
         warnings.append("interrupted during the face passes; the images made so far are kept")

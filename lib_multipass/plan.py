@@ -165,7 +165,10 @@ def masked_segments(job: Job, options: MultipassOptions) -> tuple[Segment, ...]:
 def make_plan(job: Job, options: MultipassOptions, generation: Generation) -> Plan:
     """The passes of `job`: prompt flags override `options`."""
     options = options.with_flags(job.flags)
-    base_loras = job.base.loras + job.common.loras if options.base_loras else ()
+    persons = masked_segments(job, options) if options.enabled else ()
+    # a one-segment prompt that nothing masks is a plain pass: it keeps its LoRAs, as the host would
+    single = len(job.segments) == 1 and not persons
+    base_loras = job.base.loras + job.common.loras if options.base_loras or single else ()
     kind = base_kind(options)
     passes = [
         Pass(
@@ -185,7 +188,6 @@ def make_plan(job: Job, options: MultipassOptions, generation: Generation) -> Pl
         )
     ]
     if options.enabled:
-        persons = masked_segments(job, options)
         for i, person in enumerate(persons, start=1):
             passes.append(_person_pass(job, options, generation, person.text, person.loras, i, len(persons)))
         if not persons and (options.inpaint_faces or options.face_swap):  # faces of a one-segment prompt: its own prompt and LoRAs

@@ -16,7 +16,7 @@ from PIL import Image
 
 from . import masking
 from .engines.base import ControlInput, Engine, GenerateRequest, InpaintRequest
-from .errors import MultipassError
+from .errors import MultipassError, PassInterrupted
 from .face_stage import run_faces
 from .faceswap import load_references
 from .images import open_image
@@ -38,6 +38,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     interrupted: bool = False
+    interrupted_pass: str | None = None  # the pass that was stopped midway (and discarded)
 
     @property
     def final(self) -> Image.Image | None:
@@ -94,10 +95,14 @@ def run(
         say(f"[1/{total}] {plan.base.kind} pass: {_describe(plan.base)}")
         started = time.perf_counter()
         request = GenerateRequest.from_pass(plan.base, base_control)
-        if plan.base.kind == "img2img":
-            keep("base", engine.img2img(request, input_image, plan.base.denoise))
-        else:
-            keep("base", engine.txt2img(request))
+        try:
+            if plan.base.kind == "img2img":
+                keep("base", engine.img2img(request, input_image, plan.base.denoise))
+            else:
+                keep("base", engine.txt2img(request))
+        except PassInterrupted:
+            _stopped(result, "the base pass")
+            return result
         say(f"[1/{total}] base pass done in {time.perf_counter() - started:.1f}s")
     if len(plan.passes) == 1:
         return result
@@ -111,6 +116,8 @@ def run(
 
         if not result.interrupted:
             run_faces(plan, engine, result.final, masks, keep_face, result.warnings)
+    except PassInterrupted as err:
+        _stopped(result, err.name)
     except MultipassError as err:
         result.error = str(err)
     except Exception as err:  # noqa: BLE001 - the base image must survive any later failure
@@ -148,7 +155,10 @@ def _run_persons(
             GenerateRequest.from_pass(p, hints.control(p.control, current.size)), current, pass_mask.mask, pass_mask.alpha, p.denoise, p.padding,
             p.mask.blur if p.mask else 0,
         )
-        current = engine.inpaint(request)
+        try:
+            current = engine.inpaint(request)
+        except PassInterrupted:
+            raise PassInterrupted(p.name) from None
         keep(p.name, current)
         say(f"[{step}/{total}] {p.name} pass done in {time.perf_counter() - started:.1f}s")
     return [m.mask if m is not None else None for m in masks]
@@ -180,6 +190,14 @@ class Hints:
         if hint.size != size:
             hint = hint.resize(size, Image.Resampling.BILINEAR)
         return ControlInput(hint, spec.kind, spec.model, spec.scale, spec.start, spec.end, ready)
+
+
+def _stopped(result: RunResult, name: str) -> None:
+    """Interrupt / Skip during pass `name`: its half-made image was not kept."""
+    result.interrupted = True
+    result.interrupted_pass = name
+    kept = "the last complete image is the final" if result.images else "nothing was finished"
+    result.warnings.append(f"interrupted during {name}: that pass is discarded; {kept}")
 
 
 def _person_masks(

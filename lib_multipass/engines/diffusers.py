@@ -32,7 +32,7 @@ from diffusers import (
 from PIL import Image
 
 from ..crop import crop_box, paste
-from ..errors import ModelNotFoundError, MultipassError
+from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
 from ..faces import Face, FaceDetector, make_face_detector
 from ..lora_files import find_loras
 from ..segmenters import Segmenter
@@ -266,6 +266,8 @@ class DiffusersEngine:
             num_inference_steps=request.steps, guidance_scale=request.cfg_scale, generator=generator,
             callback_on_step_end=self._on_step, output_type="pil", **kwargs,
         )
+        if self._stop:
+            raise PassInterrupted()  # a half-denoised image is never used
         return result.images[0]
 
     def _on_step(self, pipeline, step: int, timestep: Any, tensors: dict) -> dict:

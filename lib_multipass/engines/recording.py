@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ..crop import paste
-from ..errors import ModelNotFoundError
+from ..errors import ModelNotFoundError, PassInterrupted
 from ..faces import Face
 from .base import GenerateRequest, InpaintRequest
 
@@ -29,6 +29,7 @@ class RecordingEngine:
     segments: dict[str, np.ndarray | Callable[[Image.Image], np.ndarray]] = field(default_factory=dict)
     loras: Sequence[str] = ()
     stop_after: int | None = None  # report an interrupt once this many passes have run
+    stop_during: int | None = None  # the user stops in-paint number N (1-based) midway
     faces: list[Face] = field(default_factory=list)  # what detect_faces finds
     requests: list[object] = field(default_factory=list)
 
@@ -48,6 +49,8 @@ class RecordingEngine:
 
     def inpaint(self, request: InpaintRequest) -> Image.Image:
         self.requests.append(request)
+        if self.stop_during is not None and sum(isinstance(r, InpaintRequest) for r in self.requests) == self.stop_during:
+            raise PassInterrupted()
         base = np.asarray(request.image.convert("RGB"))
         patch = np.empty_like(base)
         patch[:] = seed_colour(request.generate.seed)

@@ -3,8 +3,9 @@
 The only core module that imports the WebUI's `modules`. A nested
 `StableDiffusionProcessingImg2Img` ("only masked", masked content "original") carries the
 person's `<lora:...>` tags so the WebUI's own extra networks load them; it runs with only
-whitelisted helper scripts, its own conditioning cache, and the outer job's progress
-state and params.txt put back afterwards.
+whitelisted helper scripts, its own conditioning cache, torch's global generator seeded
+from the pass's seed, and the outer job's title and params.txt put back afterwards. The
+WebUI returns the raw crop; the paste into the image is ours, with the plan's alpha.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from PIL import Image
 
 from modules import paths, processing, shared
 
-from ..errors import ModelNotFoundError, MultipassError
+from ..crop import paste
+from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
 from ..faces import Face, FaceDetector, InsightFaceDetector, make_face_detector
 from ..segmenters import Segmenter
 from ..webui.prompts import with_tags
@@ -45,22 +47,72 @@ def available_loras() -> dict[str, object] | None:
 
 @contextlib.contextmanager
 def outer_job_kept() -> Iterator[None]:
-    """Put back what a nested process_images changes: progress counters and params.txt."""
-    state = shared.state
-    saved = {name: getattr(state, name, None) for name in ("job", "job_no", "job_count", "sampling_step",
-                                                            "sampling_steps")}
+    """Put back what a nested process_images changes and the outer job still shows: the job's
+    title and params.txt. (Progress counters advance on purpose: see `JobProgress`.)"""
+    title = shared.state.job
     params = Path(paths.data_path) / "params.txt"
     text = params.read_text(encoding="utf8") if params.is_file() else None
     try:
         yield
     finally:
-        for name, value in saved.items():
-            if value is not None:
-                setattr(state, name, value)
+        shared.state.job = title
         if text is not None:
             params.write_text(text, encoding="utf8")
         elif params.is_file():
             params.unlink()
+
+
+@contextlib.contextmanager
+def seeded_global_rng(seed: int) -> Iterator[None]:
+    """Torch's global generator seeded from the pass's seed, and restored afterwards.
+
+    The WebUI's VAE encode (and some samplers) draw from it; unseeded, a pass depended on
+    whatever ran before it (a model load, the previous image of a batch)."""
+    import torch
+    from modules import devices
+
+    device = torch.device(devices.device)
+    accelerated = device.type in ("cuda", "xpu", "mps")
+    with torch.random.fork_rng(devices=[device.index or 0] if accelerated else [],
+                               device_type=device.type if accelerated else "cuda"):
+        torch.manual_seed(seed)
+        yield
+
+
+def paste_box(nested, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Where the WebUI took its "only masked" crop (x0, y0, x1, y1); the whole image without one."""
+    paste_to = getattr(nested, "paste_to", None)
+    if not paste_to:
+        return (0, 0, *size)
+    x, y, w, h = paste_to
+    return x, y, x + w, y + h
+
+
+class JobProgress:
+    """One progress bar for the whole job, as ADetailer keeps it: the person passes are counted
+    into the WebUI's job count when the first batch starts (they are known then), each face pass
+    when it starts; every nested pass advances the job number as it ends."""
+
+    def __init__(self) -> None:
+        self.reserved = 0
+
+    def reserve(self, passes: int) -> None:
+        state = shared.state
+        if passes > 0 and state.job_count >= 0:
+            state.job_count += passes
+            self.reserved += passes
+
+    def begin_pass(self) -> None:
+        if self.reserved > 0:
+            self.reserved -= 1
+        elif shared.state.job_count >= 0:
+            shared.state.job_count += 1
+
+    def release(self, passes: int) -> None:
+        """Passes that were counted but will not run (skipped, interrupted, no subject)."""
+        passes = min(passes, self.reserved)
+        shared.state.job_count -= passes
+        self.reserved -= passes
 
 
 def nested_scripts(p, whitelist: Sequence[str]):
@@ -78,10 +130,12 @@ def nested_scripts(p, whitelist: Sequence[str]):
 class WebUIEngine:
     """The `Engine` protocol inside the WebUI, for the job `p` whose base images the WebUI made."""
 
-    def __init__(self, p, segmenter: Segmenter, whitelist: Sequence[str] = DEFAULT_WHITELIST):
+    def __init__(self, p, segmenter: Segmenter, whitelist: Sequence[str] = DEFAULT_WHITELIST,
+                 progress: JobProgress | None = None):
         self.p = p
         self.segmenter = segmenter
         self.whitelist = whitelist
+        self.progress = progress or JobProgress()
 
     def check_loras(self, names: Sequence[str]) -> None:
         known = available_loras()
@@ -99,27 +153,41 @@ class WebUIEngine:
         raise MultipassError("inside the WebUI the base image comes from the WebUI's own pass (img2img tab)")
 
     def inpaint(self, request: InpaintRequest) -> Image.Image:
+        """The WebUI in-paints the crop ("only masked"); the paste into the image is ours, with the
+        plan's alpha, so pixels where the alpha is 0 stay bit-identical whatever the blur."""
+        nested = self._nested(request)
+        with outer_job_kept(), seeded_global_rng(request.generate.seed), \
+                controlnet_for_nested(nested, self.p, request.generate.control):
+            self.progress.begin_pass()
+            processed = processing.process_images(nested)
+        if self.interrupted():
+            raise PassInterrupted()
+        if not processed.images:
+            raise MultipassError("the WebUI returned no image for the person pass")
+        box = paste_box(nested, request.image.size)
+        patch = processed.images[0].convert("RGB").resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS)
+        return Image.fromarray(paste(np.asarray(request.image.convert("RGB")), np.asarray(patch), box, request.alpha))
+
+    def _nested(self, request: InpaintRequest):
+        """The nested img2img: the whole feathered region (alpha > 0) regenerated, no blur of its
+        own, and no overlay, so the WebUI returns the raw crop at the pass size."""
         gen, outer = request.generate, self.p
+        region = Image.fromarray(((request.alpha > 0) * 255).astype(np.uint8), "L")
         nested = processing.StableDiffusionProcessingImg2Img(
             sd_model=outer.sd_model, outpath_samples=outer.outpath_samples, outpath_grids=outer.outpath_grids,
             prompt=with_tags(gen.prompt, gen.loras), negative_prompt=gen.negative, styles=[], seed=gen.seed,
             subseed=-1, subseed_strength=0, sampler_name=gen.sampler, scheduler=getattr(outer, "scheduler", None),
             batch_size=1, n_iter=1, steps=gen.steps, cfg_scale=gen.cfg_scale, width=gen.width, height=gen.height,
             restore_faces=False, tiling=outer.tiling, do_not_save_samples=True, do_not_save_grid=True,
-            override_settings={}, extra_generation_params={}, init_images=[request.image],
-            mask=Image.fromarray(request.mask.astype(np.uint8) * 255, "L"), mask_blur=request.blur,
-            inpainting_fill=1, inpaint_full_res=True, inpaint_full_res_padding=request.padding,
-            denoising_strength=request.denoise,
+            override_settings={"overlay_inpaint": False}, extra_generation_params={},
+            init_images=[request.image], mask=region, mask_blur=0, inpainting_fill=1, inpaint_full_res=True,
+            inpaint_full_res_padding=request.padding, denoising_strength=request.denoise,
         )
         nested.cached_c = [None, None]  # its own cache: the outer job's (class-level) one stays
         nested.cached_uc = [None, None]
         nested.scripts = nested_scripts(outer, self.whitelist)
         nested.script_args = outer.script_args
-        with outer_job_kept(), controlnet_for_nested(nested, outer, gen.control):
-            processed = processing.process_images(nested)
-        if not processed.images:
-            raise MultipassError("the WebUI returned no image for the person pass (interrupted?)")
-        return processed.images[0].convert("RGB")
+        return nested
 
     def detect_faces(self, image: Image.Image) -> list[Face]:
         return webui_face_detector(str(Path(shared.models_path) / "insightface")).detect(image)

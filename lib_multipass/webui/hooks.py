@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import MultipassError
+from ..prompt import BREAK_RE, LORA_RE
 from ..segmenters import Segmenter, make_segmenter
 from .args import options_from_args
 from .job import MultipassJob, reject
@@ -47,11 +48,12 @@ def start_job(p, args: Sequence[Any]) -> MultipassJob | None:
     """The job for `p`, or None when multipass is off (or the job was rejected)."""
     from modules import devices, images
 
-    from ..engines.webui import WebUIEngine, segmenter_source
+    from ..engines.webui import JobProgress, WebUIEngine, segmenter_source
 
     try:
         options = options_from_args(args)
         if not options.enabled:
+            warn_if_meant_for_multipass(p)
             return None
         if is_forge():
             raise MultipassError(
@@ -84,13 +86,14 @@ def start_job(p, args: Sequence[Any]) -> MultipassJob | None:
         return None
     segmenter = shared_segmenter(segmenter_source(setting("multipass_segmenter") or None), str(devices.device))
     whitelist = [name.strip() for name in str(setting("multipass_script_whitelist")).split(",") if name.strip()]
-    engine = WebUIEngine(p, segmenter, whitelist)
+    progress = JobProgress()
+    engine = WebUIEngine(p, segmenter, whitelist, progress)
 
     def save(image, p, index, suffix):
         images.save_image(image, p.outpath_samples, "", p.all_seeds[index], p.all_prompts[index],
                           setting_format(), p=p, suffix=suffix)
 
-    job = MultipassJob(options, engine, save)
+    job = MultipassJob(options, engine, save, progress)
     if not job.start(p):
         return None
     persons = max((len(plan.persons) for plan in job.plans.values()), default=0)
@@ -98,6 +101,16 @@ def start_job(p, args: Sequence[Any]) -> MultipassJob | None:
         reject(p, f"{persons} person prompts; the setting 'max persons' allows {setting('multipass_max_persons')}")
         return None
     return job
+
+
+def warn_if_meant_for_multipass(p) -> None:
+    """Multipass is off but the prompt is written for it: its LoRAs would reach the whole image."""
+    prompt = p.prompt if isinstance(p.prompt, str) else (p.prompt[0] if p.prompt else "")
+    if BREAK_RE.search(prompt) and LORA_RE.search(BREAK_RE.split(prompt, 1)[1]):
+        message = ("Multipass is off: this prompt has BREAK segments with LoRAs, so the WebUI applies those "
+                   "LoRAs to the whole image; tick 'Enable multipass' to in-paint them on the subject only")
+        log.warning("multipass: %s", message)
+        p.comment(message)
 
 
 def setting_format() -> str:

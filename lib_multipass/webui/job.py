@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 from PIL import Image
@@ -30,6 +30,17 @@ log = logging.getLogger(__name__)
 SaveImage = Callable[[Image.Image, Any, int, str], None]  # (image, p, index in job, suffix)
 WARNINGS_KEY = "Multipass warnings"
 ERROR_KEY = "Multipass error"
+INTERRUPTED_KEY = "Multipass interrupted"  # the pass that was stopped midway (and discarded)
+
+
+class Progress(Protocol):
+    """The WebUI's progress bar for the whole job (engines/webui.JobProgress)."""
+
+    reserved: int
+
+    def reserve(self, passes: int) -> None: ...
+
+    def release(self, passes: int) -> None: ...
 
 
 def _nth(value: Any, index: int) -> Any:
@@ -58,8 +69,10 @@ class MultipassJob:
     options: MultipassOptions
     engine: Engine
     save_image: SaveImage | None = None
+    progress: Progress | None = None
     plans: dict[int, Plan] = field(default_factory=dict)
     warnings: dict[int, list[str]] = field(default_factory=dict)
+    interrupted: dict[int, str] = field(default_factory=dict)
     extra_images: list[tuple[Image.Image, str]] = field(default_factory=list)
     _hires: dict[int, tuple[str, str]] = field(default_factory=dict)
 
@@ -82,11 +95,15 @@ class MultipassJob:
         params["Multipass"] = __version__
         params.update(self.plans[0].options.infotext_params() if self.plans else self.options.infotext_params())
         params[WARNINGS_KEY] = self._warning_text
+        params[INTERRUPTED_KEY] = self._interrupted_text
         return True
 
     def _warning_text(self, p, index, **_: Any) -> str | None:
         found = self.warnings.get(p.iteration * p.batch_size + index)
         return "; ".join(found) if found else None
+
+    def _interrupted_text(self, p, index, **_: Any) -> str | None:
+        return self.interrupted.get(p.iteration * p.batch_size + index)
 
     def warn(self, index: int, message: str) -> None:
         log.warning("multipass: image %d: %s", index + 1, message)
@@ -96,6 +113,8 @@ class MultipassJob:
 
     def rewrite_batch(self, p, batch_number: int, prompts: list[str]) -> None:
         """The batch's prompts (the very list the WebUI conditions on) become base-pass prompts."""
+        if batch_number == 0 and self.progress is not None:  # the WebUI has set its job count by now
+            self.progress.reserve(sum(len(plan.persons) for plan in self.plans.values()))
         for i in range(len(prompts)):
             plan = self.plans.get(batch_number * p.batch_size + i)
             if plan is None:
@@ -125,34 +144,50 @@ class MultipassJob:
         for index, (hr_prompt, hr_negative) in self._hires.items():  # no spurious "Hires prompt"
             p.all_hr_prompts[index], p.all_hr_negative_prompts[index] = hr_prompt, hr_negative
         self._hires.clear()
+        stopped = "base" if self.engine.interrupted() else None  # the WebUI's sampling was cut short
         for i, tensor in enumerate(images):
             index = batch_number * p.batch_size + i
             plan = self.plans.get(index)
-            if plan is None or not plan.persons:
+            if plan is None or len(plan.passes) == 1:
                 continue
-            if self.engine.interrupted():
-                self.warn(index, "interrupted: the base image is kept")
-                break
+            if stopped or self.engine.interrupted():
+                self._skip_image(index, stopped)
+                continue
             base = to_image(tensor)
-            final = self._run_image(p, index, plan, base)
+            final, stopped = self._run_image(p, index, plan, base)
             if final is not None:
                 images[i] = merge(tensor, base, final)
 
-    def _run_image(self, p, index: int, plan: Plan, base: Image.Image) -> Image.Image | None:
+    def _skip_image(self, index: int, stopped: str | None) -> None:
+        if stopped == "base":
+            self.interrupted[index] = "base"
+            self.warn(index, "interrupted during the base pass: this is the WebUI's unfinished image; "
+                             "no person pass ran")
+        else:
+            self.warn(index, "interrupted: no person pass ran; the base image is kept")
+
+    def _run_image(self, p, index: int, plan: Plan, base: Image.Image) -> tuple[Image.Image | None, str | None]:
+        """(the final image or None to keep the base, the pass that was interrupted)."""
+        floor = self.progress.reserved - len(plan.persons) if self.progress is not None else 0
         try:
             result = run(plan, self.engine, base=base)
         except MultipassError as err:
             self.warn(index, f"{err}; the base image is kept")
-            return None
+            return None, None
         except Exception as err:  # noqa: BLE001 - never raise into the WebUI; the base image stays
             log.exception("multipass: image %d failed", index + 1)
             self.warn(index, f"{err.__class__.__name__}: {err}; the base image is kept")
-            return None
+            return None, None
+        finally:
+            if self.progress is not None:  # passes counted but not run
+                self.progress.release(self.progress.reserved - max(floor, 0))
         for message in result.warnings:
             self.warn(index, message)
+        if result.interrupted_pass:
+            self.interrupted[index] = result.interrupted_pass
         if self.options.save_passes:
             self._keep_passes(p, index, result)
-        return result.final
+        return result.final, result.interrupted_pass
 
     def _keep_passes(self, p, index: int, result) -> None:
         images = dict(result.images)
@@ -169,6 +204,8 @@ class MultipassJob:
 
     def finish(self, processed) -> None:
         """Intermediate passes join the result (the API returns them; the UI shows them)."""
+        if self.progress is not None:
+            self.progress.release(self.progress.reserved)
         for image, label in self.extra_images:
             processed.images.append(image)
             processed.infotexts.append(label)

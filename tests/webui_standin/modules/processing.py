@@ -20,6 +20,8 @@ from modules import extra_networks, images, paths, scripts, shared
 from modules.shared import state
 
 calls: list[dict] = []
+PROGRESS: list[tuple] = []  # (kind, job_no, job_count, step, steps) at every sampling step
+ON_STEP: list = []  # [fn(p, step)]: called at every sampling step (tests interrupt with it)
 UNET_HOOK: list = []  # what a ControlNet hook on the shared UNet applies now (sd-webui-controlnet stand-in)
 
 
@@ -103,6 +105,14 @@ class StableDiffusionProcessing:
     def comment(self, text):
         self.comments[text] = 1
 
+    def init(self):
+        """txt2img with hires fix doubles the job count once per job (processing_has_refined_job_count)."""
+        if getattr(self, "enable_hr", False) and not state.processing_has_refined_job_count:
+            if state.job_count == -1:
+                state.job_count = self.n_iter
+            state.job_count *= 2
+            state.processing_has_refined_job_count = True
+
     def setup_prompts(self):
         prompts = self.prompt if isinstance(self.prompt, list) else self.batch_size * self.n_iter * [self.prompt]
         negatives = (self.negative_prompt if isinstance(self.negative_prompt, list)
@@ -116,6 +126,14 @@ class StableDiffusionProcessing:
 
     def sample_images(self) -> list[Image.Image]:
         outs = []
+        state.sampling_steps = self.steps
+        for step in range(self.steps):  # the sampler's callback; a test may interrupt at any step
+            state.sampling_step = step
+            PROGRESS.append((type(self).__name__, state.job_no, state.job_count, step, self.steps))
+            if ON_STEP:
+                ON_STEP[0](self, step)
+            if state.interrupted or state.skipped:
+                break
         for i, (prompt, seed) in enumerate(zip(self.prompts, self.seeds)):
             call = {"kind": type(self).__name__, "prompt": prompt, "negative": self.negative_prompts[i], "seed": seed,
                     "loras": extra_networks.activations[-1] if extra_networks.activations else [],
@@ -126,7 +144,10 @@ class StableDiffusionProcessing:
         return outs
 
     def paint(self, i, prompt, seed, call):
-        return Image.new("RGB", (self.width, self.height), colour(prompt, seed))
+        rgb = colour(prompt, seed)
+        if state.interrupted or state.skipped:  # the WebUI decodes the unfinished latents
+            rgb = tuple(c // 2 for c in rgb)
+        return Image.new("RGB", (self.width, self.height), rgb)
 
 
 def apply_styles(prompt, styles, negative=False):
@@ -200,21 +221,83 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.mask_blur is not None:
+        self.image_mask, self.mask = self.mask, None
+        if isinstance(self.mask_blur, int):
             self.mask_blur_x = self.mask_blur_y = self.mask_blur
 
     def paint(self, i, prompt, seed, call):
+        """1.10.1's img2img: binary mask -> separable Gaussian blur (kernel 2*int(2.5*blur+0.5)+1)
+        -> "only masked" crop of the blurred mask's box + padding, widened to the pass aspect ->
+        sample the crop at (width, height) -> with `overlay_inpaint` (default on): uncrop and
+        composite the original over the unmasked part by the *blurred* mask; off: the raw crop.
+
+        The "sampler" paints the prompt's colour where the latent mask is set; elsewhere the
+        crop comes back through a lossy "VAE round trip" (+1), and the encode draws from
+        torch's global generator, as the real VAE's sampling does."""
         init = self.init_images[0].convert("RGB")
-        new = Image.new("RGB", init.size, colour(prompt, seed))
-        if self.mask is None:
-            return new
-        mask = self.mask.convert("L")
-        if self.mask_blur_x:
-            mask = mask.filter(ImageFilter.GaussianBlur(self.mask_blur_x))
-        call.update(mask=np.asarray(self.mask.convert("L")) > 127, init=init, denoise=self.denoising_strength,
-                    blur=self.mask_blur_x, padding=self.inpaint_full_res_padding, fill=self.inpainting_fill,
-                    full_res=self.inpaint_full_res)
-        return Image.composite(new, init, mask)
+        if self.image_mask is None:
+            return Image.new("RGB", (self.width, self.height), colour(prompt, seed))
+        mask = binary_mask(self.image_mask)
+        call.update(mask=np.asarray(mask) > 127, init=init, denoise=self.denoising_strength, blur=self.mask_blur_x,
+                    padding=self.inpaint_full_res_padding, fill=self.inpainting_fill, full_res=self.inpaint_full_res)
+        blurred = gaussian_mask(mask, self.mask_blur_x, self.mask_blur_y)
+        box = crop_region(blurred, self.inpaint_full_res_padding, self.width, self.height)
+        crop = init.crop(box).resize((self.width, self.height), Image.Resampling.LANCZOS)
+        latent_mask = np.asarray(blurred.crop(box).resize((self.width, self.height), Image.Resampling.LANCZOS)) > 127
+        noise = int(torch.randint(0, 40, (1,)).item())  # the VAE encode's draw from the global generator
+        painted = np.asarray(crop).astype(np.int16) + 1
+        painted[latent_mask] = np.array(colour(prompt, seed)) + noise
+        if state.interrupted or state.skipped:  # cut short: the crop is half-made
+            painted[latent_mask] //= 2
+        out = Image.fromarray(np.clip(painted, 0, 255).astype(np.uint8))
+        self.paste_to = (box[0], box[1], box[2] - box[0], box[3] - box[1])
+        call.update(box=box, noise=noise)
+        if not shared.opts.data.get("overlay_inpaint", True):
+            return out
+        full = init.copy()
+        full.paste(out.resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS), box[:2])
+        return Image.composite(full, init, blurred)
+
+
+def binary_mask(image):
+    """processing.create_binary_mask: the alpha channel of a transparent RGBA mask, else grey."""
+    if image.mode == "RGBA" and image.getextrema()[-1] != (255, 255):
+        return image.split()[-1].convert("L").point(lambda x: 255 if x > 128 else 0)
+    return image.convert("L")
+
+
+def gaussian_mask(mask, blur_x, blur_y):
+    """img2img's mask blur: cv2.GaussianBlur along x, then along y."""
+    import cv2
+
+    array = np.asarray(mask)
+    if blur_x > 0:
+        array = cv2.GaussianBlur(array, (2 * int(2.5 * blur_x + 0.5) + 1, 1), blur_x)
+    if blur_y > 0:
+        array = cv2.GaussianBlur(array, (1, 2 * int(2.5 * blur_y + 0.5) + 1), blur_y)
+    return Image.fromarray(array)
+
+
+def crop_region(mask, padding, width, height):
+    """masking.get_crop_region_v2 + expand_crop_region: the box, padded, grown to width:height."""
+    x1, y1, x2, y2 = mask.getbbox()
+    if padding:
+        x1, y1, x2, y2 = max(x1 - padding, 0), max(y1 - padding, 0), min(x2 + padding, mask.width), min(
+            y2 + padding, mask.height)
+    if (x2 - x1) / (y2 - y1) > width / height:
+        y1, y2 = _grow(y1, y2, int((x2 - x1) / (width / height) - (y2 - y1)), mask.height)
+    else:
+        x1, x2 = _grow(x1, x2, int((y2 - y1) * (width / height) - (x2 - x1)), mask.width)
+    return x1, y1, x2, y2
+
+
+def _grow(lo, hi, diff, limit):
+    lo, hi = lo - diff // 2, hi + diff - diff // 2
+    if hi >= limit:
+        lo, hi = lo - (hi - limit), limit
+    if lo < 0:
+        lo, hi = 0, hi - lo
+    return lo, min(hi, limit)
 
 
 class Processed:
@@ -267,9 +350,21 @@ def fix_seed(p):
 
 
 def process_images(p) -> Processed:
+    """override_settings applied for the job and put back afterwards; unknown samplers silently
+    replaced by the first one (sd_samplers.fix_p_invalid_sampler_and_scheduler)."""
+    from modules import sd_samplers
+
     if p.scripts is not None:
         p.scripts.before_process(p)
-    return process_images_inner(p)
+    stored = {k: shared.opts.data[k] for k in p.override_settings if k in shared.opts.data}
+    try:
+        for key, value in p.override_settings.items():
+            shared.opts.data[key] = value
+        sd_samplers.fix_p_invalid_sampler_and_scheduler(p)
+        return process_images_inner(p)
+    finally:
+        if p.override_settings_restore_afterwards:
+            shared.opts.data.update(stored)
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
@@ -287,6 +382,7 @@ def process_images_inner(p) -> Processed:
     if p.scripts is not None:
         p.scripts.process(p)
     infotexts, output_images = [], []
+    p.init()
     if state.job_count == -1:
         state.job_count = p.n_iter
     for n in range(p.n_iter):

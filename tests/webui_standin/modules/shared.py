@@ -13,6 +13,16 @@ class State:
     job_no = 0
     job_count = 0
     sampling_step = 0
+    sampling_steps = 0
+    processing_has_refined_job_count = False
+
+    def begin(self, job="(unknown)"):
+        """What the WebUI does before every UI or API job."""
+        self.sampling_step = self.job_no = 0
+        self.job_count = -1
+        self.processing_has_refined_job_count = False
+        self.skipped = self.interrupted = self.stopping_generation = False
+        self.job = job
 
     def skip(self):
         self.skipped = True
@@ -43,7 +53,7 @@ class OptionInfo:
 
 class Options:
     def __init__(self):
-        object.__setattr__(self, "data", {"face_restoration": False, "samples_format": "png"})
+        object.__setattr__(self, "data", {"face_restoration": False, "samples_format": "png", "overlay_inpaint": True})
         object.__setattr__(self, "data_labels", {})
 
     def add_option(self, key, info):
