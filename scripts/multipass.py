@@ -13,7 +13,7 @@ if _ROOT not in sys.path:  # the WebUI puts an extension on sys.path only while 
     sys.path.insert(0, _ROOT)
 
 from lib_multipass.webui import api, hooks, settings, xyz  # noqa: E402
-from lib_multipass.webui.args import UI_FIELDS  # noqa: E402
+from lib_multipass.webui.args import UI_FIELDS, normalize_pasted  # noqa: E402
 
 
 class MultipassScript(scripts.Script):
@@ -36,7 +36,6 @@ class MultipassScript(scripts.Script):
         from lib_multipass.webui.ui import build_ui
 
         components, self.infotext_fields, self.paste_field_names = build_ui(self, is_img2img)
-        assert len(components) == len(UI_FIELDS)
         return components
 
     def process(self, p, *args):
@@ -56,6 +55,7 @@ class MultipassScript(scripts.Script):
 
 
 script_callbacks.on_ui_settings(settings.add_settings)
+script_callbacks.on_infotext_pasted(normalize_pasted)
 # X/Y/Z axes: now (the WebUI's own scripts, xyz_grid among them, are loaded before
 # extensions'; with --nowebui the script UIs are built before on_before_ui runs) and on
 # every UI (re)build; registering is idempotent

@@ -33,6 +33,7 @@ UI_FIELDS: tuple[str, ...] = (
     "face_swap_images",
 )
 NONE_CHOICE = "None"  # what the UI's dropdowns show for "no ControlNet"
+SAME_SAMPLER = "Use same sampler"
 
 #: infotext key that says a job ran with multipass (its value is the version)
 ENABLED_KEY = "Multipass"
@@ -51,7 +52,7 @@ def options_from_args(args: Sequence[Any]) -> MultipassOptions:
     for name in ("person_steps", "person_cfg"):
         if values.get(name) in (0, 0.0, "", None):
             values[name] = None
-    if values.get("person_sampler") in ("", "Use same sampler"):
+    if values.get("person_sampler") in ("", SAME_SAMPLER):
         values["person_sampler"] = None
     for name in ("controlnet", "controlnet_model"):
         if values.get(name) in ("", NONE_CHOICE):
@@ -77,3 +78,28 @@ def paste_value(name: str, params: Mapping[str, str]) -> Any:
     raw = params.get(infotext_label(name))
     options = MultipassOptions() if raw is None else MultipassOptions.from_dict({name: raw})
     return ui_value(getattr(options, name))
+
+
+def ui_paste_value(name: str, params: Mapping[str, str]) -> Any:
+    """`paste_value` as the UI component shows it (its "same as main" and "None" choices)."""
+    value = paste_value(name, params)
+    if name == "person_sampler":
+        return value or SAME_SAMPLER
+    if name in ("person_steps", "person_cfg"):
+        return value or 0
+    if name in ("controlnet", "controlnet_model"):
+        return value or NONE_CHOICE
+    return value
+
+
+def normalize_pasted(infotext: str, params: dict[str, Any]) -> None:
+    """`on_infotext_pasted`: our keys in `params` become the text of the UI value they paste as.
+
+    The controls are registered under their infotext labels (plain strings), because the
+    WebUI copies fields between tabs ("Send to img2img") by matching those names; the WebUI
+    then converts the text by the component's value type, so bools are "True"/"False", and
+    a missing key gives the option's default (a plain job pastes as multipass off).
+    """
+    values = {name: ui_paste_value(name, params) for name in UI_FIELDS}
+    for name, value in values.items():
+        params[infotext_label(name)] = "" if value is None else str(value)

@@ -8,9 +8,7 @@ from typing import Any
 from ..errors import MultipassError
 from ..options import MultipassOptions, option_specs
 from ..engines.webui_controlnet import external_code
-from .args import NONE_CHOICE, UI_FIELDS, infotext_label, paste_value, ui_value
-
-SAME_SAMPLER = "Use same sampler"
+from .args import NONE_CHOICE, SAME_SAMPLER, UI_FIELDS, infotext_label, ui_value
 
 
 def preview(prompt: str, negative: str = "") -> str:
@@ -103,20 +101,7 @@ def build_ui(script: Any, is_img2img: bool) -> tuple[list, list, list]:
         "face_denoising_strength": face_denoise, "face_swap": face_swap, "face_swap_images": face_refs,
     }
     components = [by_name[name] for name in UI_FIELDS]
-    fields = [(by_name[name], _paster(name)) for name in UI_FIELDS]
-    assert all(name in specs for name in UI_FIELDS)
-    return components, fields, [infotext_label(name) for name in UI_FIELDS]
-
-
-def _paster(name: str):
-    def paste(params: dict) -> Any:
-        value = paste_value(name, params)
-        if name == "person_sampler":
-            return value or SAME_SAMPLER
-        if name in ("person_steps", "person_cfg"):
-            return value or 0
-        if name in ("controlnet", "controlnet_model"):
-            return value or NONE_CHOICE
-        return value
-
-    return paste
+    # plain label strings: the WebUI matches them between tabs ("Send to img2img") and pastes
+    # infotext under them, after `args.normalize_pasted` turned our keys into UI values
+    labels = [infotext_label(name) for name in UI_FIELDS]
+    return components, list(zip(components, labels)), labels

@@ -7,6 +7,12 @@ from __future__ import annotations
 from typing import List, Optional
 
 UNIT_COUNT = 3
+MODELS = ["None", "control_v11p_sd15_openpose [cab727d4]", "control_openpose", "outer_cn"]  # tests may change it
+
+
+def get_models(update: bool = False) -> List[str]:
+    """The ControlNet models found in its folders, as "name [hash]" ("None" first)."""
+    return list(MODELS)
 
 
 class ControlNetUnit:

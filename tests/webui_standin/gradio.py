@@ -1,0 +1,92 @@
+"""A stand-in of gradio 3.41 (the WebUI's) for building the extension's UI in tests: the
+components keep their constructor arguments and events; layout blocks are context managers."""
+
+from __future__ import annotations
+
+
+class Block:
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+        self.value = kwargs.get("value")
+        self.label = kwargs.get("label")
+        self.elem_id = kwargs.get("elem_id")
+        self.visible = kwargs.get("visible", True)
+        self.events: list[tuple] = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def _event(self, name, **kwargs):
+        self.events.append((name, kwargs))
+
+    def change(self, **kwargs):
+        self._event("change", **kwargs)
+
+    def click(self, **kwargs):
+        self._event("click", **kwargs)
+
+    def upload(self, **kwargs):
+        self._event("upload", **kwargs)
+
+
+class Accordion(Block):
+    pass
+
+
+class Row(Block):
+    pass
+
+
+class Column(Block):
+    pass
+
+
+class Group(Block):
+    pass
+
+
+class Textbox(Block):
+    pass
+
+
+class Checkbox(Block):
+    pass
+
+
+class Slider(Block):
+    def __init__(self, minimum=0, maximum=100, value=None, step=None, **kwargs):
+        super().__init__(value=minimum if value is None else value, **kwargs)
+        self.minimum, self.maximum, self.step = minimum, maximum, step
+
+
+class Dropdown(Block):
+    def __init__(self, choices=None, value=None, **kwargs):
+        super().__init__(value=value, **kwargs)
+        self.choices = list(choices or [])
+
+
+class Code(Block):
+    pass
+
+
+class HTML(Block):
+    pass
+
+
+class Markdown(Block):
+    pass
+
+
+class Button(Block):
+    pass
+
+
+class Image(Block):
+    pass
+
+
+class File(Block):
+    pass
