@@ -91,7 +91,8 @@ def test_one_segment_prompt_inpaints_faces_with_its_own_lora():
     engine = RecordingEngine(loras=("a",), faces=[Face((10, 10, 50, 50), 0.9)])
     plan = make_plan(parse("portrait of ohwx man <lora:a:0.8>"), MultipassOptions.from_dict({"inpaint_faces": True}),
                      Generation(seed=1, steps=4, width=64, height=64))
-    assert [p.kind for p in plan.passes] == ["base", "faces"] and plan.base.loras == ()
+    # a one-segment prompt is a plain pass: the base keeps its LoRA, as the host would run it
+    assert [p.kind for p in plan.passes] == ["base", "faces"] and [lora.name for lora in plan.base.loras] == ["a"]
     result = run(plan, engine)
     assert engine.requests[-1].generate.loras[0].name == "a" and "faces_face_1" in result.images
 

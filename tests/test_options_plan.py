@@ -107,6 +107,13 @@ def test_plan_is_pure_and_single_segment_is_one_pass():
     assert [p.kind for p in disabled.passes] == ["base"]
 
 
+def test_one_segment_prompt_keeps_its_loras_unless_it_is_masked():
+    plain = make_plan(parse("ohwx man <lora:ohwx:1>"), MultipassOptions(), Generation())
+    assert [p.kind for p in plain.passes] == ["base"] and [lora.name for lora in plain.base.loras] == ["ohwx"]
+    masked = make_plan(parse("ohwx man <lora:ohwx:1> --mask_dilate 4"), MultipassOptions(), Generation())
+    assert masked.base.loras == () and [lora.name for lora in masked.persons[0].loras] == ["ohwx"]
+
+
 def test_base_pass_never_gets_person_loras():
     plan = make_plan(parse("scene <lora:x:1> BREAK common <lora:y> BREAK man <lora:z>"), MultipassOptions(), Generation())
     assert plan.base.loras == ()
