@@ -14,6 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from .errors import OptionsError
+from .images import describe, is_inline
+
+MAX_PIXELS = 4096  # the largest mask_dilate in px (image sides are at most 8192 in the WebUI)
+MAX_TEXT = 1024  # characters of a text option or term (an inline base64 image may be longer)
+MAX_TERMS = 32
 
 
 @dataclass(frozen=True)
@@ -29,15 +34,18 @@ class Length:
             return raw
         if isinstance(raw, bool):
             raise OptionsError(f"`{field_name}` must be pixels like 8 or a percent like -20%, got {raw!r}", field_name)
-        if isinstance(raw, int):
-            return cls(float(raw))
         match = re.fullmatch(r"\s*([+-]?\d+(?:\.\d+)?)\s*(%?)\s*", str(raw))
         if not match or (not match.group(2) and "." in match.group(1)):
             raise OptionsError(
                 f"`{field_name}` must be whole pixels like 8 or -4, or a percent of the short side like -20%, got {raw!r}",
                 field_name,
             )
-        return cls(float(match.group(1)), bool(match.group(2)))
+        length = cls(float(match.group(1)), bool(match.group(2)))
+        limit = 100 if length.percent else MAX_PIXELS
+        if abs(length.value) > limit:
+            raise OptionsError(f"`{field_name}` must be from -{limit:g} to {limit:g}{'%' if length.percent else ' px'}, "
+                               f"got {raw!r}", field_name)
+        return length
 
     def pixels(self, short_side: int) -> int:
         """The length in pixels for an image whose short side is `short_side`."""
@@ -57,7 +65,7 @@ class Length:
 class Spec:
     """How one option is typed, bounded, labelled in infotext, and whether it is a prompt flag."""
 
-    kind: str  # bool | int | float | terms | length | str | choice
+    kind: str  # bool | int | float | terms | length | str | image | choice
     label: str
     help: str
     lo: float | None = None
@@ -100,10 +108,10 @@ class MultipassOptions:
         0.005, "float", "Multipass mask min area", "smaller masks skip the pass (fraction of the image)", lo=0, hi=1
     )
     mask_image: str | None = _opt(
-        None, "str", "Multipass mask image", "a mask image file used instead of segmentation", optional=True
+        None, "image", "Multipass mask image", "a mask image file used instead of segmentation", optional=True
     )
     input_image: str | None = _opt(
-        None, "str", "Multipass input image", "a photo to mask and in-paint instead of a generated base", optional=True
+        None, "image", "Multipass input image", "a photo to mask and in-paint instead of a generated base", optional=True
     )
     inpaint_padding: int = _opt(
         32, "int", "Multipass padding", "context around the masked crop, px", lo=0, hi=1024
@@ -163,7 +171,7 @@ class MultipassOptions:
         None, "str", "Multipass ControlNet model", "ControlNet weights: file, folder or hub id", optional=True
     )
     controlnet_image: str | None = _opt(
-        None, "str", "Multipass control image", "a ready hint image (else made from the input image)", optional=True
+        None, "image", "Multipass control image", "a ready hint image (else made from the input image)", optional=True
     )
     controlnet_conditioning_scale: float = _opt(
         1.0, "float", "Multipass ControlNet scale", "weight of ControlNet in the passes", lo=0, hi=2, flag=True
@@ -240,9 +248,10 @@ def to_json(value: Any) -> Any:
 
 
 def format_value(value: Any) -> str:
+    """The infotext text of a value; an inline image is described, never written out."""
     if isinstance(value, tuple):
-        return " | ".join(value)
-    return str(value)
+        return " | ".join(describe(item) for item in value)
+    return describe(value) if isinstance(value, str) else str(value)
 
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -295,8 +304,13 @@ def _terms(name: str, spec: Spec, value: Any) -> tuple[str, ...]:
     items: Iterable[Any] = value.split("|") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) and not isinstance(value, str):
         raise OptionsError(f"`{name}` must be text or a list of texts, got {value!r}", name)
-    terms = tuple(str(item).strip() for item in items)
-    return tuple(term for term in terms if term)
+    terms = tuple(term for term in (str(item).strip() for item in items) if term)
+    if len(terms) > MAX_TERMS:
+        raise OptionsError(f"`{name}` takes at most {MAX_TERMS} terms, got {len(terms)}", name)
+    long = next((term for term in terms if len(term) > MAX_TEXT and not is_inline(term)), None)
+    if long is not None:
+        raise OptionsError(f"`{name}`: a term is longer than {MAX_TEXT} characters ({long[:40]!r}...)", name)
+    return terms
 
 
 def _choice(name: str, spec: Spec, value: Any) -> str:
@@ -309,7 +323,19 @@ def _choice(name: str, spec: Spec, value: Any) -> str:
 def _str(name: str, spec: Spec, value: Any) -> str:
     if not isinstance(value, str):
         raise OptionsError(f"`{name}` must be text, got {value!r}", name)
+    if len(value) > MAX_TEXT:
+        raise OptionsError(f"`{name}` is longer than {MAX_TEXT} characters", name)
     return value
+
+
+def _image(name: str, spec: Spec, value: Any) -> str:
+    """A server path, or an inline base64 image (data URL or bare base64)."""
+    if not isinstance(value, str):
+        raise OptionsError(f"`{name}` must be a file path or a base64 image, got {type(value).__name__}", name)
+    if value.startswith("inline image ("):
+        raise OptionsError(f"`{name}`: {value!r} is what infotext shows for an image sent inline; "
+                           "send the image again", name)
+    return value if is_inline(value) else _str(name, spec, value)
 
 
 _CONVERTERS = {
@@ -319,5 +345,6 @@ _CONVERTERS = {
     "terms": _terms,
     "length": lambda name, spec, value: Length.parse(value, name),
     "str": _str,
+    "image": _image,
     "choice": _choice,
 }

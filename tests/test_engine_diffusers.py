@@ -134,12 +134,20 @@ def test_checkpoint_errors(source, words, tmp_path):
         load_pipeline(str(tmp_path / "empty"), device="cpu")
 
 
-def test_interrupt_keeps_the_base(tiny, half_mask):
+def test_interrupt_after_the_base_keeps_it(tiny, half_mask):
+    fresh = DiffusersEngine(load_pipeline(str(tiny.checkpoint), device="cpu"), tiny.lora_dir)
+    original = fresh.txt2img
+    fresh.txt2img = lambda request: (original(request), fresh.interrupt())[0]
+    result = run(job(LORA_PROMPT, half_mask), fresh)
+    assert result.interrupted and list(result.images) == ["base"]
+
+
+def test_interrupt_during_a_pass_discards_the_half_made_image(tiny, half_mask):
     fresh = DiffusersEngine(load_pipeline(str(tiny.checkpoint), device="cpu"), tiny.lora_dir)
     original = fresh.txt2img
     fresh.txt2img = lambda request: (fresh.interrupt(), original(request))[1]
     result = run(job(LORA_PROMPT, half_mask), fresh)
-    assert result.interrupted and list(result.images) == ["base"]
+    assert result.interrupted_pass == "the base pass" and result.images == {}
 
 
 def test_prompt_masking_keeps_the_subject_of_the_input_photo(engine, tmp_path):

@@ -175,7 +175,7 @@ def test_mask_route_payload():
     from PIL import Image
 
     encoded = api.encode_png(Image.new("RGB", (80, 40), (1, 2, 3)))
-    out = api.mask_payload({"image": encoded, "options": {"mask_dilate": 0, "mask_blur": 0}}, LeftHalf())
+    out = api.mask_payload({"image": encoded, "options": {"mask_dilate": 0, "mask_blur": 0}}, LeftHalf(), 4)
     mask = np.asarray(Image.open(__import__("io").BytesIO(__import__("base64").b64decode(out["mask"]))))
     assert mask.shape == (40, 80) and mask[20, 20] == 255 and mask[20, 70] == 0
     assert out["instances"][0]["box"] == [10, 10, 40, 30]
@@ -327,7 +327,8 @@ def test_controlnet_options_without_the_extension_are_rejected(monkeypatch):
 def test_api_rejects_controlnet_options_without_the_extension(monkeypatch):
     from lib_multipass.engines import webui_controlnet
 
-    body = {"prompt": PROMPT, "alwayson_scripts": {"multipass": {"args": [{"controlnet": "pose"}]}}}
+    body = {"prompt": PROMPT, "alwayson_scripts": {"multipass": {"args": [{"controlnet": "pose",
+                                                                          "controlnet_model": "control_openpose"}]}}}
     assert api.check_generation_request(json.dumps(body).encode()) is None  # the extension is there
     monkeypatch.setattr(webui_controlnet, "MODULE_NAMES", ("no.such.module",))
     error = api.check_generation_request(json.dumps(body).encode())

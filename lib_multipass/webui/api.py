@@ -9,36 +9,70 @@ from __future__ import annotations
 import base64
 import io
 import json
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from PIL import Image
 
 from ..errors import MultipassError, OptionsError, PromptError
+from ..images import decode_image
 from ..masking import gray_image
 from ..options import MultipassOptions
 from ..plan import Generation, make_plan
 from ..prompt import parse
+from .args import options_from_args
 
 GENERATION_PATHS = ("/sdapi/v1/txt2img", "/sdapi/v1/img2img")
 SCRIPT_KEY = "multipass"
 
 
-def parse_payload(body: dict) -> dict:
+def _field(body: Mapping[str, Any], name: str, kind: type, default: Any, what: str) -> Any:
+    value = body.get(name, default)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise OptionsError(f"`{name}` must be {what}, got {type(value).__name__}", name)
+    return value
+
+
+def parse_payload(body: Any) -> dict:
     """{"prompt", "negative_prompt"?, "options"?} -> the same JSON as `python -m lib_multipass parse --json`."""
     from ..cli import parse_json
 
-    job = parse(str(body.get("prompt", "")), str(body.get("negative_prompt", "")))
-    options = MultipassOptions.from_dict(body.get("options") or {})
+    body = _body(body)
+    prompt = _field(body, "prompt", str, "", "text")
+    job = parse(prompt, _field(body, "negative_prompt", str, "", "text"))
+    options = MultipassOptions.from_dict(_field(body, "options", dict, {}, "an object of options"))
     return parse_json(job, make_plan(job, options, Generation()))
 
 
-def decode_image(data: str) -> Image.Image:
+def _body(body: Any) -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise OptionsError(f"the request body must be a JSON object, got {type(body).__name__}", "body")
+    return body
+
+
+MIN_MASK_SIDE = 8
+
+
+def mask_payload(body: Any, segmenter, max_persons: int) -> dict:
+    """{"image": base64, "options": {mask_*...}, "persons"?} -> {"mask": base64 PNG, area, instances, ...}."""
+    from ..mask_cli import compute_mask
+
+    body = _body(body)
+    if "image" not in body:
+        raise OptionsError("`image` is missing: send the image as base64 PNG/JPEG", "image")
     try:
-        raw = base64.b64decode(data.split(",", 1)[-1], validate=False)
-        with Image.open(io.BytesIO(raw)) as image:
-            return image.convert("RGB")
-    except Exception as err:  # noqa: BLE001 - any undecodable payload is the caller's error
-        raise MultipassError(f"`image` is not a base64 PNG/JPEG ({err.__class__.__name__})") from None
+        image = decode_image(_field(body, "image", str, "", "base64 text"), "`image`").convert("RGB")
+    except MultipassError as err:
+        raise OptionsError(str(err), "image") from None
+    if min(image.size) < MIN_MASK_SIDE:
+        raise OptionsError(f"`image` is {image.width}x{image.height}; it must be at least "
+                           f"{MIN_MASK_SIDE}x{MIN_MASK_SIDE} px", "image")
+    persons = _field(body, "persons", int, 1, "a whole number")
+    if not 1 <= persons <= max_persons:
+        raise OptionsError(f"`persons` must be from 1 to {max_persons} (the setting 'Max person prompts per "
+                           f"image'), got {persons}", "persons")
+    options = MultipassOptions.from_dict(_field(body, "options", dict, {}, "an object of options"))
+    _, alpha, report = compute_mask(image, options, segmenter, persons)
+    return {"mask": encode_png(gray_image(alpha)), **report}
 
 
 def encode_png(image: Image.Image) -> str:
@@ -47,40 +81,34 @@ def encode_png(image: Image.Image) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def mask_payload(body: dict, segmenter) -> dict:
-    """{"image": base64, "options": {mask_*...}, "persons"?} -> {"mask": base64 PNG, area, instances, ...}."""
-    from ..mask_cli import compute_mask
-
-    if "image" not in body:
-        raise MultipassError("`image` is missing: send the image as base64 PNG/JPEG")
-    options = MultipassOptions.from_dict(body.get("options") or {})
-    _, alpha, report = compute_mask(decode_image(body["image"]), options, segmenter, int(body.get("persons", 1)))
-    return {"mask": encode_png(gray_image(alpha)), **report}
+def error_payload(err: MultipassError) -> dict:
+    """The 422 body: which field, what is wrong (and where, for a prompt)."""
+    if isinstance(err, PromptError):
+        return {"error": "MultipassError", "field": "prompt", "offset": err.offset, "detail": str(err)}
+    return {"error": "MultipassError", "field": getattr(err, "field", None), "detail": str(err)}
 
 
-def check_generation_request(body: bytes) -> dict | None:
+def check_generation_request(body: bytes, host: Callable[[], Any] | None = None) -> dict | None:
     """The error (as a JSON-able dict) of the multipass args in a txt2img/img2img request, or None."""
+    from .checks import check_request, current_host
+
     try:
         request = json.loads(body or b"{}")
         scripts = request.get("alwayson_scripts") or {}
-        args = next((v.get("args") for k, v in scripts.items() if k.lower() == SCRIPT_KEY), None)
+        entry = next((v for k, v in scripts.items() if k.lower() == SCRIPT_KEY), None)
     except (ValueError, AttributeError):
         return None  # not ours to judge: the WebUI answers malformed JSON itself
-    if not args or not isinstance(args[0], dict):
+    if entry is None:
         return None
     try:
-        options = MultipassOptions.from_dict(args[0])
+        args = entry.get("args", []) if isinstance(entry, dict) else None
+        if not isinstance(args, list):
+            raise OptionsError('`alwayson_scripts.multipass.args` must be a list: [{"enabled": true, ...}]', "args")
+        options = options_from_args(args)
         if options.enabled:
-            parse(str(request.get("prompt", "")), str(request.get("negative_prompt", "")))
-        if options.enabled and options.controlnet is not None:
-            from ..engines.webui_controlnet import NEEDED, external_code
-
-            if external_code() is None:
-                return {"error": "MultipassError", "field": "controlnet", "detail": NEEDED}
-    except OptionsError as err:
-        return {"error": "MultipassError", "field": err.field, "detail": str(err)}
-    except PromptError as err:
-        return {"error": "MultipassError", "field": "prompt", "offset": err.offset, "detail": str(err)}
+            check_request(request, options, (host or current_host)())
+    except MultipassError as err:
+        return error_payload(err)
     return None
 
 
@@ -124,6 +152,7 @@ def add_routes(demo: Any, app: Any) -> None:
     from secrets import compare_digest
 
     from fastapi import Body, Depends, HTTPException
+    from fastapi.responses import JSONResponse
     from fastapi.security import HTTPBasic, HTTPBasicCredentials
     from modules import devices, shared
 
@@ -143,14 +172,14 @@ def add_routes(demo: Any, app: Any) -> None:
         try:
             return fn(*args)
         except MultipassError as err:
-            raise HTTPException(status_code=422, detail=str(err)) from None
+            return JSONResponse(status_code=422, content=error_payload(err))
 
-    def parse_route(body: dict = Body(...)):
+    def parse_route(body: Any = Body(...)):
         return answer(parse_payload, body)
 
-    def mask_route(body: dict = Body(...)):
+    def mask_route(body: Any = Body(...)):
         segmenter = shared_segmenter(segmenter_source(setting("multipass_segmenter") or None), str(devices.device))
-        return answer(mask_payload, body, segmenter)
+        return answer(mask_payload, body, segmenter, int(setting("multipass_max_persons")))
 
     app.add_api_route("/multipass/v1/parse", parse_route, methods=["POST"], dependencies=dependencies)
     app.add_api_route("/multipass/v1/mask", mask_route, methods=["POST"], dependencies=dependencies)

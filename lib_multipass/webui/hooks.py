@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import MultipassError
+from ..options import MultipassOptions
 from ..prompt import BREAK_RE, LORA_RE
 from ..segmenters import Segmenter, make_segmenter
 from .args import options_from_args
@@ -45,10 +46,11 @@ def is_forge() -> bool:
 
 
 def start_job(p, args: Sequence[Any]) -> MultipassJob | None:
-    """The job for `p`, or None when multipass is off (or the job was rejected)."""
+    """The job for `p`, or None when multipass is off (or the job was rejected: nothing runs)."""
     from modules import devices, images
 
     from ..engines.webui import JobProgress, WebUIEngine, segmenter_source
+    from .checks import check_options, check_plans, current_host
 
     try:
         options = options_from_args(args)
@@ -60,27 +62,8 @@ def start_job(p, args: Sequence[Any]) -> MultipassJob | None:
                 "this WebUI is Forge: sd-webui-multipass is built and tested for AUTOMATIC1111 1.10 only; "
                 "use the standalone engine (python -m lib_multipass) or AUTOMATIC1111"
             )
-        if options.controlnet is not None:
-            from ..engines.webui_controlnet import NEEDED, external_code
-
-            if external_code() is None:
-                raise MultipassError(NEEDED)
-        overrides = {}
-        if options.mask_prompt == ("person",) and setting("multipass_default_mask_prompt") != "person":
-            overrides["mask_prompt"] = setting("multipass_default_mask_prompt")
-        if setting("multipass_save_passes"):
-            overrides["save_passes"] = True
-        if options.face_swap:  # the WebUI keeps insightface's models in models/insightface
-            from modules import shared
-
-            from ..faceswap import RECOGNIZER_FILE, SWAPPER_FILE
-
-            root = Path(shared.models_path) / "insightface"
-            for name, file in (("face_swap_model", SWAPPER_FILE), ("face_recognition_model", RECOGNIZER_FILE)):
-                found = sorted(root.rglob(file)) if root.is_dir() else []
-                if getattr(options, name) is None and found:
-                    overrides[name] = str(found[0])
-        options = options.replace(**overrides)
+        host = current_host()
+        options = check_options(with_settings(options), host)
     except MultipassError as err:
         reject(p, str(err))
         return None
@@ -96,11 +79,32 @@ def start_job(p, args: Sequence[Any]) -> MultipassJob | None:
     job = MultipassJob(options, engine, save, progress)
     if not job.start(p):
         return None
-    persons = max((len(plan.persons) for plan in job.plans.values()), default=0)
-    if persons > int(setting("multipass_max_persons")):
-        reject(p, f"{persons} person prompts; the setting 'max persons' allows {setting('multipass_max_persons')}")
+    try:
+        check_plans(list(job.plans.values()), host)
+    except MultipassError as err:
+        reject(p, str(err))
         return None
     return job
+
+
+def with_settings(options: MultipassOptions) -> MultipassOptions:
+    """The Settings tab's defaults, and face swap models found in the WebUI's models/insightface."""
+    overrides: dict[str, Any] = {}
+    if options.mask_prompt == ("person",) and setting("multipass_default_mask_prompt") != "person":
+        overrides["mask_prompt"] = setting("multipass_default_mask_prompt")
+    if setting("multipass_save_passes"):
+        overrides["save_passes"] = True
+    if options.face_swap:
+        from modules import shared
+
+        from ..faceswap import RECOGNIZER_FILE, SWAPPER_FILE
+
+        root = Path(shared.models_path) / "insightface"
+        for name, file in (("face_swap_model", SWAPPER_FILE), ("face_recognition_model", RECOGNIZER_FILE)):
+            found = sorted(root.rglob(file)) if root.is_dir() else []
+            if getattr(options, name) is None and found:
+                overrides[name] = str(found[0])
+    return options.replace(**overrides)
 
 
 def warn_if_meant_for_multipass(p) -> None:
