@@ -3,7 +3,6 @@ person's prompt and LoRA, cropped with context and pasted back with a face-shape
 
 from __future__ import annotations
 
-import functools
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -33,22 +32,24 @@ def face_request(p: Pass, image: Image.Image, face: Face, number: int) -> Inpain
 MODEL_DIRS = (Path("models/insightface"), Path.home() / ".insightface" / "models")
 
 
-@functools.lru_cache(maxsize=2)
-def face_swapper(swap_model: str | None, recognition_model: str | None, upscale: bool, dirs: tuple[Path, ...],
-                 detector: FaceDetector) -> FaceSwapper:
-    """Loaded once per model set: the ONNX sessions take seconds to build."""
-    swapper = find_model(SWAPPER_FILE, swap_model, dirs)
-    recognizer = find_model(RECOGNIZER_FILE, recognition_model, dirs)
-    return FaceSwapper(swapper, recognizer, detector, upscale)
-
-
-def _swap(p: Pass, engine: Engine, image: Image.Image, faces: list[Face], warnings: list[str],
-          dirs: tuple[Path, ...]) -> Image.Image:
+def load_swapper(p: Pass, engine: Engine, warnings: list[str], dirs: tuple[Path, ...]) -> FaceSwapper | None:
+    """The swapper of pass `p`, or None with a warning that names the missing model and where it
+    goes (said before any face is looked for, so it is never hidden by "no face found")."""
     spec = p.faces
     assert spec is not None
     try:
-        swapper = face_swapper(spec.swap_model, spec.recognition_model, spec.swap_upscale, dirs,
-                               EngineDetector(engine))
+        return FaceSwapper(find_model(SWAPPER_FILE, spec.swap_model, dirs),
+                           find_model(RECOGNIZER_FILE, spec.recognition_model, dirs), EngineDetector(engine),
+                           spec.swap_upscale)
+    except MultipassError as err:
+        warnings.append(f"face swap for {p.name} skipped: {err}")
+        return None
+
+
+def _swap(p: Pass, swapper: FaceSwapper, image: Image.Image, faces: list[Face], warnings: list[str]) -> Image.Image:
+    spec = p.faces
+    assert spec is not None
+    try:
         identity = swapper.identity(load_references(spec.swap_images))
         for face in faces:
             image = swapper.swap(image, face, identity, face_mask(image, face))
@@ -58,19 +59,13 @@ def _swap(p: Pass, engine: Engine, image: Image.Image, faces: list[Face], warnin
 
 
 class EngineDetector:
-    """The engine's face detector as a FaceDetector (hashable, for the swapper cache)."""
+    """The engine's face detector as a FaceDetector."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
 
     def detect(self, image: Image.Image) -> list[Face]:
         return self.engine.detect_faces(image)
-
-    def __hash__(self) -> int:
-        return id(self.engine)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, EngineDetector) and other.engine is self.engine
 
 
 def run_faces(plan: Plan, engine: Engine, image: Image.Image, person_masks: list[np.ndarray | None],
@@ -81,6 +76,7 @@ def run_faces(plan: Plan, engine: Engine, image: Image.Image, person_masks: list
     passes = [p for p in plan.passes[1:] if p.faces is not None]
     if not passes:
         return image
+    swappers = {p.name: load_swapper(p, engine, warnings, dirs) for p in passes if p.faces.swap_images}
     spec = passes[0].faces
     faces = select_faces(engine.detect_faces(image), spec.min_size, spec.max_faces)
     groups = assign_faces(faces, person_masks) if plan.persons else [faces]
@@ -91,8 +87,8 @@ def run_faces(plan: Plan, engine: Engine, image: Image.Image, person_masks: list
         for step in steps:
             if not group or engine.interrupted():
                 break
-            if step == "swap" and p.faces.swap_images:
-                image = _swap(p, engine, image, group, warnings, dirs)
+            if step == "swap" and swappers.get(p.name) is not None:
+                image = _swap(p, swappers[p.name], image, group, warnings)
                 keep(f"{p.name}_swap", image, None)
             elif step == "inpaint" and p.faces.inpaint:
                 for number, face in enumerate(group, start=1):

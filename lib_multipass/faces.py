@@ -43,6 +43,8 @@ def _clip_box(x: float, y: float, w: float, h: float, size: tuple[int, int]) -> 
 class MediaPipeFaceDetector:
     """mediapipe face detection, full-range model (finds small faces and several people)."""
 
+    name = "mediapipe face detection"
+
     def __init__(self, min_score: float = 0.5):
         self.min_score = min_score
 
@@ -66,6 +68,8 @@ class MediaPipeFaceDetector:
 class HaarFaceDetector:
     """OpenCV's frontal-face Haar cascade: coarse, but in every opencv-python build."""
 
+    name = "OpenCV Haar cascade"
+
     def detect(self, image: Image.Image) -> list[Face]:
         cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
         gray = cv2.equalizeHist(np.asarray(image.convert("L")))
@@ -76,11 +80,16 @@ class HaarFaceDetector:
 class InsightFaceDetector:
     """insightface's detector (`buffalo_l`, det_10g.onnx) with 5 landmarks per face."""
 
+    name = "insightface buffalo_l"
+
     def __init__(self, root: str | Path):
         try:
             from insightface.app import FaceAnalysis
         except ImportError:
             raise ModelNotFoundError("insightface is not installed: `pip install insightface onnxruntime`") from None
+        model = Path(root) / "models" / "buffalo_l" / "det_10g.onnx"
+        if not model.is_file():  # insightface would try to download buffalo_l.zip
+            raise ModelNotFoundError(f"insightface's detector {model} is missing; put buffalo_l's det_10g.onnx there")
         try:
             self.app = FaceAnalysis(name="buffalo_l", root=str(root), allowed_modules=["detection"],
                                     providers=["CPUExecutionProvider"])

@@ -10,6 +10,7 @@ names the file and where to put it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -20,7 +21,7 @@ from PIL import Image
 
 from .errors import ModelNotFoundError, MultipassError
 from .faces import Face, FaceDetector, five_points, select_faces
-from .images import open_image
+from .images import is_inline, open_image
 
 SWAPPER_FILE = "inswapper_128.onnx"
 RECOGNIZER_FILE = "w600k_r50.onnx"  # inside insightface's buffalo_l
@@ -116,12 +117,29 @@ def match_colour(swapped: np.ndarray, original: np.ndarray, mask: np.ndarray) ->
     return cv2.cvtColor(np.clip(src, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB).astype(np.float32)
 
 
+def _stamp(path: Path) -> tuple[str, int, int]:
+    """A file's identity for caches: replacing the file loads it again."""
+    stat = path.stat()
+    return str(path.resolve()), stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=2)
+def _load_swapper(stamp: tuple[str, int, int]) -> Swapper:
+    return Swapper(Path(stamp[0]))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_recognizer(stamp: tuple[str, int, int]) -> Recognizer:
+    return Recognizer(Path(stamp[0]))
+
+
 class FaceSwapper:
-    """Swaps faces to one identity (the mean embedding of the reference photos)."""
+    """Swaps faces to one identity (the mean embedding of the reference photos). Cheap to make:
+    the ONNX sessions behind it are loaded once per model file and process."""
 
     def __init__(self, swapper: Path, recognizer: Path, detector: FaceDetector, upscale: bool = False):
-        self.swapper = Swapper(swapper)
-        self.recognizer = Recognizer(recognizer)
+        self.swapper = _load_swapper(_stamp(Path(swapper)))
+        self.recognizer = _load_recognizer(_stamp(Path(recognizer)))
         self.detector = detector
         self.upscale = upscale
 
@@ -164,15 +182,42 @@ class FaceSwapper:
         return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
 
 
-def load_references(sources: Sequence[str]) -> list[Image.Image]:
-    """Reference photos from files and folders (PNG/JPEG/WebP)."""
-    files: list[Path] = []
+REFERENCE_SIDE = 1024  # references are kept at most this large: ArcFace sees 112 px faces
+
+
+def reference_sources(sources: Sequence[str]) -> list[str]:
+    """The reference photos: files, the images in folders, and inline base64 images."""
+    found: list[str] = []
     for source in sources:
         path = Path(source)
-        if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
+        if not is_inline(source) and path.is_dir():
+            found += [str(p) for p in sorted(path.iterdir()) if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")]
         else:
-            files.append(path)
-    if not files:
+            found.append(source)
+    if not found:
         raise MultipassError("face swap needs reference images of the subject: give a folder or files")
-    return [open_image(f, "face swap reference").convert("RGB") for f in files]
+    return found
+
+
+def load_references(sources: Sequence[str]) -> list[Image.Image]:
+    """Reference photos (see `reference_sources`), each read once while it is unchanged."""
+    images = []
+    for source in reference_sources(sources):
+        key = ("inline", hash(source), len(source)) if is_inline(source) else _reference_stamp(source)
+        images.append(_read_reference(key, source))
+    return images
+
+
+def _reference_stamp(source: str) -> tuple[str, int, int]:
+    try:
+        return _stamp(Path(source))
+    except OSError:
+        open_image(source, "face swap reference")  # names the missing or unreadable file
+        raise
+
+
+@functools.lru_cache(maxsize=16)
+def _read_reference(key: tuple, source: str) -> Image.Image:
+    image = open_image(source, "face swap reference").convert("RGB")
+    image.thumbnail((REFERENCE_SIDE, REFERENCE_SIDE), Image.Resampling.LANCZOS)
+    return image

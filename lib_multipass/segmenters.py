@@ -86,6 +86,10 @@ class ClipSegSegmenter:
         self._model = None
         self._processor = None
 
+    @property
+    def name(self) -> str:
+        return f"CLIPSeg ({self.source})"
+
     def load(self) -> None:
         if self._model is not None:
             return
@@ -134,6 +138,8 @@ class ClipSegSegmenter:
 class SelfieSegmenter:
     """People only, offline: mediapipe's selfie segmentation (landscape model)."""
 
+    name = "mediapipe selfie segmentation"
+
     def __init__(self) -> None:
         self._model = None
 
@@ -175,6 +181,13 @@ class FallbackSegmenter:
         self.primary = primary
         self.fallback = fallback or SelfieSegmenter()
         self._use_fallback = False
+
+    @property
+    def name(self) -> str:
+        """The segmenter that answered last (the fallback, once the primary's weights were missing)."""
+        if self._use_fallback:
+            return f"{getattr(self.fallback, 'name', 'fallback')} (no weights at {self.primary.source!r})"
+        return self.primary.name
 
     def probabilities(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
         if not self._use_fallback:

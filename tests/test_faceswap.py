@@ -107,7 +107,10 @@ def test_missing_models_name_the_file_and_the_job_goes_on(tmp_path):
     plan = make_plan(parse("portrait of ohwx man"), options, Generation(seed=1, steps=4, width=64, height=64))
     result = run(plan, engine)
     assert any("inswapper_128.onnx not found" in w for w in result.warnings)
-    assert list(result.images) == ["base", "faces_swap", "faces_face_1"]  # inpaint faces still ran
+    assert list(result.images) == ["base", "faces_face_1"]  # no swap image for a swap that never ran; faces ran
+    # with no face found, the missing model is still named
+    result = run(plan, RecordingEngine())
+    assert any("inswapper_128.onnx not found" in w for w in result.warnings)
 
 
 def test_swap_needs_reference_images_before_anything_runs():
@@ -134,3 +137,23 @@ def test_order_switch(tmp_path):
         run_faces(plan, engine, Image.new("RGB", (64, 64), (90, 80, 70)), [],
                   lambda name, image, alpha: names.append(name), warnings, dirs=(tmp_path,))
         assert names == expected, warnings
+
+
+def test_models_and_references_load_once_per_file(tmp_path, astronaut, monkeypatch):
+    from lib_multipass import faceswap
+
+    image, _ = astronaut
+    image.save(tmp_path / "ref.png")
+    swap, recognize = swapper_model(tmp_path / "s.onnx"), recognizer_model(tmp_path / "r.onnx")
+    sessions, reads = [], []
+    real_session, real_open = faceswap._session, faceswap.open_image
+    monkeypatch.setattr(faceswap, "_session", lambda path: sessions.append(path) or real_session(path))
+    monkeypatch.setattr(faceswap, "open_image", lambda *a: reads.append(a[0]) or real_open(*a))
+    for _ in range(3):  # three jobs, each with its own engine and detector
+        swapper = FaceSwapper(swap, recognize, MediaPipeFaceDetector())
+        faceswap.load_references([str(tmp_path)])
+        swapper.identity(faceswap.load_references([str(tmp_path / "ref.png")]))
+    assert len(sessions) == 2 and len(reads) == 1
+    Image.new("RGB", (32, 32)).save(tmp_path / "ref.png")  # a changed file is read again
+    faceswap.load_references([str(tmp_path / "ref.png")])
+    assert len(reads) == 2

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from webui_support import (PROMPT, SCRIPT, LeftHalf, base_calls, clean, job, nested_calls,  # noqa: F401
-                           run)
+                           one_face, run)
 
 from modules import errors, extra_networks, images, paths, processing, scripts, shared  # noqa: E402
 
@@ -336,14 +336,7 @@ def test_api_rejects_controlnet_options_without_the_extension(monkeypatch):
 
 
 def test_inpaint_faces_in_the_webui_uses_the_persons_prompt(monkeypatch):
-    from lib_multipass.engines import webui as webui_engine
-    from lib_multipass.faces import Face
-
-    class OneFace:
-        def detect(self, image):
-            return [Face((12, 16, 44, 48), 0.9)]
-
-    monkeypatch.setattr(webui_engine, "webui_face_detector", lambda root: OneFace())
+    one_face(monkeypatch)
     p, _, _, _ = job(PROMPT, args=({"enabled": True, "mask_dilate": 0, "inpaint_faces": True,
                                     "face_denoising_strength": 0.35, "face_min_size": 8},), restore_faces=True)
     processed = run(p)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from webui_support import PROMPT, SCRIPT, base_calls, clean, job, nested_calls, run  # noqa: F401
+from webui_support import PROMPT, SCRIPT, base_calls, clean, job, nested_calls, one_face, run  # noqa: F401
 
 from modules import processing, script_callbacks, shared
 
@@ -54,14 +54,7 @@ def test_pixels_outside_the_saved_mask_are_exact_for_every_blur(blur, padding):
 
 
 def test_face_pass_and_hires_keep_the_outside_exact(monkeypatch):
-    from lib_multipass.engines import webui as webui_engine
-    from lib_multipass.faces import Face
-
-    class OneFace:
-        def detect(self, image):
-            return [Face((12, 16, 44, 48), 0.9)]
-
-    monkeypatch.setattr(webui_engine, "webui_face_detector", lambda root: OneFace())
+    one_face(monkeypatch)
     args = ({"enabled": True, "mask_blur": 8, "inpaint_faces": True, "face_min_size": 8, "save_passes": True},)
     p, _, _, _ = job(PROMPT, args=args, enable_hr=True)
     processed = run(p)
@@ -218,14 +211,7 @@ def test_break_prompt_with_multipass_off_warns_about_its_loras():
 
 
 def test_one_segment_keeps_its_lora_and_runs_its_face_pass(monkeypatch):
-    from lib_multipass.engines import webui as webui_engine
-    from lib_multipass.faces import Face
-
-    class OneFace:
-        def detect(self, image):
-            return [Face((12, 16, 44, 48), 0.9)]
-
-    monkeypatch.setattr(webui_engine, "webui_face_detector", lambda root: OneFace())
+    one_face(monkeypatch)
     p, _, _, _ = job("ohwx man <lora:ohwx:1>", args=({"enabled": True, "inpaint_faces": True, "face_min_size": 8},))
     run(p)
     (base,), (face,) = base_calls(), nested_calls()

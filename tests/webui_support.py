@@ -108,3 +108,20 @@ def nested_calls():
 
 
 PROMPT = "a forest BREAK photo BREAK ohwx man <lora:ohwx:0.8> --mask_blur 2"
+
+
+class OneFace:
+    """A face detector stand-in: one face inside LeftHalf's person."""
+
+    name = "one face"
+
+    def detect(self, image):
+        from lib_multipass.faces import Face
+
+        return [Face((12, 16, 44, 48), 0.9)]
+
+
+def one_face(monkeypatch):
+    from lib_multipass.engines import webui as webui_engine
+
+    monkeypatch.setattr(webui_engine, "webui_face_detector", lambda root: (OneFace(), ""))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import logging
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -20,6 +21,8 @@ import numpy as np
 from PIL import Image
 
 from modules import paths, processing, shared
+
+log = logging.getLogger(__name__)
 
 from ..crop import paste
 from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
@@ -136,6 +139,7 @@ class WebUIEngine:
         self.segmenter = segmenter
         self.whitelist = whitelist
         self.progress = progress or JobProgress()
+        self.used: dict[str, str] = {}  # which segmenter and face detector ran, for the infotext
 
     def check_loras(self, names: Sequence[str]) -> None:
         known = available_loras()
@@ -190,13 +194,17 @@ class WebUIEngine:
         return nested
 
     def detect_faces(self, image: Image.Image) -> list[Face]:
-        return webui_face_detector(str(Path(shared.models_path) / "insightface")).detect(image)
+        detector, note = webui_face_detector(str(Path(shared.models_path) / "insightface"))
+        self.used["face detector"] = f"{detector.name}{note}"
+        return detector.detect(image)
 
     def hint(self, kind: str, image: Image.Image) -> tuple[Image.Image, bool]:
         return image, False  # the ControlNet extension's own preprocessor makes the hint
 
     def segment(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
-        return self.segmenter.probabilities(image, terms)
+        found = self.segmenter.probabilities(image, terms)
+        self.used["segmenter"] = getattr(self.segmenter, "name", type(self.segmenter).__name__)
+        return found
 
     def interrupted(self) -> bool:
         state = shared.state
@@ -204,13 +212,15 @@ class WebUIEngine:
 
 
 @functools.lru_cache(maxsize=1)
-def webui_face_detector(insightface_root: str) -> FaceDetector:
-    """insightface's detector (5 landmarks, which face swap needs) when it and buffalo_l are
-    installed; otherwise OpenCV's cascade (mediapipe cannot run beside the WebUI's protobuf)."""
+def webui_face_detector(insightface_root: str) -> tuple[FaceDetector, str]:
+    """(detector, why it is the fallback): insightface's detector (5 landmarks, which face swap
+    needs) when it and buffalo_l are installed; otherwise OpenCV's cascade (mediapipe cannot
+    run beside the WebUI's protobuf)."""
     try:
-        return InsightFaceDetector(insightface_root)
-    except ModelNotFoundError:
-        return make_face_detector("haar")
+        return InsightFaceDetector(insightface_root), ""
+    except ModelNotFoundError as err:
+        log.warning("multipass: %s; faces are found with OpenCV's Haar cascade instead", err)
+        return make_face_detector("haar"), f" ({err})"
 
 
 def segmenter_source(setting: str | None) -> str | None:

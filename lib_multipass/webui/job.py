@@ -96,7 +96,13 @@ class MultipassJob:
         params.update(self.plans[0].options.infotext_params() if self.plans else self.options.infotext_params())
         params[WARNINGS_KEY] = self._warning_text
         params[INTERRUPTED_KEY] = self._interrupted_text
+        for what in ("segmenter", "face detector"):
+            params[f"Multipass {what}"] = self._used(what)
         return True
+
+    def _used(self, what: str) -> Callable[..., str | None]:
+        """Which model did the work (known once it ran), for that image's infotext."""
+        return lambda p, index, **_: getattr(self.engine, "used", {}).get(what)
 
     def _warning_text(self, p, index, **_: Any) -> str | None:
         found = self.warnings.get(p.iteration * p.batch_size + index)

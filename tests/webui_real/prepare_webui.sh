@@ -12,10 +12,13 @@
 # Steps:
 #   1. WEBUI_DIR/venv with Python 3.11: torch 2.14.1 + torchvision 0.29.1 (2.13.0+cpu does
 #      not work: PyPI's torchvision 0.28 is CUDA-linked), the rest of
-#      requirements_versions.txt with torch held where it is, the `clip` package, webuiapi,
-#      and setuptools<70 last (pytorch_lightning 1.9.4 needs pkg_resources; torch 2.14 itself
-#      asks for setuptools>=77, so any later pip install that re-resolves torch upgrades it
-#      again).  Skipped when WEBUI_DIR/venv/.multipass-prepared exists.
+#      requirements_versions.txt with torch held where it is, open_clip_torch 2.20.0,
+#      webuiapi, then setuptools<70 (pytorch_lightning 1.9.4 and clip's setup.py need
+#      pkg_resources; torch 2.14 itself asks for setuptools>=77, so pip reports a conflict,
+#      harmless, and any later install that re-resolves torch raises setuptools again),
+#      then `clip` with --no-deps.  Skipped when WEBUI_DIR/venv/.multipass-prepared exists
+#      (it holds the venv's pip freeze); a fresh venv takes ~2.5 min and ~5.5 GB (torch
+#      2.14.1 from PyPI is the CUDA build; it runs on CPU).
 #   2. An HF hub cache (WEBUI_HF_HOME, default: the folder "hf-home" beside WEBUI_DIR)
 #      holding the CLIP tokenizer + config of openai/clip-vit-large-patch14, built from
 #      open_clip's bundled BPE vocabulary.
@@ -92,7 +95,7 @@ prepare_venv() {
     requirements="$WORK/requirements.txt"
     printf '%s\n' "${TORCH_PINS[@]}" > "$constraints"
     # requirements_versions.txt without its unpinned `torch` and its setuptools==69.5.1
-    # pin (which conflicts with torch 2.14's setuptools>=77; setuptools<70 comes last).
+    # pin (which conflicts with torch 2.14's setuptools>=77; setuptools<70 is installed later).
     grep -v -E '^[[:space:]]*(torch|setuptools)[[:space:]]*(==|$|#)' "$WEBUI/requirements_versions.txt" > "$requirements"
 
     log "pip: ${TORCH_PINS[*]}"
