@@ -67,7 +67,8 @@ def test_nested_pass_runs_only_whitelisted_scripts_and_keeps_outer_state():
     assert kept.seen == ["StableDiffusionProcessingTxt2Img", "StableDiffusionProcessingImg2Img"]
     assert dropped.seen == ["StableDiffusionProcessingTxt2Img"]
     assert nested_calls()[0]["p"].scripts.alwayson_scripts == [kept]
-    assert processing.StableDiffusionProcessing.cached_c == ["outer-cond", None]
+    # the WebUI's class-level cond cache holds the outer job's prompts: the nested pass had its own
+    assert processing.StableDiffusionProcessing.cached_c[0] == (("a forest, photo",), 4)
     assert shared.state.job_count == 2 and shared.state.job_no == 2  # the person pass counted in the job
     assert (Path(paths.data_path) / "params.txt").read_text(encoding="utf8").startswith(PROMPT)
 
@@ -345,3 +346,27 @@ def test_inpaint_faces_in_the_webui_uses_the_persons_prompt(monkeypatch):
     assert face["mask"][30, 28] and not face["mask"][5, 60]
     final = np.asarray(processed.images[0])
     assert np.array_equal(final, processing.FACE_RESTORATION_SAW[0])  # faces before the WebUI's restoration
+
+
+def test_controlnet_failing_inside_the_person_pass_is_a_warning_not_silence(monkeypatch):
+    controlnet = importlib.import_module("extensions.sd-webui-controlnet.scripts.controlnet")
+    monkeypatch.setattr(controlnet, "MODELS_ON_DISK", set())  # listed, but gone from disk
+    args = ({"enabled": True, "mask_dilate": 0, "controlnet": "pose", "controlnet_pose_from_base": True,
+             "controlnet_model": "control_openpose"},)
+    p, _ = cn_job(PROMPT, args, None)
+    processed = run(p)
+    assert len(nested_calls()) == 1 and errors.reported  # the WebUI logged it and went on
+    assert "ControlNet failed in the person pass (model not found: control_openpose)" in processed.infotexts[0]
+    assert tuple(np.asarray(processed.images[0])[32, 20]) == processing.colour("a forest, photo", 100)
+
+
+def test_unit_count_change_in_the_nested_pass_leaves_the_outer_args_alone(monkeypatch):
+    code = importlib.import_module("extensions.sd-webui-controlnet.scripts.external_code")
+    monkeypatch.setattr(code, "UNIT_COUNT", 5)  # the setting changed since the UI was built
+    args = ({"enabled": True, "mask_dilate": 0, "controlnet": "pose", "controlnet_pose_from_base": True,
+             "controlnet_model": "control_openpose"},)
+    p, _ = cn_job(PROMPT, args, None)
+    spans = [(s.args_from, s.args_to) for s in p.scripts.alwayson_scripts]
+    run(p)
+    assert [(s.args_from, s.args_to) for s in p.scripts.alwayson_scripts] == spans
+    assert nested_calls()[0]["controlnet"] == [("control_openpose", "openpose_full", (64, 64, 3))]

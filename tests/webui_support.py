@@ -83,7 +83,7 @@ def clean(monkeypatch, tmp_path):
 def job(prompt, args=None, negative="ugly", width=64, height=64, **kwargs):
     """A txt2img job with the multipass script (and two helper scripts), run through process_images."""
     script = SCRIPT.MultipassScript()
-    kept, dropped = Helper("lora_script"), Helper("some_other_extension")
+    kept, dropped = Helper("dynamic_prompting"), Helper("some_other_extension")
     if args is None:
         args = ({"enabled": True, "mask_blur": 0, "mask_dilate": 0},)
     args = tuple(args) + (None,) * (len(UI_FIELDS) - len(args))

@@ -34,7 +34,7 @@ from .webui_controlnet import controlnet_for_nested
 
 #: always-on scripts kept in the nested pass (file names without .py); others are left out
 DEFAULT_WHITELIST = ("dynamic_prompting", "dynamic_thresholding", "wildcards", "lora_block_weight", "negpip",
-                     "soft_inpainting", "lora_script")
+                     "soft_inpainting")
 
 
 def available_loras() -> dict[str, object] | None:

@@ -79,7 +79,12 @@ def _original_process_images_inner() -> Iterator[None]:
 
 @contextlib.contextmanager
 def controlnet_for_nested(nested, outer, control: ControlInput | None) -> Iterator[None]:
-    """Run the nested pass with the person's ControlNet unit (or none); the outer units stay."""
+    """Run the nested pass with the person's ControlNet unit (or none); the outer units stay.
+
+    `update_cn_script_in_processing` moves `args_from`/`args_to` of the (shared) script objects
+    when the unit count changes: they are put back. The WebUI swallows an error raised in the
+    ControlNet script's hooks (logged, and the pass runs unguided): such an error is caught here
+    and fails the pass with a message, so it is never silent."""
     code = external_code()
     script = code.find_cn_script(outer.scripts) if code is not None and outer.scripts is not None else None
     if script is None:
@@ -94,11 +99,42 @@ def controlnet_for_nested(nested, outer, control: ControlInput | None) -> Iterat
     if script not in nested.scripts.alwayson_scripts:
         nested.scripts.alwayson_scripts = [*nested.scripts.alwayson_scripts, script]
         nested.scripts.callback_map = {}
+    spans = {s: (s.args_from, s.args_to) for s in outer.scripts.alwayson_scripts}
+    failures: list[BaseException] = []
     nested.script_args = list(nested.script_args)
     code.update_cn_script_in_processing(nested, [make_unit(code, control)] if control is not None else [])
     try:
-        with _original_process_images_inner():
+        with _original_process_images_inner(), _reported(script, failures):
             yield
     finally:
+        for each, (args_from, args_to) in spans.items():
+            each.args_from, each.args_to = args_from, args_to
         if outer_active:  # the nested pass unhooked the outer job's units: hook them again
             script.process(outer, *outer.script_args[script.args_from:script.args_to])
+    if failures and control is not None:
+        raise MultipassError(f"ControlNet failed in the person pass ({failures[0]}); the pass is discarded")
+
+
+@contextlib.contextmanager
+def _reported(script: Any, failures: list[BaseException]) -> Iterator[None]:
+    """Record exceptions of the ControlNet script's hooks that the WebUI's runner would swallow."""
+    hooks = ("process", "before_process_batch", "process_batch", "before_process")
+    originals = {name: getattr(script, name) for name in hooks if hasattr(script, name)}
+
+    def guard(original):
+        def guarded(*args, **kwargs):
+            try:
+                return original(*args, **kwargs)
+            except Exception as err:
+                failures.append(err)
+                raise
+
+        return guarded
+
+    for name, original in originals.items():
+        setattr(script, name, guard(original))
+    try:
+        yield
+    finally:
+        for name in originals:
+            delattr(script, name)  # the class's own methods show through again

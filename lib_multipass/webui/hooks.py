@@ -23,7 +23,7 @@ SETTINGS_DEFAULTS = {
     "multipass_save_passes": False,
     "multipass_max_persons": 4,
     "multipass_script_whitelist": "dynamic_prompting,dynamic_thresholding,wildcards,lora_block_weight,negpip,"
-                                  "soft_inpainting,lora_script",
+                                  "soft_inpainting",
 }
 
 

@@ -124,6 +124,13 @@ class StableDiffusionProcessing:
     def parse_extra_network_prompts(self):
         self.prompts, self.extra_network_data = extra_networks.parse_prompts(self.prompts)
 
+    def setup_conds(self):
+        """get_conds_with_caching: the (class-level, shared) cache lists are written in place."""
+        for cache, prompts in ((self.cached_uc, self.negative_prompts), (self.cached_c, self.prompts)):
+            key = (tuple(prompts), self.steps)
+            if cache[0] != key:
+                cache[0], cache[1] = key, f"cond of {prompts}"
+
     def sample_images(self) -> list[Image.Image]:
         outs = []
         state.sampling_steps = self.steps
@@ -405,6 +412,7 @@ def process_images_inner(p) -> Processed:
             extra_networks.activate(p, p.extra_network_data)
         if p.scripts is not None:
             p.scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
+        p.setup_conds()
         if n == 0 and not shared.cmd_opts.no_prompt_history:
             with open(os.path.join(paths.data_path, "params.txt"), "w", encoding="utf8") as file:
                 file.write(create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, index=0))

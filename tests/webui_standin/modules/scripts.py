@@ -93,7 +93,14 @@ class ScriptRunner:
             start = script.args_to = start + width
 
     def ordered_scripts(self, method_name):
-        return [s for s in self.alwayson_scripts if getattr(type(s), method_name) is not getattr(Script, method_name)]
+        """As 1.10.1's ordered_callbacks: the list is cached per hook in `callback_map` and made
+        anew only when the number of always-on scripts changes."""
+        count, cached = self.callback_map.get(method_name, (-1, None))
+        if cached is None or count != len(self.alwayson_scripts):
+            cached = [s for s in self.alwayson_scripts
+                      if getattr(type(s), method_name) is not getattr(Script, method_name)]
+            self.callback_map[method_name] = (len(self.alwayson_scripts), cached)
+        return cached
 
     def _each(self, method_name, p, *extra, **kwargs):
         for script in self.ordered_scripts(method_name):

@@ -41,10 +41,20 @@ def get_all_units_in_processing(p) -> List[ControlNetUnit]:
 
 
 def update_cn_script_in_processing(p, cn_units: List[ControlNetUnit], **_kwargs):
+    """As update_cn_script: units padded to the unit count; the ControlNet script's args_to and
+    the args_from/args_to of every later always-on script are moved by the change in width."""
     script = find_cn_script(p.scripts)
-    if script is None:
+    if script is None or len(p.script_args) < script.args_from:
         return
-    units = list(cn_units) + [ControlNetUnit(enabled=False) for _ in range(UNIT_COUNT - len(cn_units))]
+    units = list(cn_units) + [ControlNetUnit(enabled=False) for _ in range(max(UNIT_COUNT - len(cn_units), 0))]
     args = list(p.script_args)
-    args[script.args_from:script.args_to] = units
+    diff = 0
+    for each in p.scripts.alwayson_scripts:
+        if each is script:
+            diff = len(units) - (script.args_to - script.args_from)
+            args[script.args_from:script.args_to] = units
+            script.args_to = script.args_from + len(units)
+        else:
+            each.args_from += diff
+            each.args_to += diff
     p.script_args = type(p.script_args)(args)
