@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PINS := .venv-webui-pins
 CORE_TESTS := tests/test_prompt.py tests/test_options_plan.py tests/test_masks_crop.py tests/test_runner.py
 
-.PHONY: demo test bench clean tools
+.PHONY: demo test bench clean tools webui-acceptance
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ tools:
 test: $(VENV)/.installed $(PINS)/.installed tools
 	$(PINS)/bin/python -m pytest -q -p no:cacheprovider $(CORE_TESTS)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+# The acceptance suite on a real AUTOMATIC1111 1.10.1 checkout (never committed here):
+#   make webui-acceptance WEBUI_DIR=/path/to/stable-diffusion-webui
+# prepares its venv and tiny models once, copies this tree into its extensions/, starts it offline.
+webui-acceptance: $(VENV)/.installed
+	@test -n "$(WEBUI_DIR)" || { echo "give WEBUI_DIR=<an AUTOMATIC1111 1.10.1 checkout>"; exit 2; }
+	bash tests/webui_real/prepare_webui.sh "$(WEBUI_DIR)"
+	WEBUI_DIR="$(abspath $(WEBUI_DIR))" $(PY) -m pytest -q -p no:cacheprovider tests/webui_real
 
 bench: $(VENV)/.installed
 	$(PY) bench/bench_overhead.py

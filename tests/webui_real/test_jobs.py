@@ -1,0 +1,109 @@
+"""Multipass jobs on the real WebUI: the base is a plain txt2img, the LoRA reaches only the
+person, pixels outside the saved mask stay exact, same seed gives the same image, batches,
+hires fix, faces, one-segment prompts, SDXL, X/Y/Z and no model reloads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import FIRST_JOB, LORA, PROMPT, SD1, SDXL, infotext_params
+
+PASSES = {"enabled": True, "save_passes": True}
+
+
+def outside_exact(result, index=0, mask="person_1-mask", before="base", after=None):
+    """Pixels where the saved mask is 0: the image after the pass equals the one before it."""
+    alpha = result.named(f"multipass {mask}, image {index + 1}")[..., 0]
+    base = result.named(f"multipass {before}, image {index + 1}")
+    final = result.images[index] if after is None else result.named(f"multipass {after}, image {index + 1}")
+    changed = np.any(final != base, axis=2)
+    return int((changed & (alpha == 0)).sum()), int((changed & (alpha > 0)).sum())
+
+
+def test_base_is_a_plain_txt2img_without_the_lora(sd1):
+    job = sd1.txt2img(options=PASSES)
+    plain = sd1.txt2img("a forest clearing, photo", options=None)
+    assert np.array_equal(job.named("multipass base, image 1"), plain.images[0])
+    assert job.params()["Multipass"] and job.infotexts[0].startswith(PROMPT)
+    with_lora = sd1.txt2img(f"a forest clearing, photo <lora:{LORA[SD1]}:1>", options=None)
+    assert not np.array_equal(with_lora.images[0], plain.images[0])  # the LoRA does change images
+    again = sd1.txt2img("a forest clearing, photo", options=None)
+    assert np.array_equal(again.images[0], plain.images[0])  # and is gone after the job
+
+
+@pytest.mark.parametrize("blur,padding", [(0, 0), (4, 32), (16, 8)])
+def test_pixels_outside_the_saved_mask_are_exact(sd1, blur, padding):
+    options = {**PASSES, "mask_blur": blur, "inpaint_padding": padding, "mask_prompt": "person"}
+    job = sd1.txt2img(options=options, width=96, height=64)
+    assert "Multipass warnings" not in job.params(), job.params()
+    outside, inside = outside_exact(job)
+    assert outside == 0 and inside > 0
+
+
+def test_batch_2x2_every_image_exact_and_seeded(sd1):
+    job = sd1.txt2img(options=PASSES, batch_size=2, n_iter=2)
+    finals = [i for i, text in enumerate(job.infotexts) if not text.startswith("multipass ")]
+    assert len(finals) == 4
+    for index in range(4):
+        assert outside_exact(job, index)[0] == 0
+    assert [job.params(i)["Seed"] for i in finals] == ["1234", "1235", "1236", "1237"]
+    single = sd1.txt2img(options={"enabled": True}, seed=1235)
+    assert np.array_equal(single.images[0], job.images[finals[1]])  # batch image 2 = a job with its seed
+
+
+def test_first_job_after_start_equals_later_ones(sd1):
+    later = sd1.txt2img(**FIRST_JOB)
+    assert sd1.first.status == 200 and np.array_equal(sd1.first.images[0], later.images[0])
+
+
+def test_hires_fix_keeps_the_outside_exact(sd1):
+    job = sd1.txt2img(options=PASSES, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", hr_second_pass_steps=2,
+                      denoising_strength=0.5)
+    assert job.images[0].shape == (96, 96, 3)
+    assert outside_exact(job)[0] == 0
+
+
+def test_face_pass_keeps_the_outside_exact_or_says_why(sd1):
+    job = sd1.txt2img(options={**PASSES, "inpaint_faces": True, "face_min_size": 0})
+    params = job.params()
+    assert params["Multipass face detector"]  # which detector ran is said
+    if any(text.startswith("multipass person_1_face_1-mask") for text in job.infotexts):
+        assert outside_exact(job, mask="person_1_face_1-mask", before="person_1")[0] == 0
+    else:  # random weights rarely paint a face
+        assert "no face" in params["Multipass warnings"]
+
+
+def test_one_segment_prompt_keeps_its_lora_and_looks_for_faces(sd1):
+    prompt = f"ohwx man <lora:{LORA[SD1]}:1>"
+    job = sd1.txt2img(prompt, options={**PASSES, "inpaint_faces": True})
+    plain = sd1.txt2img(prompt, options=None)
+    labels = [text.split(",")[0] for text in job.infotexts[1:]]
+    base = job.named("multipass base, image 1") if "multipass base" in labels else job.images[0]
+    assert np.array_equal(base, plain.images[0])  # the LoRA was applied, as the WebUI alone does
+    assert "Multipass face detector" in job.params()  # the face pass ran and looked for faces
+
+
+def test_sdxl_job_is_exact_and_scoped(sdxl):
+    prompt = f"a forest clearing BREAK photo BREAK ohwx man <lora:{LORA[SDXL]}:1>"
+    job = sdxl.txt2img(prompt, options=PASSES)
+    plain = sdxl.txt2img("a forest clearing, photo", options=None)
+    assert job.status == 200 and np.array_equal(job.named("multipass base, image 1"), plain.images[0])
+    assert outside_exact(job)[0] == 0
+
+
+def test_xyz_plot_cells_get_their_own_values(sd1):
+    info = sd1.get("/sdapi/v1/script-info").json()
+    xyz = next(s for s in info if s["name"] == "x/y/z plot" and not s["is_img2img"])
+    axes = xyz["args"][0]["choices"]
+    body_args = [axes.index("[Multipass] Person denoise"), "0.2, 0.9", [], 0, "", [], 0, "", [],
+                 True, False, False, False, False, False, False, 0, False]
+    job = sd1.txt2img(options={"enabled": True}, script_name="x/y/z plot", script_args=body_args)
+    cells = [infotext_params(t) for t in job.infotexts[1:3]]
+    assert [c.get("Multipass denoise", "0.75") for c in cells] == ["0.2", "0.9"]
+
+
+def test_no_model_reload_between_jobs(sd1):
+    before = sd1.log_text().count("Loading weights")
+    sd1.txt2img(options=PASSES)
+    sd1.txt2img(options=PASSES, batch_size=2)
+    assert sd1.log_text().count("Loading weights") == before
