@@ -13,7 +13,7 @@ from PIL import Image
 from . import masking
 from .engines.base import Engine, GenerateRequest, InpaintRequest
 from .errors import MultipassError, PassInterrupted
-from .faces import Face, FaceDetector, assign_faces, face_mask, select_faces
+from .faces import Face, assign_faces, face_mask, select_faces
 from .faceswap import RECOGNIZER_FILE, SWAPPER_FILE, FaceSwapper, find_model, load_references
 from .plan import Pass, Plan
 

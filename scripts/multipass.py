@@ -13,7 +13,7 @@ if _ROOT not in sys.path:  # the WebUI puts an extension on sys.path only while 
     sys.path.insert(0, _ROOT)
 
 from lib_multipass.webui import api, hooks, settings, xyz  # noqa: E402
-from lib_multipass.webui.args import UI_FIELDS, normalize_pasted  # noqa: E402
+from lib_multipass.webui.args import normalize_pasted  # noqa: E402
 
 
 class MultipassScript(scripts.Script):

@@ -13,7 +13,7 @@ import pytest
 from webui_support import (PROMPT, SCRIPT, LeftHalf, base_calls, clean, job, nested_calls,  # noqa: F401
                            one_face, run)
 
-from modules import errors, extra_networks, images, paths, processing, scripts, shared  # noqa: E402
+from modules import errors, images, paths, processing, scripts, shared  # noqa: E402
 
 import networks  # noqa: E402
 from lib_multipass.options import MultipassOptions  # noqa: E402

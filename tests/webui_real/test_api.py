@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import BASE_PAYLOAD, PROMPT, encode
+from webui_client import BASE_PAYLOAD, PROMPT, encode
 from PIL import Image
 
 HOSTILE = [

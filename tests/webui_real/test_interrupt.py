@@ -6,7 +6,6 @@ import threading
 import time
 
 import numpy as np
-from conftest import PROMPT
 
 LONG = 150  # steps of the pass to stop: long enough to catch it running (~3 s on a CPU)
 

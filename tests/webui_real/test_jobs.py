@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import FIRST_JOB, LORA, PROMPT, SD1, SDXL, infotext_params
+from webui_client import FIRST_JOB, LORA, PROMPT, SD1, SDXL, infotext_params
 
 PASSES = {"enabled": True, "save_passes": True}
 

@@ -1,0 +1,393 @@
+#!/usr/bin/env python3
+"""Tiny random LoRAs, a CLIPSeg folder and (optionally) a ControlNet for the tiny WebUI models.
+
+Companion of ``tiny_webui_models.py`` (run that first: this script reads the tiny checkpoints
+it wrote).  Run it with the WebUI's own venv (safetensors, transformers 4.30, the WebUI's
+``ldm`` repository and, for ``--controlnet``, the sd-webui-controlnet extension come from there):
+
+    <webui>/venv/bin/python tiny_webui_extras.py --webui-dir <webui> [--controlnet] [--seed 0]
+
+Importable too: ``main(webui_dir, controlnet=False, seed=0) -> dict[str, Path]``.
+Every weight is drawn from a seeded generator: the files are the same on every run.
+
+What it writes into the WebUI checkout:
+
+* ``models/Lora/tiny-sd1-lora.safetensors``: a kohya-format LoRA (``<key>.lora_down.weight``,
+  ``<key>.lora_up.weight``, ``<key>.alpha``, kohya's ``ss_*`` metadata) for tiny-sd1.  UNet keys
+  use the diffusers block names real SD 1.x LoRAs use (``lora_unet_down_blocks_0_attentions_0_
+  transformer_blocks_0_attn1_to_q``, ``lora_unet_mid_block_attentions_0_proj_in``,
+  ``lora_unet_up_blocks_1_attentions_2_...``), which the built-in Lora extension converts with
+  ``convert_diffusers_name_to_compvis`` to the ldm module names (``diffusion_model_input_blocks_1_1_
+  ...``); text encoder keys are ``lora_te_text_model_encoder_layers_<n>_{self_attn_{q,k,v,out}_proj,
+  mlp_fc1,mlp_fc2}``.  Targets: every attention projection, feed-forward and proj_in/proj_out of
+  the UNet's spatial transformers (proj_in/out are 1x1 convolutions in SD 1.x) and every linear
+  layer of the text encoder.
+* ``models/Lora/tiny-sdxl-lora.safetensors``: the same for tiny-sdxl with the key style of
+  kohya's SDXL LoRAs: ``lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k`` (ldm names,
+  mapped by replacing ``lora_unet`` with ``diffusion_model``), ``lora_te1_text_model_encoder_
+  layers_<n>_...`` (CLIP-L, -> ``0_transformer_text_model_...``) and ``lora_te2_text_model_
+  encoder_layers_<n>_...`` (open_clip, -> ``1_model_transformer_resblocks_<n>_{attn,mlp_c_fc,
+  mlp_c_proj}``; q/k/v/out of its nn.MultiheadAttention all present, which the WebUI needs).
+  Before writing, every key is run through the WebUI's own name conversion (the function and
+  regex tables are read out of ``extensions-builtin/Lora/networks.py``) and the lookup chain of
+  its ``load_network``; a key that would not match a module of the checkpoint is an error
+  (the WebUI itself only logs unmatched keys at DEBUG level).
+  The deltas are about as large as the weights themselves, so ``<lora:NAME:1>`` changes the
+  image a lot.
+* ``models/clipseg/``: a random CLIPSeg (``CLIPSegForImageSegmentation`` from a tiny
+  ``CLIPSegConfig``: width 32, 2 layers, 64 px input, patch 16), weights as ``model.safetensors``
+  (the WebUI's safe unpickler rejects pickles written by a recent torch), and a
+  ``CLIPSegProcessor`` whose tokenizer is the real CLIP BPE tokenizer copied from
+  ``models/tiny-clip-text-encoder/`` (``model_max_length`` 77, so ``padding="max_length"`` works
+  under transformers 4.30).  Loaded and run once on a 64x64 image with ``["person"]`` as a check.
+* with ``--controlnet``, when ``extensions/sd-webui-controlnet`` is installed:
+  ``models/ControlNet/control_tiny_sd1_openpose.safetensors`` + ``.yaml``: a ControlNet whose
+  shape matches tiny-sd1's UNet, built by instantiating the extension's own
+  ``cldm.ControlNet`` class from the shrunk yaml (so the key set is exactly what the extension
+  builds), all weights random (its zero convolutions too, so the hint visibly changes the
+  image).  The extension lists it as ``control_tiny_sd1_openpose [<first 8 hex of sha256>]``.
+  Without the extension the step is skipped with a message.
+
+Installing sd-webui-controlnet (v1.1.455 = main 56cec5b2 of Mikubill/sd-webui-controlnet) and its
+start-up dependencies into the WebUI venv without letting pip touch torch:
+
+    git -C <mirror> archive --prefix=sd-webui-controlnet/ 56cec5b2 | tar -x -C <webui>/extensions
+    <webui>/venv/bin/pip install --no-deps controlnet_aux==0.0.9 addict yapf svglib fvcore \\
+        iopath portalocker yacs tabulate termcolor reportlab cssselect2 tinycss2 webencodings
+    # and start the WebUI with --skip-install (or --skip-prepare-environment), so the
+    # extension's install.py does not pip-install its requirements on start-up.
+
+(the exact list that was needed is in /work/webui/NOTES.md, section "Extras").
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+SD1_LORA = "tiny-sd1-lora"
+SDXL_LORA = "tiny-sdxl-lora"
+CONTROLNET_NAME = "control_tiny_sd1_openpose"
+LORA_RANK = 4
+LORA_ALPHA = 2.0          # kohya's usual alpha = rank / 2: the WebUI scales the delta by alpha / rank
+LORA_STRENGTH = 1.0       # delta std ~ LORA_STRENGTH / sqrt(fan_in), the scale of the weights themselves
+
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
+
+# ldm module names (relative to the UNet) that get LoRA weights: the spatial transformers.
+_UNET_TARGET = re.compile(
+    r"^(?P<block>input_blocks\.\d+\.1|middle_block\.1|output_blocks\.\d+\.1)\."
+    r"(?P<rest>proj_in|proj_out|transformer_blocks\.\d+\.(?:attn[12]\.(?:to_q|to_k|to_v|to_out\.0)|ff\.net\.0\.proj|ff\.net\.2))$"
+)
+_CLIP_TARGET = re.compile(r"^text_model\.encoder\.layers\.(\d+)\.(self_attn\.[qkv]_proj|self_attn\.out_proj|mlp\.fc1|mlp\.fc2)$")
+_OPENCLIP_TARGET = re.compile(
+    r"^model\.transformer\.resblocks\.(\d+)\.(attn\.in_proj_weight|attn\.out_proj\.weight|mlp\.c_fc\.weight|mlp\.c_proj\.weight)$")
+# open_clip module -> the diffusers/transformers name kohya's lora_te2 keys use
+_OPENCLIP_KOHYA = {"attn.out_proj.weight": "self_attn_out_proj", "mlp.c_fc.weight": "mlp_fc1", "mlp.c_proj.weight": "mlp_fc2"}
+
+
+# --------------------------------------------------------------------------- WebUI name mapping
+
+def load_webui_name_conversion(webui: Path):
+    """``convert_diffusers_name_to_compvis`` and ``re_x_proj`` of the WebUI's Lora extension,
+    executed from its source (importing networks.py would pull in gradio and the whole WebUI)."""
+    source = (webui / "extensions-builtin" / "Lora" / "networks.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    wanted = {"re_digits", "re_x_proj", "re_compiled", "suffix_conversion"}
+    body = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id in wanted for t in node.targets):
+            body.append(node)
+        elif isinstance(node, ast.FunctionDef) and node.name == "convert_diffusers_name_to_compvis":
+            body.append(node)
+    namespace: dict = {"re": re}
+    exec(compile(ast.Module(body=body, type_ignores=[]), str(webui / "extensions-builtin/Lora/networks.py"), "exec"), namespace)
+    if "convert_diffusers_name_to_compvis" not in namespace:
+        raise RuntimeError("convert_diffusers_name_to_compvis not found in the WebUI's networks.py")
+    return namespace["convert_diffusers_name_to_compvis"], namespace["re_x_proj"]
+
+
+def webui_lookup(lora_key: str, mapping, convert, re_x_proj) -> str | None:
+    """The module name ``networks.load_network`` (WebUI 1.10) finds for a LoRA key without its
+    ``.lora_down.weight``-style suffix, or None (the WebUI then skips the key)."""
+    is_sd2 = "model_transformer_resblocks" in mapping
+    key = convert(lora_key, is_sd2)
+    if key in mapping:
+        return key
+    m = re_x_proj.match(key)
+    if m and m.group(1) in mapping:
+        return m.group(1)
+    if "lora_unet" in lora_key:
+        key = lora_key.replace("lora_unet", "diffusion_model")
+        return key if key in mapping else None
+    if "lora_te1_text_model" in lora_key:
+        for replacement in ("0_transformer_text_model", "transformer_text_model"):
+            key = lora_key.replace("lora_te1_text_model", replacement)
+            if key in mapping:
+                return key
+    return None
+
+
+def checkpoint_modules(checkpoint: Path, sdxl: bool) -> dict[str, list[int]]:
+    """The WebUI's ``network_layer_mapping`` names of the checkpoint's modules -> weight shape.
+
+    Names as ``assign_network_names_to_compvis_modules`` makes them: UNet modules under
+    ``diffusion_model_...``; SD1 text encoder modules of ``cond_stage_model.wrapped``
+    (``transformer_text_model_...``); SDXL text encoder modules ``<embedder index>_...``."""
+    from safetensors import safe_open
+
+    modules: dict[str, list[int]] = {}
+    with safe_open(str(checkpoint), "pt") as f:
+        for key in f.keys():
+            if key.startswith("model.diffusion_model."):
+                path = key[len("model."):]
+            elif not sdxl and key.startswith("cond_stage_model."):
+                path = key[len("cond_stage_model."):]
+            elif sdxl and key.startswith("conditioner.embedders."):
+                index, path = key[len("conditioner.embedders."):].split(".", 1)
+                path = f"{index}.{path}"
+            else:
+                continue
+            module, param = path.rsplit(".", 1)
+            if param == "weight" or param == "in_proj_weight":
+                modules[module.replace(".", "_")] = list(f.get_slice(key).get_shape())
+    return modules
+
+
+# --------------------------------------------------------------------------- LoRA targets
+
+def _sd1_unet_name(block: str) -> str:
+    """ldm spatial-transformer block -> diffusers name (inverse of the WebUI's conversion)."""
+    kind, *numbers = block.split(".")
+    if kind == "middle_block":
+        return "mid_block_attentions_0"
+    index = int(numbers[0])
+    if kind == "input_blocks":
+        return f"down_blocks_{(index - 1) // 3}_attentions_{(index - 1) % 3}"
+    return f"up_blocks_{index // 3}_attentions_{index % 3}"
+
+
+def _select_targets(checkpoint: Path, sdxl: bool) -> list[tuple[str, list[int]]]:
+    from safetensors import safe_open
+
+    out: list[tuple[str, list[int]]] = []
+    with safe_open(str(checkpoint), "pt") as f:
+        keys = sorted(f.keys())
+        for key in keys:
+            if key.startswith("model.diffusion_model.") and key.endswith(".weight"):
+                m = _UNET_TARGET.match(key[len("model.diffusion_model."):-len(".weight")])
+                if not m:
+                    continue
+                rest = m["rest"].replace(".", "_")
+                if sdxl:
+                    name = f"lora_unet_{m['block'].replace('.', '_')}_{rest}"
+                else:
+                    name = f"lora_unet_{_sd1_unet_name(m['block'])}_{rest}"
+                out.append((name, list(f.get_slice(key).get_shape())))
+                continue
+            prefix = "conditioner.embedders.0.transformer." if sdxl else "cond_stage_model.transformer."
+            if key.startswith(prefix) and key.endswith(".weight"):
+                m = _CLIP_TARGET.match(key[len(prefix):-len(".weight")])
+                if m:
+                    te = "lora_te1" if sdxl else "lora_te"
+                    out.append((f"{te}_text_model_encoder_layers_{m[1]}_{m[2].replace('.', '_')}",
+                                list(f.get_slice(key).get_shape())))
+                continue
+            prefix = "conditioner.embedders.1."
+            if sdxl and key.startswith(prefix):
+                m = _OPENCLIP_TARGET.match(key[len(prefix):])
+                if not m:
+                    continue
+                base = f"lora_te2_text_model_encoder_layers_{m[1]}"
+                shape = list(f.get_slice(key).get_shape())
+                if m[2] == "attn.in_proj_weight":  # nn.MultiheadAttention: q, k, v = thirds of in_proj
+                    out += [(f"{base}_self_attn_{p}_proj", [shape[1], shape[1]]) for p in "qkv"]
+                else:
+                    out.append((f"{base}_{_OPENCLIP_KOHYA[m[2]]}", shape))
+    return sorted(out)
+
+
+def check_lora_keys(webui: Path, checkpoint: Path, sdxl: bool, names: list[str]):
+    """Map every key the way the WebUI does; raise if one would not match a checkpoint module.
+    Returns ({key: module name}, {module name: weight shape})."""
+    convert, re_x_proj = load_webui_name_conversion(webui)
+    mapping = checkpoint_modules(checkpoint, sdxl)
+    matched, failed = {}, []
+    for name in names:
+        module = webui_lookup(name, mapping, convert, re_x_proj)
+        if module is None:
+            failed.append(name)
+        else:
+            matched[name] = module
+    if failed:
+        raise RuntimeError(f"{len(failed)} LoRA keys would not match a module of {checkpoint.name}: {failed[:5]}")
+    return matched, mapping
+
+
+def _check_shapes(targets, matched, mapping) -> None:
+    for name, shape in targets:
+        module_shape = mapping[matched[name]]
+        if name.endswith(("_q_proj", "_k_proj", "_v_proj")) and module_shape == [3 * shape[0], shape[1]]:
+            continue  # a third of nn.MultiheadAttention's in_proj
+        if module_shape != shape:
+            raise RuntimeError(f"{name}: module {matched[name]} has shape {module_shape}, not {shape}")
+
+
+def write_lora(webui: Path, checkpoint: Path, path: Path, sdxl: bool, seed: int) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    targets = _select_targets(checkpoint, sdxl)
+    if not targets:
+        raise RuntimeError(f"no LoRA target modules found in {checkpoint}")
+    matched, mapping = check_lora_keys(webui, checkpoint, sdxl, [name for name, _ in targets])
+    _check_shapes(targets, matched, mapping)
+    generator = torch.Generator().manual_seed(seed)
+    tensors: dict[str, torch.Tensor] = {}
+    up_scale = LORA_STRENGTH * LORA_RANK / LORA_ALPHA / LORA_RANK ** 0.5
+    for name, shape in targets:
+        out_features, in_features = shape[0], shape[1]
+        kernel = [1] * (len(shape) - 2)  # 1x1 convolutions (SD1 proj_in/proj_out): 4-d weights
+        down = torch.randn(LORA_RANK, in_features, generator=generator) * in_features ** -0.5
+        up = torch.randn(out_features, LORA_RANK, generator=generator) * up_scale
+        tensors[f"{name}.lora_down.weight"] = down.reshape(LORA_RANK, in_features, *kernel).contiguous()
+        tensors[f"{name}.lora_up.weight"] = up.reshape(out_features, LORA_RANK, *kernel).contiguous()
+        tensors[f"{name}.alpha"] = torch.tensor(LORA_ALPHA)
+    metadata = {
+        "ss_network_module": "networks.lora",
+        "ss_network_dim": str(LORA_RANK),
+        "ss_network_alpha": str(LORA_ALPHA),
+        "ss_base_model_version": "sdxl_base_v1-0" if sdxl else "sd_v1",
+        "ss_output_name": path.stem,
+        "ss_sd_model_name": checkpoint.name,
+        "ss_resolution": "(64, 64)",
+        "ss_v2": "False",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=metadata)
+    print(f"{path.name}: {len(targets)} modules "
+          f"({sum(n.startswith('lora_unet') for n, _ in targets)} UNet), rank {LORA_RANK}, alpha {LORA_ALPHA}")
+    return path
+
+
+# --------------------------------------------------------------------------- CLIPSeg
+
+def build_clipseg(webui: Path, seed: int) -> Path:
+    """A random tiny CLIPSeg + processor in ``models/clipseg`` (weights as model.safetensors)."""
+    import torch
+    from transformers import (CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, CLIPTokenizer,
+                              ViTImageProcessor)
+
+    text_dir = webui / "models" / "tiny-clip-text-encoder"
+    if not (text_dir / "vocab.json").is_file():
+        raise FileNotFoundError(f"{text_dir} is missing: run tiny_webui_models.py first")
+    folder = webui / "models" / "clipseg"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    tokenizer = CLIPTokenizer.from_pretrained(str(text_dir), model_max_length=77)
+    vocab_size = len(tokenizer)
+    width = 32
+    text = dict(vocab_size=vocab_size, hidden_size=width, intermediate_size=37, num_hidden_layers=2,
+                num_attention_heads=4, max_position_embeddings=77,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
+    vision = dict(hidden_size=width, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=64, patch_size=16)
+    config = CLIPSegConfig(text_config=text, vision_config=vision, projection_dim=width, extract_layers=[1],
+                           reduce_dim=16, decoder_num_attention_heads=2, decoder_intermediate_size=32)
+    torch.manual_seed(seed)
+    model = CLIPSegForImageSegmentation(config).eval()
+    with torch.no_grad():  # flat within a patch: random masks come out as blobs, not pixel noise
+        up = model.decoder.transposed_convolution
+        up.weight.copy_(15 * up.weight.mean(dim=(2, 3), keepdim=True).expand_as(up.weight))
+    model.save_pretrained(str(folder), safe_serialization=True)
+    image_processor = ViTImageProcessor(size={"height": 64, "width": 64}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(str(folder))
+    for pickle in folder.glob("*.bin"):
+        raise RuntimeError(f"unexpected pickle {pickle} (weights must be safetensors)")
+    return folder
+
+
+def check_clipseg(folder: Path) -> tuple[int, ...]:
+    """Load the folder as the project's segmenter does and run it on a 64x64 image."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
+
+    processor = CLIPSegProcessor.from_pretrained(str(folder))
+    model = CLIPSegForImageSegmentation.from_pretrained(str(folder)).eval()
+    image = Image.fromarray((np.indices((64, 64)).sum(0) * 2 % 256).astype(np.uint8)).convert("RGB")
+    inputs = processor(text=["person"], images=[image], padding="max_length", return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    if not torch.isfinite(logits).all():
+        raise RuntimeError("CLIPSeg logits are not finite")
+    print(f"clipseg: input_ids {tuple(inputs['input_ids'].shape)}, logits {tuple(logits.shape)}, "
+          f"sigmoid range {torch.sigmoid(logits).min():.3f}..{torch.sigmoid(logits).max():.3f}")
+    return tuple(logits.shape)
+
+
+# --------------------------------------------------------------------------- ControlNet
+
+def build_controlnet(webui: Path, seed: int) -> Path | None:
+    """See the module docstring; None (with a message) when the extension is not installed."""
+    raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- main
+
+def main(webui_dir, controlnet: bool = False, seed: int = 0) -> dict[str, Path]:
+    """Build the extras for the WebUI checkout at ``webui_dir``; returns the written paths."""
+    webui = Path(webui_dir).resolve()
+    started = time.perf_counter()
+    checkpoints = webui / "models" / "Stable-diffusion"
+    written: dict[str, Path] = {}
+    lora_dir = webui / "models" / "Lora"
+    sd1 = checkpoints / "tiny-sd1.safetensors"
+    if not sd1.is_file():
+        raise FileNotFoundError(f"{sd1} is missing: run tiny_webui_models.py first")
+    written["lora_sd1"] = write_lora(webui, sd1, lora_dir / f"{SD1_LORA}.safetensors", False, seed + 11)
+    sdxl = checkpoints / "tiny-sdxl.safetensors"
+    if sdxl.is_file():
+        written["lora_sdxl"] = write_lora(webui, sdxl, lora_dir / f"{SDXL_LORA}.safetensors", True, seed + 12)
+    else:
+        print(f"{sdxl.name} not found: no SDXL LoRA")
+    written["clipseg"] = build_clipseg(webui, seed + 13)
+    check_clipseg(written["clipseg"])
+    if controlnet:
+        path = build_controlnet(webui, seed + 14)
+        if path is not None:
+            written["controlnet"] = path
+    for key, path in written.items():
+        print(f"{key}: {path}")
+    print(f"tiny WebUI extras built in {time.perf_counter() - started:.1f} s")
+    return written
+
+
+def _parse(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("webui_dir", nargs="?", default=os.environ.get("WEBUI_DIR"),
+                        help="the WebUI checkout (default: $WEBUI_DIR)")
+    parser.add_argument("--webui-dir", dest="webui_dir_opt", help="same as the positional argument")
+    parser.add_argument("--controlnet", action="store_true",
+                        help="also build the tiny ControlNet (needs extensions/sd-webui-controlnet)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    args.webui_dir = args.webui_dir_opt or args.webui_dir
+    if not args.webui_dir:
+        parser.error("give the WebUI directory (argument, --webui-dir or $WEBUI_DIR)")
+    return args
+
+
+if __name__ == "__main__":
+    arguments = _parse()
+    main(arguments.webui_dir, controlnet=arguments.controlnet, seed=arguments.seed)
