@@ -80,9 +80,11 @@ def merge_views(maps: Sequence[np.ndarray], views: Sequence[tuple[int, int, int]
 class ClipSegSegmenter:
     """Text-prompted segmentation with CLIPSeg through transformers, loaded once on first use."""
 
-    def __init__(self, source: str = DEFAULT_CLIPSEG, device: str = "cpu"):
+    def __init__(self, source: str = DEFAULT_CLIPSEG, device: str = "cpu", missing_hint: str | None = None):
         self.source = source
         self.device = device
+        self.missing_hint = missing_hint or (f"download {DEFAULT_CLIPSEG} into a folder and pass it as the "
+                                             "segmenter, or give a mask image")
         self._model = None
         self._processor = None
 
@@ -100,8 +102,7 @@ class ClipSegSegmenter:
             model = CLIPSegForImageSegmentation.from_pretrained(self.source)
         except (OSError, ValueError) as err:
             raise ModelNotFoundError(
-                f"CLIPSeg weights not found at {self.source!r} ({err.__class__.__name__}). Download "
-                f"{DEFAULT_CLIPSEG} into a folder and pass it as the segmenter, or give a mask image"
+                f"CLIPSeg weights not found at {self.source!r} ({err.__class__.__name__}): {self.missing_hint}"
             ) from None
         self._model = model.to(self.device).eval()
 

@@ -10,7 +10,10 @@ from typing import Any, Sequence
 from ..errors import MultipassError
 from ..options import MultipassOptions
 from ..prompt import BREAK_RE, LORA_RE
-from ..segmenters import Segmenter, make_segmenter
+from ..segmenters import DEFAULT_CLIPSEG, ClipSegSegmenter, Segmenter
+
+WEBUI_CLIPSEG_HINT = (f"put {DEFAULT_CLIPSEG} (config.json, model.safetensors, the tokenizer files) in "
+                      "models/clipseg, or name its folder in Settings > Multipass, or give a mask image")
 from .args import options_from_args
 from .job import MultipassJob, reject
 
@@ -35,8 +38,10 @@ def setting(name: str) -> Any:
 
 @functools.lru_cache(maxsize=1)
 def shared_segmenter(source: str | None, device: str) -> Segmenter:
-    """One segmenter for both tabs, loaded on first use and kept between jobs."""
-    return make_segmenter(source, device)
+    """One segmenter for both tabs, loaded on first use and kept between jobs. CLIPSeg only:
+    the offline fallback (mediapipe) cannot run beside the WebUI's protobuf, so missing
+    weights are said as such, with where they go."""
+    return ClipSegSegmenter(source or DEFAULT_CLIPSEG, device, missing_hint=WEBUI_CLIPSEG_HINT)
 
 
 def is_forge() -> bool:

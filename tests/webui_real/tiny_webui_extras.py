@@ -240,10 +240,25 @@ def _check_shapes(targets, matched, mapping) -> None:
             raise RuntimeError(f"{name}: module {matched[name]} has shape {module_shape}, not {shape}")
 
 
+def save_safetensors_sorted(tensors: dict, path: Path, metadata: dict[str, str] | None = None) -> None:
+    """safetensors.torch.save_file, but byte-for-byte reproducible: safetensors writes the
+    ``__metadata__`` entries in hash-map order (differs between runs), so the header is
+    re-serialized with sorted keys (offsets are explicit; the data part is unchanged)."""
+    import struct
+
+    from safetensors.torch import save
+
+    blob = save(tensors, metadata=metadata)
+    size = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the data part stays 8-byte aligned, as safetensors writes it
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + blob[8 + size:])
+
+
 def write_lora(webui: Path, checkpoint: Path, path: Path, sdxl: bool, seed: int) -> Path:
     import torch
-    from safetensors.torch import save_file
-
     targets = _select_targets(checkpoint, sdxl)
     if not targets:
         raise RuntimeError(f"no LoRA target modules found in {checkpoint}")
@@ -270,8 +285,7 @@ def write_lora(webui: Path, checkpoint: Path, path: Path, sdxl: bool, seed: int)
         "ss_resolution": "(64, 64)",
         "ss_v2": "False",
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=metadata)
+    save_safetensors_sorted(tensors, path, metadata)
     print(f"{path.name}: {len(targets)} modules "
           f"({sum(n.startswith('lora_unet') for n, _ in targets)} UNet), rank {LORA_RANK}, alpha {LORA_ALPHA}")
     return path

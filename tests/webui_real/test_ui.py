@@ -1,0 +1,59 @@
+"""The UI as the real WebUI wires it (its Gradio config and event functions): "Send to
+img2img/inpaint" copies every Multipass control, and PNG Info / the paste button restore them."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+# option name -> the value a job sets (and a paste must restore), as the UI control shows it
+SET = {"enabled": True, "denoising_strength": 0.6, "mask_prompt": "man | hat", "mask_dilate": "-5%",
+       "mask_blur": 9, "person_steps": 12, "person_sampler": "DPM++ 2M", "inpaint_faces": True}
+
+
+@pytest.fixture(scope="module")
+def config(server):
+    return server.get("/config").json()
+
+
+def controls(config, tab):
+    """elem_id suffix -> component id of the Multipass controls of `tab`."""
+    prefix = f"multipass_{tab}_"
+    return {c["props"]["elem_id"][len(prefix):]: c["id"] for c in config["components"]
+            if str(c.get("props", {}).get("elem_id") or "").startswith(prefix)}
+
+
+def test_send_to_img2img_and_inpaint_copy_every_control(config):
+    source, target = controls(config, "txt2img"), controls(config, "img2img")
+    names = [name for name in source if name in target and name not in ("preview",)]
+    assert "enabled" in names and "denoising_strength" in names
+    copies = 0
+    for dep in config["dependencies"]:
+        inputs, outputs = dep.get("inputs", []), dep.get("outputs", [])
+        if source["enabled"] not in inputs or target["enabled"] not in outputs:
+            continue
+        copies += 1
+        for name in names:  # the same position in the copy: value i goes to output i
+            if source[name] in inputs:
+                assert outputs[inputs.index(source[name])] == target[name], name
+        assert all(source[name] in inputs for name in names if name not in ("controlnet",))
+    assert copies >= 2  # img2img and inpaint
+
+
+def test_paste_button_restores_the_options(server, config):
+    job = server.txt2img(options=SET)
+    assert job.status == 200
+    txt2img = controls(config, "txt2img")
+    prompt = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "txt2img_prompt")
+    index, dep = next((i, d) for i, d in enumerate(config["dependencies"])
+                      if d.get("inputs") == [prompt] and txt2img["enabled"] in d.get("outputs", []) and d.get("backend_fn"))
+    answer = server.post("/run/predict", {"fn_index": index, "data": [job.infotexts[0]],
+                                          "session_hash": uuid.uuid4().hex[:11]})
+    assert answer.status_code == 200, answer.text
+    values = dict(zip(dep["outputs"], answer.json()["data"]))
+    pasted = {name: values[txt2img[name]].get("value") for name in SET if txt2img.get(name) in values}
+    assert pasted == SET
+    plain = server.txt2img("a forest", options=None)
+    answer = server.post("/run/predict", {"fn_index": index, "data": [plain.infotexts[0]],
+                                          "session_hash": uuid.uuid4().hex[:11]})
+    assert dict(zip(dep["outputs"], answer.json()["data"]))[txt2img["enabled"]].get("value") is False
