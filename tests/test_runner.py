@@ -160,3 +160,20 @@ def test_options_not_built_yet_say_so():
     engine = RecordingEngine({"person": two_people})
     result = run(plan_for("scene BREAK man --hires_denoising_strength 0.3"), engine)
     assert any("harmonizing pass" in w and "ignored" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize("stop_during,kept,stopped", [(1, ["base"], "person_1"), (2, ["base", "person_1"], "person_2")])
+def test_a_pass_stopped_midway_is_discarded_and_named(stop_during, kept, stopped):
+    engine = RecordingEngine({"person": two_people}, loras=("a", "b"), stop_during=stop_during)
+    result = run(plan_for("scene BREAK photo BREAK man <lora:a> BREAK woman <lora:b>"), engine)
+    assert list(result.images) == kept and result.interrupted and result.interrupted_pass == stopped
+    assert f"interrupted during {stopped}: that pass is discarded" in result.warnings[-1]
+    assert result.error is None  # an interrupt is not a failure
+
+
+def test_a_face_pass_stopped_midway_is_discarded():
+    from lib_multipass.faces import Face
+
+    engine = RecordingEngine({"person": two_people}, faces=[Face((6, 12, 18, 24), 0.9)], stop_during=2)
+    result = run(plan_for("scene BREAK man", inpaint_faces=True, face_min_size=4), engine)
+    assert list(result.images) == ["base", "person_1"] and result.interrupted_pass == "person_1_face_1"
