@@ -28,13 +28,14 @@ def run_and_stop(server, options, when, action="interrupt", **payload):
     return out["job"], seen, stopped
 
 
-def in_pass(steps, job_no):
-    return lambda state: state["sampling_steps"] == steps and state["job_no"] >= job_no and state["sampling_step"] > 2
+def in_pass(job_no):
+    """A long pass is running (img2img samples denoise x steps of it), `job_no` passes done."""
+    return lambda state: state["sampling_steps"] >= LONG // 3 and state["job_no"] == job_no and state["sampling_step"] > 2
 
 
 def test_interrupt_in_the_person_pass_keeps_the_base(sd1):
     options = {"enabled": True, "save_passes": True, "person_steps": LONG}
-    job, _, stopped = run_and_stop(sd1, options, in_pass(LONG, 1))
+    job, _, stopped = run_and_stop(sd1, options, in_pass(1))
     assert stopped and job.status == 200
     params = job.params()
     assert params["Multipass interrupted"] == "person_1" and "discarded" in params["Multipass warnings"]
@@ -43,13 +44,13 @@ def test_interrupt_in_the_person_pass_keeps_the_base(sd1):
 
 
 def test_interrupt_in_the_base_pass_marks_it(sd1):
-    job, _, stopped = run_and_stop(sd1, {"enabled": True}, in_pass(LONG, 0), steps=LONG)
+    job, _, stopped = run_and_stop(sd1, {"enabled": True}, in_pass(0), steps=LONG)
     assert stopped and job.params()["Multipass interrupted"] == "base"
 
 
 def test_skip_in_the_person_pass_then_the_next_batch_runs(sd1):
     options = {"enabled": True, "person_steps": LONG}
-    job, _, stopped = run_and_stop(sd1, options, in_pass(LONG, 1), action="skip", n_iter=2)
+    job, _, stopped = run_and_stop(sd1, options, in_pass(1), action="skip", n_iter=2)
     assert stopped and len(job.infotexts) == 2
     first, second = job.params(0), job.params(1)
     assert first["Multipass interrupted"] == "person_1"

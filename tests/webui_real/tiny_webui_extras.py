@@ -319,15 +319,40 @@ def build_clipseg(webui: Path, seed: int) -> Path:
                            reduce_dim=16, decoder_num_attention_heads=2, decoder_intermediate_size=32)
     torch.manual_seed(seed)
     model = CLIPSegForImageSegmentation(config).eval()
+    up = model.decoder.transposed_convolution  # the last layer: logits = up(features)
     with torch.no_grad():  # flat within a patch: random masks come out as blobs, not pixel noise
-        up = model.decoder.transposed_convolution
-        up.weight.copy_(15 * up.weight.mean(dim=(2, 3), keepdim=True).expand_as(up.weight))
-    model.save_pretrained(str(folder), safe_serialization=True)
+        up.weight.copy_(up.weight.mean(dim=(2, 3), keepdim=True).expand_as(up.weight))
     image_processor = ViTImageProcessor(size={"height": 64, "width": 64}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
-    CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(str(folder))
+    processor = CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    _calibrate_clipseg(model, processor, seed)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    processor.save_pretrained(str(folder))
     for pickle in folder.glob("*.bin"):
         raise RuntimeError(f"unexpected pickle {pickle} (weights must be safetensors)")
     return folder
+
+
+def _calibrate_clipseg(model, processor, seed: int, term: str = "person") -> None:
+    """Rescale the last layer so that, for ``term`` on seeded noise images, the logits have mean 0
+    and a spatial spread of about 1: probabilities then spread around 0.5 within an image (masks
+    cut at the project's default 0.4 are partial blobs, neither empty nor full).  Other terms
+    shift the whole map (a random model's text conditioning mostly moves the mean)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    smooth = [np.kron(rng.integers(0, 256, (4, 4, 3)), np.ones((16, 16, 1))) for _ in range(3)]
+    noise = [rng.integers(0, 256, (64, 64, 3)) for _ in range(3)]
+    images = [Image.fromarray(a.astype(np.uint8)) for a in smooth + noise]
+    inputs = processor(text=[term] * len(images), images=images, padding="max_length", return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        mean, spread = logits.mean(), logits.std(dim=(1, 2)).mean()
+        up = model.decoder.transposed_convolution
+        scale = 1.0 / float(spread)
+        up.weight.mul_(scale)
+        up.bias.sub_(mean).mul_(scale)
 
 
 def check_clipseg(folder: Path) -> tuple[int, ...]:
