@@ -1,0 +1,42 @@
+"""ControlNet in the person pass with sd-webui-controlnet installed in the real WebUI (skipped
+when it is not): models are checked up front, and a unit really guides the person pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def models(server):
+    answer = server.get("/controlnet/model_list")
+    if answer.status_code != 200:
+        pytest.skip("sd-webui-controlnet is not installed in this WebUI")
+    found = [m for m in answer.json().get("model_list", []) if m != "None"]
+    if not found:
+        pytest.skip("sd-webui-controlnet has no model (tests/webui_real/tiny_webui_extras.py --controlnet makes one)")
+    return found
+
+
+def test_missing_or_unknown_model_is_422_listing_the_installed_ones(sd1, models):
+    for options in ({"controlnet": "pose"}, {"controlnet": "pose", "controlnet_model": "no_such_cn"}):
+        job = sd1.txt2img(options={"enabled": True, "controlnet_pose_from_base": True, **options})
+        assert job.status == 422 and job.body["field"] == "controlnet_model"
+        assert models[0] in job.body["detail"]
+
+
+def test_unit_guides_the_person_pass_without_errors(sd1, models):
+    before = sd1.log_text()
+    stem = models[0].split(" [")[0]
+    base = {"enabled": True, "save_passes": True, "controlnet": "canny", "controlnet_model": stem,
+            "controlnet_pose_from_base": True}
+    guided = sd1.txt2img(options={**base, "controlnet_conditioning_scale": 2.0})
+    unguided = sd1.txt2img(options={**base, "controlnet_conditioning_scale": 0.0})
+    new_log = sd1.log_text()[len(before):]
+    assert "*** Error" not in new_log and "Traceback" not in new_log
+    assert "Multipass warnings" not in guided.params(), guided.params()
+    assert guided.params()["Multipass ControlNet model"] == models[0]
+    assert not np.array_equal(guided.images[0], unguided.images[0])
+    alpha = guided.named("multipass person_1-mask, image 1")[..., 0]
+    base_image = guided.named("multipass base, image 1")
+    assert (guided.images[0][alpha == 0] == base_image[alpha == 0]).all()
