@@ -9,7 +9,7 @@ CORE_TESTS := tests/test_prompt.py tests/test_options_plan.py tests/test_masks_c
 
 .PHONY: demo test bench clean tools webui-acceptance
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt
+$(VENV)/.installed: requirements-standalone.txt requirements-dev.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt

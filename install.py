@@ -1,12 +1,15 @@
 """Run by the WebUI when the extension is installed or the WebUI starts (not with
---skip-prepare-environment). Installs, with the WebUI's own helpers, only what the WebUI
-lacks, with version floors. Never touches torch; `run_pip` itself honours --skip-install.
+--skip-prepare-environment). Installs, with the WebUI's own helper, only what the WebUI
+lacks, with version floors that its own pins already satisfy: on a stock 1.10.1 nothing is
+installed, and none of its pinned packages (protobuf, numpy, transformers, ...) is moved, so
+its launcher never reinstalls its requirements. Never touches torch; `run_pip` itself
+honours --skip-install.
 
-Not installed on purpose: mediapipe (the offline person segmenter) needs protobuf>=4.25,
-which breaks the WebUI's pinned protobuf 3.20, so inside the WebUI masks come from CLIPSeg.
-Face swap: onnxruntime, onnx (1.14.1, the newest that keeps protobuf at 3.20.x) and
-insightface 2.1 (whose detector gives the landmarks a swap needs); with the WebUI's own
-opencv-python already there, pip adds no second OpenCV (checked in a WebUI 1.10.1 venv).
+Not installed here on purpose:
+* mediapipe (the offline person segmenter) needs protobuf>=4.25, which breaks the WebUI's
+  pinned protobuf 3.20; inside the WebUI masks come from CLIPSeg.
+* The face-swap stack, for the few who use face swap: when it is asked for and missing, the
+  job says exactly what to install (`FACE_SWAP_INSTALL` in lib_multipass/faceswap.py).
 """
 
 from __future__ import annotations
@@ -22,9 +25,6 @@ REQUIREMENTS = (
      "4.8.0", '"opencv-python-headless>=4.8.0"'),  # one OpenCV build only: any of these serves
     (("numpy",), "1.23.0", '"numpy>=1.23.0"'),
     (("Pillow", "pillow"), "9.1.0", '"Pillow>=9.1.0"'),  # Image.Resampling
-    (("onnxruntime", "onnxruntime-gpu"), "1.16.0", '"onnxruntime>=1.16.0"'),
-    (("onnx",), "1.14.0", '"onnx==1.14.1" "protobuf>=3.20.2,<3.21"'),
-    (("insightface",), "0.7.3", '"insightface==2.1"'),
 )
 
 

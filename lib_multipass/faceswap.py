@@ -23,6 +23,9 @@ from .errors import ModelNotFoundError, MultipassError
 from .faces import Face, FaceDetector, five_points, select_faces
 from .images import is_inline, open_image
 
+#: what face swap needs beyond the WebUI's own packages (install.py does not add it for everyone;
+#: onnx moves the WebUI's protobuf pin from 3.20.0 to 3.20.x, harmless but reinstalled at start)
+FACE_SWAP_INSTALL = 'pip install "onnxruntime>=1.16" "onnx==1.14.1" "insightface==2.1" (in the WebUI\'s venv)'
 SWAPPER_FILE = "inswapper_128.onnx"
 RECOGNIZER_FILE = "w600k_r50.onnx"  # inside insightface's buffalo_l
 ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
@@ -64,7 +67,7 @@ def _session(path: Path):
     try:
         import onnxruntime
     except ImportError:
-        raise ModelNotFoundError("face swap needs onnxruntime: `pip install onnxruntime`") from None
+        raise ModelNotFoundError(f"face swap needs onnxruntime: {FACE_SWAP_INSTALL}") from None
     return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
@@ -89,8 +92,11 @@ class Swapper:
     path: Path
 
     def __post_init__(self) -> None:
-        import onnx
-        from onnx import numpy_helper
+        try:
+            import onnx
+            from onnx import numpy_helper
+        except ImportError:
+            raise ModelNotFoundError(f"face swap needs onnx to read inswapper's embedding map: {FACE_SWAP_INSTALL}") from None
 
         self.session = _session(self.path)
         self.emap = numpy_helper.to_array(onnx.load(str(self.path)).graph.initializer[-1])

@@ -64,6 +64,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import io
 import json
 import os
 import re
@@ -377,9 +379,186 @@ def check_clipseg(folder: Path) -> tuple[int, ...]:
 
 # --------------------------------------------------------------------------- ControlNet
 
+CONTROLNET_EXTENSION = "sd-webui-controlnet"
+PATCH_MARK = "tiny-webui patch"
+
+# The ControlNet for tiny-sd1, in the layout of lllyasviel's cldm_v15.yaml.  sd-webui-controlnet's
+# UNet hook (scripts/hook.py) always allocates 13 residual slots for SD 1.x (12 input blocks +
+# middle, as SD 1.5) and pops them from the end: the middle block takes slot 12 and output
+# block j takes slot 11 - j.  tiny-sd1 has 6 input blocks (channels 32, 32, 32, 32 (down), 64,
+# 64) + a 64-channel middle block, so it reads slots 6..12.  A ControlNet shaped like tiny-sd1
+# (7 outputs, slots 0..6) would put its middle residual on output block 5 (64 vs 32 channels:
+# an error).  This one has 4 levels like SD 1.5 (12 input blocks + middle = 13 outputs), with
+# channel_mult [1, 1, 1, 2] so that outputs 6..12 have 32, 32, 32, 32, 64, 64, 64 channels:
+# exactly tiny-sd1's skip connections.  (The hook resizes each residual to its block's
+# resolution.)  Everything else (width 32, 8 heads, attention at the first level, context 32)
+# is tiny-sd1's.
+CONTROLNET_PARAMS = {
+    "image_size": 32, "in_channels": 4, "hint_channels": 3, "model_channels": 32,
+    "attention_resolutions": [1], "num_res_blocks": 2, "channel_mult": [1, 1, 1, 2], "num_heads": 8,
+    "use_spatial_transformer": True, "transformer_depth": 1, "context_dim": 32, "use_checkpoint": False,
+    "legacy": False,
+}
+
+# sd-webui-controlnet >= 1.1.4xx (since "sdxl support", #1952) ignores a yaml beside a model and
+# builds every SD 1.x ControlNet with the hard-coded SD 1.5 shape (model_channels 320, ...), so
+# no tiny ControlNet can load.  This patch of scripts/controlnet_model_guess.py brings back what
+# older versions did: a ``<model>.yaml`` beside the model file sets the architecture.
+_GUESS_ANCHOR = """    if 'input_hint_block.0.weight' in state_dict:
+        if 'label_emb.0.0.bias' not in state_dict:
+"""
+_GUESS_PATCHED = """    if 'input_hint_block.0.weight' in state_dict:
+        yaml_config = _yaml_config_beside(model_path, state_dict)  # tiny-webui patch
+        if yaml_config is not None:  # tiny-webui patch: <model>.yaml sets the architecture
+            config = yaml_config
+        elif 'label_emb.0.0.bias' not in state_dict:
+"""
+_GUESS_HELPER = '''
+
+def _yaml_config_beside(model_path, state_dict):  # tiny-webui patch
+    """The ControlNet params of a cldm yaml (model.params.control_stage_config.params) next to
+    the model file, as sd-webui-controlnet < 1.1.4xx used it; None without such a file."""
+    override = os.path.splitext(model_path)[0] + ".yaml"
+    if not os.path.isfile(override):
+        return None
+    import inspect
+    from omegaconf import OmegaConf
+    from scripts.cldm import ControlNet
+
+    node = OmegaConf.to_container(OmegaConf.load(override), resolve=True)
+    params = node.get("model", {}).get("params", {}).get("control_stage_config", {}).get("params", node)
+    accepted = set(inspect.signature(ControlNet.__init__).parameters) - {"self", "use_fp16", "device"}
+    config = {k: v for k, v in params.items() if k in accepted}
+    config.setdefault("global_average_pooling", False)
+    config["hint_channels"] = int(state_dict["input_hint_block.0.weight"].shape[1])
+    logger.info(f"ControlNet config from {override}")
+    return config
+'''
+
+
+def controlnet_extension(webui: Path) -> Path | None:
+    """The installed sd-webui-controlnet, or None."""
+    folder = webui / "extensions" / CONTROLNET_EXTENSION
+    return folder if (folder / "scripts" / "cldm.py").is_file() else None
+
+
+def patch_controlnet_extension(extension: Path) -> bool:
+    """Apply the yaml-config patch (idempotent); True when the file was changed.
+    Undo: ``git -C <extension> checkout scripts/controlnet_model_guess.py``."""
+    path = extension / "scripts" / "controlnet_model_guess.py"
+    text = path.read_text(encoding="utf-8")
+    if PATCH_MARK in text:
+        return False
+    if text.count(_GUESS_ANCHOR) != 1:
+        raise RuntimeError(f"{path}: the code to patch was not found (not sd-webui-controlnet 1.1.4xx?)")
+    text = text.replace(_GUESS_ANCHOR, _GUESS_PATCHED).rstrip("\n") + "\n" + _GUESS_HELPER
+    path.write_text(text, encoding="utf-8")
+    return True
+
+
+def _is_shadowed(name: str) -> bool:
+    return name in ("scripts", "modules") or name.startswith(("scripts.", "modules."))
+
+
+class _ExtensionImports:
+    """Import the extension's ``scripts.cldm`` outside the WebUI: its only WebUI import,
+    ``modules.devices``, is stubbed (used for device moves only); sgm comes from repositories/."""
+
+    def __init__(self, webui: Path, extension: Path):
+        self.extension = extension
+        self.paths = [str(extension), str(webui / "repositories" / "generative-models"),
+                      str(webui / "repositories" / "stable-diffusion-stability-ai")]
+
+    def __enter__(self):
+        import types
+
+        import torch
+
+        self.saved_path = list(sys.path)
+        self.saved_modules = {k: v for k, v in sys.modules.items() if _is_shadowed(k)}
+        for name in self.saved_modules:
+            del sys.modules[name]
+        sys.path[:0] = self.paths
+        modules, devices = types.ModuleType("modules"), types.ModuleType("modules.devices")
+        devices.cpu = torch.device("cpu")
+        devices.dtype = devices.dtype_unet = torch.float32
+        devices.get_device_for = lambda name: devices.cpu
+        modules.devices = devices
+        sys.modules["modules"], sys.modules["modules.devices"] = modules, devices
+        # The extension's scripts/ has no __init__.py; generative-models' scripts/ package would win.
+        package = types.ModuleType("scripts")
+        package.__path__ = [str(self.extension / "scripts")]
+        sys.modules["scripts"] = package
+        return self
+
+    def __exit__(self, *exc):
+        for name in [k for k in sys.modules if _is_shadowed(k)]:
+            del sys.modules[name]
+        sys.modules.update(self.saved_modules)
+        sys.path[:] = self.saved_path
+
+
+def _randomize(model, generator) -> None:
+    """Uniform(+-1/sqrt(fan_in)) everywhere, the zero convolutions included (a trained ControlNet
+    has learnt them; zeros would make the hint do nothing); norms ~1 with small biases."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, (torch.nn.LayerNorm, torch.nn.GroupNorm)):
+            if module.weight is not None:
+                module.weight.data = 1.0 + 0.1 * torch.randn(module.weight.shape, generator=generator)
+                module.bias.data = 0.1 * torch.randn(module.bias.shape, generator=generator)
+        elif isinstance(module, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Conv1d)):
+            bound = module.weight[0].numel() ** -0.5
+            module.weight.data = (torch.rand(module.weight.shape, generator=generator) * 2 - 1) * bound
+            if module.bias is not None:
+                module.bias.data = (torch.rand(module.bias.shape, generator=generator) * 2 - 1) * bound
+
+
+def controlnet_api_name(path: Path) -> str:
+    """The name sd-webui-controlnet lists: ``<stem> [<sd_models.model_hash>]`` (the old WebUI
+    hash: sha256 of the 64 KiB at offset 1 MiB, first 8 hex digits)."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        f.seek(0x100000)
+        return f"{path.stem} [{hashlib.sha256(f.read(0x10000)).hexdigest()[:8]}]"
+
+
 def build_controlnet(webui: Path, seed: int) -> Path | None:
-    """See the module docstring; None (with a message) when the extension is not installed."""
-    raise NotImplementedError
+    """The tiny ControlNet (see CONTROLNET_PARAMS) + its cldm yaml in models/ControlNet/, and the
+    yaml-config patch of the installed extension; None (with a message) without the extension."""
+    import torch
+    import yaml
+
+    extension = controlnet_extension(webui)
+    if extension is None:
+        print(f"{CONTROLNET_EXTENSION} is not installed in {webui / 'extensions'}: no tiny ControlNet")
+        return None
+    if patch_controlnet_extension(extension):
+        print(f"patched {extension / 'scripts' / 'controlnet_model_guess.py'} (a yaml beside the model sets its config)")
+    with _ExtensionImports(webui, extension):
+        from scripts.cldm import ControlNet  # the extension's own class: exactly its key set
+
+        torch.manual_seed(seed)
+        params = {k: v for k, v in CONTROLNET_PARAMS.items() if k != "image_size"}
+        with contextlib.redirect_stdout(io.StringIO()):  # sgm's layer-by-layer construction log
+            model = ControlNet(use_fp16=False, **params)
+    _randomize(model, torch.Generator().manual_seed(seed))
+    outputs = len(model.zero_convs) + 1
+    if outputs != 13:
+        raise RuntimeError(f"the tiny ControlNet has {outputs} outputs; the extension's SD 1.x hook needs 13")
+    state = {k: v.detach().float().contiguous().clone() for k, v in model.state_dict().items()}
+    path = webui / "models" / "ControlNet" / f"{CONTROLNET_NAME}.safetensors"
+    save_safetensors_sorted(state, path)
+    config = {"model": {"target": "cldm.cldm.ControlLDM", "params": {
+        "control_key": "hint", "only_mid_control": False,
+        "control_stage_config": {"target": "cldm.cldm.ControlNet", "params": dict(CONTROLNET_PARAMS)},
+    }}}
+    path.with_suffix(".yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    print(f"{path.name}: {sum(v.numel() for v in state.values())} parameters in {len(state)} tensors; "
+          f"listed as {controlnet_api_name(path)!r}")
+    return path
 
 
 # --------------------------------------------------------------------------- main
