@@ -17,9 +17,9 @@ from lib_multipass.errors import OptionsError
 from lib_multipass.webui import api, checks
 
 
-def host(models=("control_v11p_sd15_openpose [cab727d4]",), max_persons=2):
+def host(models=("control_v11p_sd15_openpose [cab727d4]",), max_persons=2, folders=()):
     return checks.Host({"dpm++ 2m": "DPM++ 2M", "euler a": "Euler a", "k_euler_a": "Euler a"}, ["Karras"],
-                       list(models) if models is not None else None, max_persons)
+                       list(models) if models is not None else None, max_persons, tuple(folders))
 
 
 def check(body, **kwargs):
@@ -125,3 +125,22 @@ def test_process_hook_refuses_what_the_api_would():
     p, _, _, _ = job(PROMPT, args=({"enabled": True, "person_sampler": "Nope"},))
     run(p)
     assert processing.calls == [] and "person_sampler" in p.extra_generation_params["Multipass error"]
+
+
+def test_server_paths_only_inside_the_allowed_folders(tmp_path):
+    allowed, other = tmp_path / "allowed", tmp_path / "other"
+    allowed.mkdir()
+    other.mkdir()
+    (allowed / "m.png").write_bytes(_png(64, 64))
+    (other / "m.png").write_bytes(_png(64, 64))
+    (allowed / "escape.png").symlink_to(other / "m.png")
+    inside = request([{"mask_image": str(allowed / "m.png")}])
+    assert check(inside, folders=[allowed]) is None
+    assert check(inside)["field"] == "mask_image"  # no folder allowed by default: base64 only
+    for path in (other / "m.png", allowed / "escape.png", allowed / ".." / "other" / "m.png"):
+        error = check(request([{"mask_image": str(path)}]), folders=[allowed])
+        assert error["field"] == "mask_image" and "outside the allowed folders" in error["detail"]
+    error = check(request([{"face_swap": True, "face_swap_images": [str(other)]}]), folders=[allowed])
+    assert error["field"] == "face_swap_images"
+    error = check(request([{"face_swap_model": "/etc/passwd"}]), folders=[allowed])
+    assert error["field"] == "face_swap_model"

@@ -182,11 +182,12 @@ def webui_paste(fields, params):
 
 @pytest.mark.parametrize("options", [
     {"enabled": True, "denoising_strength": 0.6, "mask_prompt": "man | hat", "mask_dilate": "-5%", "mask_blur": 9,
-     "person_steps": 12, "person_sampler": "DPM++ 2M", "inpaint_faces": True, "face_swap_images": "a.png | b"},
+     "person_steps": 12, "person_sampler": "DPM++ 2M", "inpaint_faces": True, "face_swap_images": "/refs/a.png | /refs/b"},
     {"enabled": True},
 ])
-def test_png_info_paste_restores_the_options(options):
+def test_png_info_paste_restores_the_options(options, monkeypatch):
     assert normalize_pasted in script_callbacks.callbacks["infotext_pasted"]
+    monkeypatch.setitem(shared.opts.data, "multipass_image_folders", "/refs")
     p, _, _, _ = job("a forest BREAK ohwx man", args=(options,))
     text = run(p).infotexts[0]
     script, _, _ = ui("txt2img")

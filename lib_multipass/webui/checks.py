@@ -9,11 +9,13 @@ hook (the UI and X/Y/Z: nothing is generated, `Multipass error` says why).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import MultipassError, OptionsError
-from ..images import open_image
+from ..images import is_inline, open_image
 from ..options import MultipassOptions
 from ..plan import Generation, Plan, make_plan
 from ..prompt import parse
@@ -29,6 +31,7 @@ class Host:
     schedulers: Sequence[str]  # scheduler labels a sampler name may end with ("DPM++ 2M Karras")
     controlnet_models: Sequence[str] | None  # None: sd-webui-controlnet is not installed
     max_persons: int
+    folders: tuple[Path, ...] = ()  # where server paths may point (Settings); none: base64 only
 
 
 def current_host() -> Host:
@@ -44,10 +47,14 @@ def current_host() -> Host:
         schedulers = [s.label for s in sd_schedulers.schedulers]
     except ImportError:
         schedulers = []
+    from modules import shared
+
     code = external_code()
     models = [m for m in code.get_models() if m != "None"] if code is not None else None
+    folders = [f.strip() for f in re.split(r"[\n,;]", str(setting("multipass_image_folders"))) if f.strip()]
     return Host({**sd_samplers.samplers_map, **{name.lower(): name for name in sd_samplers.all_samplers_map}},
-                schedulers, models, int(setting("multipass_max_persons")))
+                schedulers, models, int(setting("multipass_max_persons")),
+                (Path(shared.models_path) / "insightface", *map(Path, folders)))
 
 
 def resolve_sampler(name: str, host: Host) -> str | None:
@@ -93,6 +100,10 @@ def check_options(options: MultipassOptions, host: Host) -> MultipassOptions:
 
             raise OptionsError(NEEDED, "controlnet")
         changes["controlnet_model"] = resolve_controlnet_model(options.controlnet_model, host)
+    for name in (*IMAGE_OPTIONS, "face_swap_images", "face_swap_model", "face_recognition_model"):
+        value = getattr(options, name)
+        for source in value if isinstance(value, tuple) else [value] if value else []:
+            check_server_path(name, source, host.folders)
     for name, what in IMAGE_OPTIONS.items():
         source = getattr(options, name)
         if source:
@@ -101,6 +112,20 @@ def check_options(options: MultipassOptions, host: Host) -> MultipassOptions:
             except MultipassError as err:
                 raise OptionsError(str(err), name) from None
     return options.replace(**changes) if changes else options
+
+
+def check_server_path(name: str, source: str, folders: Sequence[Path]) -> None:
+    """A server path must lie inside one of `folders` (links resolved): a client may not make
+    the server open any file it names. Inline images are always fine."""
+    if is_inline(source):
+        return
+    path = Path(source).expanduser().resolve()
+    if any(path == folder.resolve() or folder.resolve() in path.parents for folder in folders):
+        return
+    raise OptionsError(
+        f"`{name}`: {source!r} is a server path outside the allowed folders; send the image itself "
+        "(base64 or a data URL, or the upload box in the UI), or list its folder in Settings > Multipass > "
+        "'Folders the server may read images from'", name)
 
 
 def check_plans(plans: Sequence[Plan], host: Host) -> None:

@@ -27,6 +27,7 @@ SETTINGS_DEFAULTS = {
     "multipass_max_persons": 4,
     "multipass_script_whitelist": "dynamic_prompting,dynamic_thresholding,wildcards,lora_block_weight,negpip,"
                                   "soft_inpainting",
+    "multipass_image_folders": "",  # server folders that image options may name; none: images come inline
 }
 
 

@@ -12,6 +12,8 @@ LABELS = {
     "multipass_save_passes": "Always save the intermediate passes (base, mask, each person)",
     "multipass_max_persons": "Max person prompts per image",
     "multipass_script_whitelist": "Always-on scripts kept in the person pass (file names, comma separated)",
+    "multipass_image_folders": "Folders the server may read images from (input, mask, control, face references; "
+                               "comma separated). Empty: images are sent inline (upload, base64)",
 }
 
 
