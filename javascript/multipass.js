@@ -1,6 +1,7 @@
 // sd-webui-multipass: labels the BREAK segments of the txt2img/img2img prompt boxes
-// (base / common / person N) while typing. It only adds a strip below each prompt box and
-// never touches the textarea, so the WebUI's and other extensions' decorations keep working.
+// (base / common / person N) while typing, and keeps the plan summary in the Multipass
+// accordion up to date. It only adds a strip below each prompt box and never touches the
+// textarea, so the WebUI's and other extensions' decorations keep working.
 (function () {
     "use strict";
 
@@ -72,7 +73,66 @@
     }
 
     function attachAll(root) {
-        return ["txt2img", "img2img"].filter(function (tab) { return attach(root, tab); }).length;
+        return ["txt2img", "img2img"].filter(function (tab) {
+            var labelled = attach(root, tab);
+            attachSummary(root, tab);
+            return labelled;
+        }).length;
+    }
+
+    // The controls the summary depends on, read from the page by option name.
+    var CONTROLS = ["enabled", "base_loras", "denoising_strength", "mask_prompt", "mask_negative", "mask_dilate",
+                    "mask_threshold", "mask_blur", "mask_invert", "person_steps", "person_cfg", "person_sampler",
+                    "inpaint_faces", "face_denoising_strength", "face_swap"];
+
+    function controlValue(root, tab, name) {
+        var block = root.querySelector("#multipass_" + tab + "_" + name);
+        if (!block) return undefined;
+        var box = block.querySelector("input[type=checkbox]");
+        if (box) return box.checked;
+        var number = block.querySelector("input[type=number]");
+        if (number) return number.value === "" ? undefined : Number(number.value);
+        var field = block.querySelector("textarea, input");
+        return field ? field.value : undefined;
+    }
+
+    // Debounced; every answer carries its request number and only the newest one is shown,
+    // so the summary never lags behind the prompt (Gradio's own events drop changes while
+    // a request runs).
+    function attachSummary(root, tab) {
+        var box = root.querySelector("#" + tab + "_prompt textarea");
+        var plan = root.querySelector("#multipass_" + tab + "_plan");
+        var accordion = root.querySelector("#multipass_" + tab);
+        if (!box || !plan || !accordion || plan.dataset.multipassLive) return;
+        plan.dataset.multipassLive = "1";
+        var negative = root.querySelector("#" + tab + "_neg_prompt textarea");
+        var sent = 0, timer = null;
+        var refresh = function () {
+            var number = ++sent;
+            var ui = {};
+            CONTROLS.forEach(function (name) {
+                var value = controlValue(root, tab, name);
+                if (value !== undefined) ui[name] = value;
+            });
+            var body = {prompt: box.value, negative_prompt: negative ? negative.value : "", ui: ui};
+            fetch("./multipass/v1/summary", {method: "POST", headers: {"Content-Type": "application/json"},
+                                             body: JSON.stringify(body)})
+                .then(function (answer) { return answer.ok ? answer.json() : null; })
+                .then(function (data) {
+                    var target = plan.querySelector(".prose") || plan;
+                    if (data && number === sent) target.innerHTML = data.html;
+                })
+                .catch(function () { /* the next edit asks again */ });
+        };
+        var later = function () {
+            clearTimeout(timer);
+            timer = setTimeout(refresh, 250);
+        };
+        [box, negative].forEach(function (field) { if (field) field.addEventListener("input", later); });
+        accordion.addEventListener("input", later);
+        accordion.addEventListener("change", later);
+        accordion.addEventListener("click", later);
+        refresh();
     }
 
     if (typeof module !== "undefined" && module.exports) {

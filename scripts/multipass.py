@@ -3,6 +3,7 @@ in-painted with its LoRA inside a mask found in the scene. Thin: the work is in 
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -19,12 +20,7 @@ from lib_multipass.webui.args import normalize_pasted  # noqa: E402
 class MultipassScript(scripts.Script):
     def __init__(self):
         self.job = None
-        self.prompt_boxes = {}  # tab -> the prompt textbox, for the plan preview
-
-    def after_component(self, component, **kwargs):
-        elem_id = kwargs.get("elem_id")
-        if elem_id in ("txt2img_prompt", "img2img_prompt"):
-            self.prompt_boxes[elem_id.split("_")[0]] = component
+        self.last_images = {}  # tab -> the last image a multipass job made there (mask preview)
 
     def title(self):
         return "Multipass"
@@ -33,9 +29,11 @@ class MultipassScript(scripts.Script):
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img):
+        from lib_multipass.webui.preview import preview_mask
         from lib_multipass.webui.ui import build_ui
 
-        components, self.infotext_fields, self.paste_field_names = build_ui(self, is_img2img)
+        preview = functools.partial(preview_mask, self.last_images, hooks.current_segmenter)
+        components, self.infotext_fields, self.paste_field_names = build_ui(self, is_img2img, preview)
         return components
 
     def process(self, p, *args):
@@ -51,6 +49,8 @@ class MultipassScript(scripts.Script):
 
     def postprocess(self, p, processed, *args):
         job, self.job = self.job, None
+        if job is not None and processed.images:
+            self.last_images["img2img" if self.is_img2img else "txt2img"] = processed.images[0]
         hooks.end_job(job, processed)
 
 

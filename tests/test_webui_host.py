@@ -182,18 +182,38 @@ def webui_paste(fields, params):
 
 @pytest.mark.parametrize("options", [
     {"enabled": True, "denoising_strength": 0.6, "mask_prompt": "man | hat", "mask_dilate": "-5%", "mask_blur": 9,
-     "person_steps": 12, "person_sampler": "DPM++ 2M", "inpaint_faces": True, "face_swap_images": "/refs/a.png | /refs/b"},
+     "person_steps": 12, "person_sampler": "DPM++ 2M", "inpaint_faces": True},
     {"enabled": True},
 ])
-def test_png_info_paste_restores_the_options(options, monkeypatch):
+def test_png_info_paste_restores_the_options(options):
     assert normalize_pasted in script_callbacks.callbacks["infotext_pasted"]
-    monkeypatch.setitem(shared.opts.data, "multipass_image_folders", "/refs")
     p, _, _, _ = job("a forest BREAK ohwx man", args=(options,))
     text = run(p).infotexts[0]
     script, _, _ = ui("txt2img")
     params = infotext_params(text)
     normalize_pasted(text, params)
     assert options_from_args(webui_paste(script.infotext_fields, params)) == options_from_args((options,))
+
+
+def test_uploads_travel_inline_and_are_not_pasted_from_infotext(tmp_path):
+    from lib_multipass.images import is_inline
+    from lib_multipass.webui.args import UPLOADS
+
+    script, components, _ = ui("txt2img")
+    mask = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    mask.paste((255, 255, 255, 255), (0, 0, 30, 64))
+    Image.new("RGB", (32, 32), (200, 150, 120)).save(tmp_path / "ref.png")
+    uploaded = type("Upload", (), {"name": str(tmp_path / "ref.png")})()  # gradio's temporary file
+    values = dict(zip(UI_FIELDS, [c.value for c in components]))
+    values.update(enabled=True, mask_image=mask, face_swap_images=[uploaded])
+    options = options_from_args([values[name] for name in UI_FIELDS])
+    assert is_inline(options.mask_image) and all(is_inline(ref) for ref in options.face_swap_images)
+    p, _, _, _ = job(PROMPT, args=[values[name] for name in UI_FIELDS])
+    processed = run(p)
+    assert nested_calls()[0]["mask"][:, :28].all() and "inline image" in processed.infotexts[0]
+    params = infotext_params(processed.infotexts[0])
+    normalize_pasted(processed.infotexts[0], params)
+    assert not any(infotext_label(name) in params for name in UPLOADS)
 
 
 def test_a_plain_infotext_pastes_as_multipass_off():

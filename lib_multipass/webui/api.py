@@ -154,10 +154,10 @@ def add_routes(demo: Any, app: Any) -> None:
     from fastapi import Body, Depends, HTTPException
     from fastapi.responses import JSONResponse
     from fastapi.security import HTTPBasic, HTTPBasicCredentials
-    from modules import devices, shared
+    from modules import shared
 
-    from .hooks import setting, shared_segmenter
-    from ..engines.webui import segmenter_source
+    from .hooks import current_segmenter, setting
+    from .summary import summary_html
 
     credentials = dict(item.split(":", 1) for item in (shared.cmd_opts.api_auth or "").split(",") if ":" in item)
 
@@ -178,11 +178,16 @@ def add_routes(demo: Any, app: Any) -> None:
         return answer(parse_payload, body)
 
     def mask_route(body: Any = Body(...)):
-        segmenter = shared_segmenter(segmenter_source(setting("multipass_segmenter") or None), str(devices.device))
-        return answer(mask_payload, body, segmenter, int(setting("multipass_max_persons")))
+        return answer(mask_payload, body, current_segmenter(), int(setting("multipass_max_persons")))
+
+    def summary_route(body: Any = Body(...)):  # the page's plan summary: text in, HTML out, no files
+        body = body if isinstance(body, dict) else {}
+        return {"html": summary_html(str(body.get("prompt") or ""), str(body.get("negative_prompt") or ""),
+                                     body.get("ui") if isinstance(body.get("ui"), dict) else {})}
 
     app.add_api_route("/multipass/v1/parse", parse_route, methods=["POST"], dependencies=dependencies)
     app.add_api_route("/multipass/v1/mask", mask_route, methods=["POST"], dependencies=dependencies)
+    app.add_api_route("/multipass/v1/summary", summary_route, methods=["POST"])
     try:
         app.add_middleware(CheckMultipassArgs)
     except RuntimeError:  # a Starlette that refuses middleware once started: process() still rejects

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import io
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..options import MultipassOptions, format_value, option_specs
@@ -31,7 +34,11 @@ UI_FIELDS: tuple[str, ...] = (
     "face_denoising_strength",
     "face_swap",
     "face_swap_images",
+    "mask_image",
+    "controlnet_image",
 )
+#: options whose UI control is an upload (an image, or files): their values travel inline
+UPLOADS = ("face_swap_images", "mask_image", "controlnet_image")
 NONE_CHOICE = "None"  # what the UI's dropdowns show for "no ControlNet"
 SAME_SAMPLER = "Use same sampler"
 
@@ -57,7 +64,28 @@ def options_from_args(args: Sequence[Any]) -> MultipassOptions:
     for name in ("controlnet", "controlnet_model"):
         if values.get(name) in ("", NONE_CHOICE):
             values[name] = None
+    defaults = MultipassOptions()
+    for name in UPLOADS:  # an empty upload box sends None
+        value = values.get(name)
+        values[name] = getattr(defaults, name) if value is None else inline_upload(value)
     return MultipassOptions.from_dict(values)
+
+
+def inline_upload(value: Any) -> Any:
+    """An upload control's value as options take it: a PIL image or uploaded files become
+    inline data URLs (the server never reads a path a client named); text stays as it is."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [inline_upload(item) for item in value]
+    if hasattr(value, "save"):  # a PIL image
+        buffer = io.BytesIO()
+        value.save(buffer, format="PNG")
+        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    name = getattr(value, "name", None)  # gradio's uploaded file (a temporary file it wrote)
+    if name:
+        return "data:image/png;base64," + base64.b64encode(Path(name).read_bytes()).decode("ascii")
+    return value
 
 
 def infotext_label(name: str) -> str:
@@ -100,6 +128,8 @@ def normalize_pasted(infotext: str, params: dict[str, Any]) -> None:
     then converts the text by the component's value type, so bools are "True"/"False", and
     a missing key gives the option's default (a plain job pastes as multipass off).
     """
-    values = {name: ui_paste_value(name, params) for name in UI_FIELDS}
+    values = {name: ui_paste_value(name, params) for name in UI_FIELDS if name not in UPLOADS}
     for name, value in values.items():
         params[infotext_label(name)] = "" if value is None else str(value)
+    for name in UPLOADS:  # an image is not in the infotext (only "inline image (N KB)"): left as it is
+        params.pop(infotext_label(name), None)

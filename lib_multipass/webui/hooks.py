@@ -45,6 +45,15 @@ def shared_segmenter(source: str | None, device: str) -> Segmenter:
     return ClipSegSegmenter(source or DEFAULT_CLIPSEG, device, missing_hint=WEBUI_CLIPSEG_HINT)
 
 
+def current_segmenter() -> Segmenter:
+    """The shared segmenter with the Settings tab's weights, on the WebUI's device."""
+    from modules import devices
+
+    from ..engines.webui import segmenter_source
+
+    return shared_segmenter(segmenter_source(setting("multipass_segmenter") or None), str(devices.device))
+
+
 def is_forge() -> bool:
     import importlib.util
 
@@ -53,9 +62,9 @@ def is_forge() -> bool:
 
 def start_job(p, args: Sequence[Any]) -> MultipassJob | None:
     """The job for `p`, or None when multipass is off (or the job was rejected: nothing runs)."""
-    from modules import devices, images
+    from modules import images
 
-    from ..engines.webui import JobProgress, WebUIEngine, segmenter_source
+    from ..engines.webui import JobProgress, WebUIEngine
     from .checks import check_options, check_plans, current_host
 
     try:
@@ -73,7 +82,7 @@ def start_job(p, args: Sequence[Any]) -> MultipassJob | None:
     except MultipassError as err:
         reject(p, str(err))
         return None
-    segmenter = shared_segmenter(segmenter_source(setting("multipass_segmenter") or None), str(devices.device))
+    segmenter = current_segmenter()
     whitelist = [name.strip() for name in str(setting("multipass_script_whitelist")).split(",") if name.strip()]
     progress = JobProgress()
     engine = WebUIEngine(p, segmenter, whitelist, progress)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
+
+from lib_multipass.webui.args import UI_FIELDS
 # option name -> the value a job sets (and a paste must restore), as the UI control shows it
 SET = {"enabled": True, "denoising_strength": 0.6, "mask_prompt": "man | hat", "mask_dilate": "-5%",
        "mask_blur": 9, "person_steps": 12, "person_sampler": "DPM++ 2M", "inpaint_faces": True}
@@ -25,8 +27,8 @@ def controls(config, tab):
 
 def test_send_to_img2img_and_inpaint_copy_every_control(config):
     source, target = controls(config, "txt2img"), controls(config, "img2img")
-    names = [name for name in source if name in target and name not in ("preview",)]
-    assert "enabled" in names and "denoising_strength" in names
+    names = list(UI_FIELDS)
+    assert all(name in source and name in target for name in names)
     copies = 0
     for dep in config["dependencies"]:
         inputs, outputs = dep.get("inputs", []), dep.get("outputs", [])
@@ -36,7 +38,7 @@ def test_send_to_img2img_and_inpaint_copy_every_control(config):
         for name in names:  # the same position in the copy: value i goes to output i
             if source[name] in inputs:
                 assert outputs[inputs.index(source[name])] == target[name], name
-        assert all(source[name] in inputs for name in names if name not in ("controlnet",))
+        assert all(source[name] in inputs for name in names)
     assert copies >= 2  # img2img and inpaint
 
 

@@ -40,24 +40,37 @@ What it writes into the WebUI checkout:
   ``CLIPSegProcessor`` whose tokenizer is the real CLIP BPE tokenizer copied from
   ``models/tiny-clip-text-encoder/`` (``model_max_length`` 77, so ``padding="max_length"`` works
   under transformers 4.30).  Loaded and run once on a 64x64 image with ``["person"]`` as a check.
+  The last layer is rescaled so that for "person" the logits have mean 0 and spread ~1 on noise
+  images: masks cut at the project's default 0.4 are partial blobs (other terms shift the whole
+  map: "face" is mostly below, long prompts mostly above).
 * with ``--controlnet``, when ``extensions/sd-webui-controlnet`` is installed:
-  ``models/ControlNet/control_tiny_sd1_openpose.safetensors`` + ``.yaml``: a ControlNet whose
-  shape matches tiny-sd1's UNet, built by instantiating the extension's own
-  ``cldm.ControlNet`` class from the shrunk yaml (so the key set is exactly what the extension
-  builds), all weights random (its zero convolutions too, so the hint visibly changes the
-  image).  The extension lists it as ``control_tiny_sd1_openpose [<first 8 hex of sha256>]``.
-  Without the extension the step is skipped with a message.
+  ``models/ControlNet/control_tiny_sd1_openpose.safetensors`` + ``.yaml`` (cldm format, like the
+  extension's old ``models/cldm_v15.yaml``): a ControlNet for tiny-sd1 built by instantiating the
+  extension's own ``scripts/cldm.py`` ``ControlNet`` class (so the key set is exactly what it
+  builds), all weights random, zero convolutions included, hint path strengthened so the hint
+  image matters.  Its shape is not tiny-sd1's: the extension's UNet hook always has 13
+  residual slots for SD 1.x (see ``CONTROLNET_PARAMS``).  sd-webui-controlnet 1.1.4xx ignores a
+  yaml beside a model (it builds every SD 1.x ControlNet with SD 1.5's hard-coded shape), so
+  this step also patches ``scripts/controlnet_model_guess.py`` of the installed extension
+  (idempotent, lines marked ``tiny-webui patch``; undo with ``git checkout`` there) to read
+  ``<model>.yaml`` as versions before 1.1.4xx did.  The extension lists the model as
+  ``control_tiny_sd1_openpose [<sd_models.model_hash>]`` (``controlnet_api_name()``; with the
+  default seed ``control_tiny_sd1_openpose [d93311cc]``).  Without the extension the step is
+  skipped with a message.
 
-Installing sd-webui-controlnet (v1.1.455 = main 56cec5b2 of Mikubill/sd-webui-controlnet) and its
-start-up dependencies into the WebUI venv without letting pip touch torch:
+Installing sd-webui-controlnet 1.1.455 (= main 56cec5b2 of Mikubill/sd-webui-controlnet; the
+mirror has no 1.1.455 tag) and what it imports at start-up, into the WebUI venv without letting
+pip touch torch:
 
-    git -C <mirror> archive --prefix=sd-webui-controlnet/ 56cec5b2 | tar -x -C <webui>/extensions
-    <webui>/venv/bin/pip install --no-deps controlnet_aux==0.0.9 addict yapf svglib fvcore \\
-        iopath portalocker yacs tabulate termcolor reportlab cssselect2 tinycss2 webencodings
-    # and start the WebUI with --skip-install (or --skip-prepare-environment), so the
-    # extension's install.py does not pip-install its requirements on start-up.
+    git clone -q /work/.mirror/Mikubill+sd-webui-controlnet/repo <webui>/extensions/sd-webui-controlnet
+    git -C <webui>/extensions/sd-webui-controlnet checkout -q 56cec5b2958edf3b1807b7e7b2b1b5186dbd2f81
+    <webui>/venv/bin/pip install --no-deps controlnet_aux==0.0.9 addict yapf svglib fvcore
 
-(the exact list that was needed is in /work/webui/NOTES.md, section "Extras").
+and start the WebUI with ``--skip-prepare-environment`` (or ``--skip-install``), so that the
+extension's install.py does not pip-install its requirements.txt (mediapipe, albumentations,
+``timm<=0.9.5``, ...) at start-up.  Those five are enough for start-up, the /controlnet/* API and
+units with ``module: "none"`` (a ready hint); preprocessors (openpose_full, depth, ...) need
+more packages and annotator weights from the Hub.
 """
 
 from __future__ import annotations
@@ -383,19 +396,20 @@ CONTROLNET_EXTENSION = "sd-webui-controlnet"
 PATCH_MARK = "tiny-webui patch"
 
 # The ControlNet for tiny-sd1, in the layout of lllyasviel's cldm_v15.yaml.  sd-webui-controlnet's
-# UNet hook (scripts/hook.py) always allocates 13 residual slots for SD 1.x (12 input blocks +
-# middle, as SD 1.5) and pops them from the end: the middle block takes slot 12 and output
-# block j takes slot 11 - j.  tiny-sd1 has 6 input blocks (channels 32, 32, 32, 32 (down), 64,
-# 64) + a 64-channel middle block, so it reads slots 6..12.  A ControlNet shaped like tiny-sd1
-# (7 outputs, slots 0..6) would put its middle residual on output block 5 (64 vs 32 channels:
-# an error).  This one has 4 levels like SD 1.5 (12 input blocks + middle = 13 outputs), with
-# channel_mult [1, 1, 1, 2] so that outputs 6..12 have 32, 32, 32, 32, 64, 64, 64 channels:
-# exactly tiny-sd1's skip connections.  (The hook resizes each residual to its block's
-# resolution.)  Everything else (width 32, 8 heads, attention at the first level, context 32)
-# is tiny-sd1's.
+# UNet hook (scripts/hook.py) always has 13 residual slots for SD 1.x (12 input blocks + middle,
+# as SD 1.5) and pops them from the end: the middle block takes slot 12 and output block j takes
+# slot 11 - j.  tiny-sd1 has 6 input blocks (channels 32, 32, 32, 32 (downsample), 64, 64) and a
+# 64-channel middle block, so it reads slots 6..12.  A ControlNet shaped like tiny-sd1 (7 outputs,
+# slots 0..6) would put its middle residual on output block 5 (64 vs 32 channels: an error).
+# This one has 12 input blocks + middle = 13 outputs: 3 levels with 3, 4 and 2 res blocks,
+# channel_mult [1, 1, 2], so outputs 6..12 have 32, 32, 32, 32 (downsample), 64, 64, 64
+# channels: exactly tiny-sd1's skip connections (the hook resizes each residual to its block's
+# resolution).  Only 2 downsamplings (SD 1.5's 3 would reach 1x1 for a 64 px image, where a
+# 32-channel GroupNorm(32) fails for a batch of 1).  Everything else (width 32, 8 heads,
+# attention at the first level, context 32) is tiny-sd1's.
 CONTROLNET_PARAMS = {
     "image_size": 32, "in_channels": 4, "hint_channels": 3, "model_channels": 32,
-    "attention_resolutions": [1], "num_res_blocks": 2, "channel_mult": [1, 1, 1, 2], "num_heads": 8,
+    "attention_resolutions": [1], "num_res_blocks": [3, 4, 2], "channel_mult": [1, 1, 2], "num_heads": 8,
     "use_spatial_transformer": True, "transformer_depth": 1, "context_dim": 32, "use_checkpoint": False,
     "legacy": False,
 }
@@ -515,6 +529,27 @@ def _randomize(model, generator) -> None:
                 module.bias.data = (torch.rand(module.bias.shape, generator=generator) * 2 - 1) * bound
 
 
+def _strengthen_hint_block(model, generator, target_std: float = 0.5) -> None:
+    """Make the hint matter.  With plain random weights the hint fades through the 8 convolutions
+    of ``input_hint_block`` (the output is bias noise, the same for every hint).  He-uniform
+    weights and small biases keep it, and the last convolution is scaled so that the embedded
+    hint of a seeded test image has ``target_std`` (about that of the first block's features)."""
+    import torch
+
+    convs = [m for m in model.input_hint_block if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        for conv in convs[:-1]:
+            bound = (6.0 / conv.weight[0].numel()) ** 0.5
+            conv.weight.copy_((torch.rand(conv.weight.shape, generator=generator) * 2 - 1) * bound)
+            conv.bias.copy_((torch.rand(conv.bias.shape, generator=generator) * 2 - 1) * 0.1 * bound)
+        hint = torch.rand(1, convs[0].in_channels, 8, 8, generator=generator)
+        hint = torch.nn.functional.interpolate(hint, size=(64, 64), mode="nearest")
+        features = model.input_hint_block(hint, None, None)
+        scale = target_std / float(features.std())
+        convs[-1].weight.mul_(scale)
+        convs[-1].bias.mul_(scale)
+
+
 def controlnet_api_name(path: Path) -> str:
     """The name sd-webui-controlnet lists: ``<stem> [<sd_models.model_hash>]`` (the old WebUI
     hash: sha256 of the 64 KiB at offset 1 MiB, first 8 hex digits)."""
@@ -544,7 +579,9 @@ def build_controlnet(webui: Path, seed: int) -> Path | None:
         params = {k: v for k, v in CONTROLNET_PARAMS.items() if k != "image_size"}
         with contextlib.redirect_stdout(io.StringIO()):  # sgm's layer-by-layer construction log
             model = ControlNet(use_fp16=False, **params)
-    _randomize(model, torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    _randomize(model, generator)
+    _strengthen_hint_block(model, generator)
     outputs = len(model.zero_convs) + 1
     if outputs != 13:
         raise RuntimeError(f"the tiny ControlNet has {outputs} outputs; the extension's SD 1.x hook needs 13")

@@ -48,6 +48,15 @@ class Group(Block):
     pass
 
 
+class Tabs(Block):
+    pass
+
+
+class Tab(Block):
+    def __init__(self, label=None, **kwargs):
+        super().__init__(label=label, **kwargs)
+
+
 class Textbox(Block):
     pass
 
