@@ -165,6 +165,20 @@ def test_api_middleware_answers_422_or_passes_the_body_on():
     assert call(good) == [] and seen["body"] == good
 
 
+def test_args_check_is_installed_even_when_the_app_already_serves():
+    class Started:
+        middleware_stack = object()
+
+        def add_middleware(self, cls):
+            raise RuntimeError("Cannot add middleware after an application has started")
+
+    app = Started()
+    inner = app.middleware_stack
+    api.install_check(app)
+    api.install_check(app)  # once only
+    assert isinstance(app.middleware_stack, api.CheckMultipassArgs) and app.middleware_stack.app is inner
+
+
 def test_parse_route_payload_matches_the_cli():
     out = api.parse_payload({"prompt": PROMPT, "negative_prompt": "bad"})
     assert out["segments"]["persons"] == ["ohwx man"] and out["loras"][0]["segment"] == "person_1"

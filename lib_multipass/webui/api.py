@@ -188,7 +188,15 @@ def add_routes(demo: Any, app: Any) -> None:
     app.add_api_route("/multipass/v1/parse", parse_route, methods=["POST"], dependencies=dependencies)
     app.add_api_route("/multipass/v1/mask", mask_route, methods=["POST"], dependencies=dependencies)
     app.add_api_route("/multipass/v1/summary", summary_route, methods=["POST"])
+    install_check(app)
+
+
+def install_check(app: Any) -> None:
+    """Put the args check in front of the app. Starlette refuses `add_middleware` once its
+    middleware stack is built (seen with sd-webui-controlnet installed): then the built
+    stack itself is wrapped."""
     try:
         app.add_middleware(CheckMultipassArgs)
-    except RuntimeError:  # a Starlette that refuses middleware once started: process() still rejects
-        pass
+    except RuntimeError:
+        if not isinstance(app.middleware_stack, CheckMultipassArgs):
+            app.middleware_stack = CheckMultipassArgs(app.middleware_stack)
