@@ -35,9 +35,10 @@ test: $(VENV)/.installed $(PINS)/.installed tools
 # The acceptance suite on a real AUTOMATIC1111 1.10.1 checkout (never committed here):
 #   make webui-acceptance WEBUI_DIR=/path/to/stable-diffusion-webui
 # prepares its venv and tiny models once, copies this tree into its extensions/, starts it offline.
-webui-acceptance: $(VENV)/.installed
+webui-acceptance: $(VENV)/.installed tools
 	@test -n "$(WEBUI_DIR)" || { echo "give WEBUI_DIR=<an AUTOMATIC1111 1.10.1 checkout>"; exit 2; }
 	bash tests/webui_real/prepare_webui.sh "$(WEBUI_DIR)"
+	$(PY) -m pip install --quiet playwright==1.65.2  # drives the system's chromium (make tools); no browser download
 	WEBUI_DIR="$(abspath $(WEBUI_DIR))" $(PY) -m pytest -q -p no:cacheprovider tests/webui_real
 
 bench: $(VENV)/.installed

@@ -65,9 +65,16 @@
         strip.id = "multipass_" + tab + "_segments";
         var wrapper = box.closest("label") || box.parentElement;
         wrapper.parentElement.insertBefore(strip, wrapper.nextSibling);
-        var update = function () { render(strip, box.value); };
+        var shown = null;
+        var update = function () {
+            if (box.value === shown) return;
+            shown = box.value;
+            render(strip, shown);
+        };
         box.addEventListener("input", update);
         box.addEventListener("change", update);
+        // the WebUI sets the box without events (Send to img2img, PNG Info paste): look now and then
+        if (typeof setInterval === "function" && typeof window !== "undefined") setInterval(update, 700);
         update();
         return true;
     }
@@ -129,6 +136,13 @@
             timer = setTimeout(refresh, 250);
         };
         [box, negative].forEach(function (field) { if (field) field.addEventListener("input", later); });
+        var asked = box.value;
+        setInterval(function () {  // a value the WebUI set without an event (Send to, paste)
+            if (box.value !== asked) {
+                asked = box.value;
+                later();
+            }
+        }, 700);
         accordion.addEventListener("input", later);
         accordion.addEventListener("change", later);
         accordion.addEventListener("click", later);

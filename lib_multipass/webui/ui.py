@@ -22,11 +22,13 @@ def controlnet_models() -> list[str]:
 def face_models_status(models_path: str) -> str:
     """Which face models are there, and where the missing ones go."""
     root = Path(models_path) / "insightface"
-    parts = []
-    for file, role in ((SWAPPER_FILE, "face swap"), (RECOGNIZER_FILE, "face identity"), ("det_10g.onnx", "face detector")):
+    parts, missing = [], False
+    for file, role in ((SWAPPER_FILE, "face swap"), (RECOGNIZER_FILE, "face identity"), ("det_10g.onnx", "detector")):
         found = root.is_dir() and any(root.rglob(file))
-        parts.append(f"{role}: <code>{file}</code> " + ("✔" if found else f"✘ missing, put it in <code>{root}</code>"))
-    return "<small>" + " · ".join(parts) + "</small>"
+        missing = missing or not found
+        parts.append(f"{role} <code>{file}</code> {'✔' if found else '✘'}")
+    where = f" — put missing files in <code>{root}</code>" if missing else ""
+    return "<small>" + " · ".join(parts) + where + "</small>"
 
 
 def controlnet_status(models: list[str]) -> str:
@@ -80,16 +82,18 @@ def build_ui(script: Any, is_img2img: bool, preview_mask: Callable[..., Any] | N
                     by_name["mask_dilate"] = text("mask_dilate", "Dilate (px or % of the short side; - shrinks)")
                     by_name["mask_blur"] = slider("mask_blur", 0, 64, 1, "Blur (feather, px)")
                     by_name["mask_invert"] = check("mask_invert", "Invert")
-                with gr.Row():
-                    by_name["mask_image"] = gr.Image(label="Mask image (instead of the mask prompt)", type="pil",
-                                                     source="upload", image_mode="RGBA", elem_id=eid("mask_image"),
-                                                     height=160)
-                    with gr.Column():
+                with gr.Accordion("Mask image, and a preview of the mask", open=False, elem_id=eid("mask_more")):
+                    with gr.Row():
+                        by_name["mask_image"] = gr.Image(label="Mask image (instead of the mask prompt)", type="pil",
+                                                         source="upload", image_mode="RGBA", elem_id=eid("mask_image"),
+                                                         height=160)
                         source = gr.Image(label="Preview on (blank: the last image made here)", type="pil",
                                           source="upload", elem_id=eid("preview_source"), height=160)
+                        shown = gr.Image(label="Mask preview", interactive=False, elem_id=eid("preview_mask"),
+                                         height=160)
+                    with gr.Row():
                         button = gr.Button("Preview mask", elem_id=eid("preview_button"), size="sm")
-                    shown = gr.Image(label="Mask preview", interactive=False, elem_id=eid("preview_mask"), height=160)
-                    note = gr.HTML(elem_id=eid("preview_note"))
+                        note = gr.HTML(elem_id=eid("preview_note"))
             with gr.Tab("Person pass", elem_id=eid("tab_person")):
                 with gr.Row():
                     by_name["denoising_strength"] = slider("denoising_strength", 0, 1, 0.01, "Person denoise")

@@ -77,7 +77,7 @@ def server(tmp_path_factory) -> Server:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "HF_HOME": os.environ.get("WEBUI_HF_HOME", str(webui.parent / "hf-home"))}
     command = [str(webui / "venv" / "bin" / "python"), "launch.py", *FLAGS, "--port", str(PORT),
-               "--ckpt", str(webui / "models" / "Stable-diffusion" / SD1)]
+               "--ckpt", str(webui / "models" / "Stable-diffusion" / SD1), *os.environ.get("WEBUI_FLAGS", "").split()]
     with log.open("w") as out:
         process = subprocess.Popen(command, cwd=webui, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
