@@ -59,3 +59,20 @@ def test_paste_button_restores_the_options(server, config):
     answer = server.post("/run/predict", {"fn_index": index, "data": [plain.infotexts[0]],
                                           "session_hash": uuid.uuid4().hex[:11]})
     assert dict(zip(dep["outputs"], answer.json()["data"]))[txt2img["enabled"]].get("value") is False
+
+
+def test_preview_mask_shows_the_mask_over_an_uploaded_image(server, config):
+    from PIL import Image
+    from webui_client import decode, encode
+
+    txt2img = controls(config, "txt2img")
+    index = next(i for i, d in enumerate(config["dependencies"]) if txt2img["preview_button"] in d.get("targets", []))
+    photo = "data:image/png;base64," + encode(Image.new("RGB", (96, 64), (120, 100, 90)))
+    data = [photo, "person", "", 0.0, "0", 0, False, None]  # threshold 0: the whole image is "person"
+    answer = server.post("/run/predict", {"fn_index": index, "data": data, "session_hash": uuid.uuid4().hex[:11]})
+    assert answer.status_code == 200, answer.text
+    image, note = answer.json()["data"]
+    assert decode(image).shape == (64, 96, 3) and "mask covers" in note
+    data[4] = "big"  # a bad dilate is said, not raised
+    answer = server.post("/run/predict", {"fn_index": index, "data": data, "session_hash": uuid.uuid4().hex[:11]})
+    assert "mask_dilate" in answer.json()["data"][1]
