@@ -75,12 +75,10 @@ more packages and annotator weights from the Hub.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import contextlib
 import io
 import json
-import os
 import re
 import shutil
 import sys
@@ -629,18 +627,13 @@ def main(webui_dir, controlnet: bool = False, seed: int = 0) -> dict[str, Path]:
 
 
 def _parse(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("webui_dir", nargs="?", default=os.environ.get("WEBUI_DIR"),
-                        help="the WebUI checkout (default: $WEBUI_DIR)")
-    parser.add_argument("--webui-dir", dest="webui_dir_opt", help="same as the positional argument")
-    parser.add_argument("--controlnet", action="store_true",
-                        help="also build the tiny ControlNet (needs extensions/sd-webui-controlnet)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    args.webui_dir = args.webui_dir_opt or args.webui_dir
-    if not args.webui_dir:
-        parser.error("give the WebUI directory (argument, --webui-dir or $WEBUI_DIR)")
-    return args
+    from tiny_webui_models import webui_arguments  # beside this file
+
+    def add(parser):
+        parser.add_argument("--controlnet", action="store_true",
+                            help="also build the tiny ControlNet (needs extensions/sd-webui-controlnet)")
+
+    return webui_arguments(__doc__.split("\n\n")[0], add, argv)
 
 
 if __name__ == "__main__":

@@ -411,20 +411,30 @@ def main(webui_dir, hf_home=None, sdxl: bool = True, seed: int = 0) -> dict[str,
     return written
 
 
-def _parse(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def webui_arguments(description: str, add=None, argv=None) -> argparse.Namespace:
+    """The command line of the builders: the WebUI checkout (argument, --webui-dir or
+    $WEBUI_DIR), --seed, and what `add(parser)` adds."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("webui_dir", nargs="?", default=os.environ.get("WEBUI_DIR"),
                         help="the WebUI checkout (default: $WEBUI_DIR)")
     parser.add_argument("--webui-dir", dest="webui_dir_opt", help="same as the positional argument")
-    parser.add_argument("--hf-home", default=None,
-                        help="also put the CLIP-L tokenizer into this HF_HOME's hub cache")
-    parser.add_argument("--no-sdxl", action="store_true", help="build only the SD 1.x model")
     parser.add_argument("--seed", type=int, default=0)
+    if add is not None:
+        add(parser)
     args = parser.parse_args(argv)
     args.webui_dir = args.webui_dir_opt or args.webui_dir
     if not args.webui_dir:
         parser.error("give the WebUI directory (argument, --webui-dir or $WEBUI_DIR)")
     return args
+
+
+def _parse(argv=None):
+    def add(parser):
+        parser.add_argument("--hf-home", default=None,
+                            help="also put the CLIP-L tokenizer into this HF_HOME's hub cache")
+        parser.add_argument("--no-sdxl", action="store_true", help="build only the SD 1.x model")
+
+    return webui_arguments(__doc__.split("\n\n")[0], add, argv)
 
 
 if __name__ == "__main__":
