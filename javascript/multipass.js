@@ -121,7 +121,11 @@
                 var value = controlValue(root, tab, name);
                 if (value !== undefined) ui[name] = value;
             });
-            var body = {prompt: box.value, negative_prompt: negative ? negative.value : "", ui: ui};
+            var size = ["width", "height"].map(function (side) {
+                var field = root.querySelector("#" + tab + "_" + side + " input[type=number]");
+                return field ? parseInt(field.value, 10) || 512 : 512;
+            });
+            var body = {prompt: box.value, negative_prompt: negative ? negative.value : "", ui: ui, size: size};
             fetch("./multipass/v1/summary", {method: "POST", headers: {"Content-Type": "application/json"},
                                              body: JSON.stringify(body)})
                 .then(function (answer) { return answer.ok ? answer.json() : null; })

@@ -27,8 +27,8 @@ def test_every_option_control_has_its_name_and_uploads_are_upload_widgets():
 
 def test_summary_one_line_per_pass_with_loras_denoise_and_seed():
     html = summary_html("a forest BREAK photo BREAK ohwx man <lora:ohwx:0.8> BREAK sks woman <lora:sks:1>", "",
-                        {"enabled": True, "denoising_strength": 0.6})
-    assert html.count("<li>") == 3
+                        {"enabled": True, "denoising_strength": 0.6}, (768, 512))
+    assert html.count("<li>") == 3 and html.count("768x512") == 3
     assert "no LoRA" in html and "ohwx:0.8 · denoise 0.6" in html and "image seed + 2" in html
     assert "problem" not in html
 

@@ -182,8 +182,11 @@ def add_routes(demo: Any, app: Any) -> None:
 
     def summary_route(body: Any = Body(...)):  # the page's plan summary: text in, HTML out, no files
         body = body if isinstance(body, dict) else {}
+        size = body.get("size")
+        size = tuple(size) if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size) \
+            else (512, 512)
         return {"html": summary_html(str(body.get("prompt") or ""), str(body.get("negative_prompt") or ""),
-                                     body.get("ui") if isinstance(body.get("ui"), dict) else {})}
+                                     body.get("ui") if isinstance(body.get("ui"), dict) else {}, size)}
 
     app.add_api_route("/multipass/v1/parse", parse_route, methods=["POST"], dependencies=dependencies)
     app.add_api_route("/multipass/v1/mask", mask_route, methods=["POST"], dependencies=dependencies)

@@ -26,13 +26,15 @@ def options_from_ui(values: Mapping[str, Any]) -> MultipassOptions:
     return options_from_args(ordered)
 
 
-def summary_html(prompt: str, negative: str = "", ui: Mapping[str, Any] | None = None) -> str:
-    """The summary of the job the prompt box and controls describe (never raises)."""
+def summary_html(prompt: str, negative: str = "", ui: Mapping[str, Any] | None = None,
+                 size: tuple[int, int] = (512, 512)) -> str:
+    """The summary of the job the prompt box and controls describe, for images of `size` (the
+    tab's width and height); never raises."""
     if not prompt.strip():
         return f'<div class="multipass-plan multipass-hint">{HINT}</div>'
     try:
         options = options_from_ui({**(ui or {}), "enabled": True})
-        plan = make_plan(parse(prompt, negative), options, Generation(seed=0))
+        plan = make_plan(parse(prompt, negative), options, Generation(seed=0, width=size[0], height=size[1]))
     except MultipassError as err:
         return f'<div class="multipass-plan"><p class="multipass-problem">{escape(str(err))}</p></div>'
     enabled = bool((ui or {}).get("enabled", False))
@@ -50,7 +52,7 @@ def _line(p: Pass) -> str:
         strength = f" · face denoise {p.faces.denoise:g}"
     mask = f" · mask “{' | '.join(p.mask.prompt)}”" if p.mask is not None and not p.mask.image else ""
     prompt = escape(p.prompt if len(p.prompt) <= 90 else p.prompt[:89] + "…")
-    return (f'<li><b>{what}</b> · {escape(loras)}{strength}{escape(mask)} · {seed} · '
+    return (f'<li><b>{what}</b> · {escape(loras)}{strength}{escape(mask)} · {p.width}x{p.height} · {seed} · '
             f'<span class="multipass-prompt" title="{escape(p.prompt)}">{prompt or "(empty prompt)"}</span></li>')
 
 
