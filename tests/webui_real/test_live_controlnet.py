@@ -40,3 +40,16 @@ def test_unit_guides_the_person_pass_without_errors(sd1, models):
     alpha = guided.named("multipass person_1-mask, image 1")[..., 0]
     base_image = guided.named("multipass base, image 1")
     assert (guided.images[0][alpha == 0] == base_image[alpha == 0]).all()
+
+
+def test_a_controlnet_failure_inside_the_person_pass_is_a_warning(sd1, models):
+    """openpose_full needs annotator weights that an offline machine does not have: the
+    extension raises inside the nested pass; the WebUI would log it and run the pass unguided."""
+    job = sd1.txt2img(options={"enabled": True, "save_passes": True, "controlnet": "pose",
+                               "controlnet_model": models[0], "controlnet_pose_from_base": True})
+    assert job.status == 200
+    warnings = job.params().get("Multipass warnings", "")
+    if "ControlNet failed in the person pass" not in warnings:
+        pytest.skip("openpose ran here (its annotator weights are installed)")
+    labels = [text.split(",")[0] for text in job.infotexts]
+    assert "multipass person_1" not in labels  # the unguided pass was not kept
