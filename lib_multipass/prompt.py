@@ -17,7 +17,9 @@ from .options import convert, flag_specs, format_value
 
 BREAK_RE = re.compile(r"\bBREAK\b")
 # a flag starts the segment or follows whitespace, a comma or a tag's `>`
-FLAG_RE = re.compile(r"(?:(?<=[\s,>])|^)--([A-Za-z][A-Za-z0-9_]*)")
+FLAG_RE = re.compile(r"(?:(?<=[\s,>])|^)--([A-Za-z][A-Za-z0-9_]*)=?")  # `--name value` or `--name=value`
+GLUED_RE = re.compile(r"(?<=[^\s,>])--([A-Za-z][A-Za-z0-9_]*)")  # `person--mask_dilate`: a flag stuck to a word
+MAX_LORA_WEIGHT = 10.0  # |weight| above this only saturates the image (1e308 gave NaN)
 LORA_RE = re.compile(r"<(lora|lyco):([^>]*)>")
 
 
@@ -130,6 +132,7 @@ def _clean(text: str) -> str:
 
 
 def _parse_segment(text: str, start: int, flags: dict[str, Any]) -> Segment:
+    _refuse_glued_flags(text, start)
     prose: list[tuple[str, int]] = []
     pos = 0
     for name, name_at, value_at, end in _flag_spans(text, start):
@@ -146,6 +149,19 @@ def _parse_segment(text: str, start: int, flags: dict[str, Any]) -> Segment:
     return Segment(_clean(" ".join(kept)), tuple(loras))
 
 
+def _refuse_glued_flags(text: str, start: int) -> None:
+    """A known flag stuck to the word before it would silently become text (or a term)."""
+    known = flag_specs()
+    for match in GLUED_RE.finditer(text):
+        if match.group(1) in known and not _inside_quotes(text, match.start()):
+            raise PromptError(f"flag --{match.group(1)} is stuck to the word before it; put a space before --",
+                              start + match.start(), flag=match.group(1))
+
+
+def _inside_quotes(text: str, at: int) -> bool:
+    return text.count('"', 0, at) % 2 == 1
+
+
 def _flag_spans(text: str, start: int) -> list[tuple[str, int, int, int]]:
     """(name, flag offset, value offset, value end) per flag; values end at a newline or the next flag."""
     spans = []
@@ -159,9 +175,14 @@ def _flag_spans(text: str, start: int) -> list[tuple[str, int, int, int]]:
 
 def _value_end(text: str, pos: int, start: int) -> int:
     quote_at = None
+    escaped = False
     for i in range(pos, len(text)):
         char = text[i]
-        if char == '"':
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote_at is not None:
+            escaped = True
+        elif char == '"':
             quote_at = None if quote_at is not None else i
         elif quote_at is None and (char == "\n" or (char.isspace() and FLAG_RE.match(text, i + 1))):
             return i
@@ -172,7 +193,8 @@ def _value_end(text: str, pos: int, start: int) -> int:
 
 def _tokens(value: str) -> list[str]:
     """Split a flag value: `|` separates terms; otherwise words, with "quoted terms" kept whole."""
-    parts = re.findall(r'"([^"]*)"|(\|)|([^\s"|]+)', value)
+    parts = [(_unescape(quoted) if quoted is not None and opened else None, bar, word)
+             for opened, quoted, bar, word in re.findall(r'(")((?:\\.|[^"\\])*)"|(\|)|([^\s"|]+)', value)]
     if any(bar for _, bar, _ in parts):
         terms, current = [], []
         for quoted, bar, word in parts:
@@ -180,9 +202,13 @@ def _tokens(value: str) -> list[str]:
                 terms.append(" ".join(current))
                 current = []
             else:
-                current.append(quoted or word)
+                current.append(quoted if quoted is not None else word)
         return terms + [" ".join(current)]
-    return [quoted or word for quoted, _, word in parts]
+    return [quoted if quoted is not None else word for quoted, _, word in parts]
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
 
 
 def _add_flag(flags: dict[str, Any], name: str, raw: str, at: int, value_at: int) -> None:
@@ -225,9 +251,10 @@ def _lora(match: re.Match[str], at: int) -> LoraTag:
             weight = float(extra[0])
         except ValueError:
             weight = math.nan
-        if not math.isfinite(weight):
+        if not math.isfinite(weight) or abs(weight) > MAX_LORA_WEIGHT:
             raise PromptError(
-                f"<{kind}:{name}:...> weight must be a number like 0.8, got {extra[0]!r}", at
+                f"<{kind}:{name}:...> weight must be a number from -{MAX_LORA_WEIGHT:g} to {MAX_LORA_WEIGHT:g} "
+                f"like 0.8, got {extra[0]!r}", at
             )
         extra = extra[1:]
     return LoraTag(name, weight, kind, extra)
@@ -241,6 +268,13 @@ def _format_flag(name: str, value: Any) -> str:
     if value is True:
         return f"--{name}"
     if isinstance(value, tuple):
-        body = " ".join(f'"{term}"' if " " in term else term for term in value)
+        body = " ".join(_quote(term) for term in value)
         return f"--{name} {body or chr(34) * 2}"
     return f"--{name} {format_value(value)}"
+
+
+def _quote(term: str) -> str:
+    """A term as a flag value token: quoted (with \\ escapes) unless it is one plain word."""
+    if term and re.fullmatch(r"[^\s\"|\\-][^\s\"|\\]*", term):
+        return term
+    return '"' + term.replace("\\", "\\\\").replace('"', '\\"') + '"'

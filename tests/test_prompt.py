@@ -71,8 +71,34 @@ def test_lora_and_lyco_tags():
 
 def test_tags_removed_as_the_webui_does():
     assert parse("photo <lora:a:1>, man").base.text == "photo, man"
-    assert parse("dog<lora:a:1>x--mask_invert").base.text == "dogx--mask_invert"
     assert parse("dog,--mask_invert").flags == {"mask_invert": True}
+    assert parse("a--b and x--y").base.text == "a--b and x--y"  # not a flag name: text
+
+
+@pytest.mark.parametrize("prompt, offset", [("dog<lora:a:1>x--mask_invert", 14),
+                                            ("a BREAK b --mask_prompt person--mask_dilate 4", 30)])
+def test_a_known_flag_stuck_to_a_word_is_an_error_that_shows_where(prompt, offset):
+    with pytest.raises(PromptError, match="stuck to the word before it") as info:
+        parse(prompt)
+    assert info.value.offset == offset
+
+
+def test_flags_with_an_equals_sign():
+    job = parse("a BREAK b --mask_dilate=-20 --mask_prompt=red dress --mask_invert")
+    assert job.flags == {"mask_dilate": Length(-20), "mask_prompt": ("red", "dress"), "mask_invert": True}
+    assert parse("a BREAK b --mask_dilate=-20%").flags["mask_dilate"] == Length(-20, True)
+
+
+@pytest.mark.parametrize("weight", ["1e308", "-11", "inf"])
+def test_lora_weight_out_of_range_is_refused(weight):
+    with pytest.raises(PromptError, match="from -10 to 10"):
+        parse(f"a BREAK man <lora:x:{weight}>")
+
+
+@pytest.mark.parametrize("terms", [("a|b",), ('say "hi"',), ("-x",), ("back\\slash", "é ü 中文"), ("",)])
+def test_terms_with_pipes_quotes_dashes_and_unicode_round_trip(terms):
+    job = Job((Segment("a"), Segment("b")), ("",), {"mask_prompt": terms} if terms != ("",) else {"mask_negative": ()})
+    assert parse(*format_job(job)) == job
 
 
 @pytest.mark.parametrize(
@@ -175,7 +201,8 @@ segments = st.builds(Segment, text=texts.map(lambda t: parse(t).base.text if t e
 flag_values = st.fixed_dictionaries(
     {},
     optional={
-        "mask_prompt": st.lists(st.sampled_from(["person", "red dress", "hat"]), min_size=1, max_size=3, unique=True).map(tuple),
+        "mask_prompt": st.lists(st.text(alphabet='ab |"\\-é中', min_size=1, max_size=6).map(str.strip).filter(bool),
+                                min_size=1, max_size=3).map(tuple),
         "mask_invert": st.booleans(),
         "mask_dilate": st.builds(Length, st.integers(-50, 50).map(float), st.booleans()),
         "mask_blur": st.integers(0, 64),
