@@ -14,6 +14,9 @@ from .options import Length, MultipassOptions, to_json
 from .prompt import Job, LoraTag, Segment, join_prompt
 
 
+MIN_SIDE, MAX_SIDE = 64, 4096  # px: beyond 4096 a pass needs tens of GB and hours, in any host
+
+
 @dataclass(frozen=True)
 class Generation:
     """The host's main settings for one image (the WebUI's `p`, or CLI arguments)."""
@@ -28,8 +31,9 @@ class Generation:
     def __post_init__(self) -> None:
         for name in ("width", "height"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 64 or value % 8:
-                raise OptionsError(f"`{name}` must be a multiple of 8 and at least 64, got {value!r}", name)
+            if not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE or value % 8:
+                raise OptionsError(f"`{name}` must be a multiple of 8 from {MIN_SIDE} to {MAX_SIDE}, got {value!r}"
+                                   " (larger images: generate smaller, then upscale)", name)
         if not 1 <= self.steps <= 1000:
             raise OptionsError(f"`steps` must be from 1 to 1000, got {self.steps!r}", "steps")
         if not 0 <= self.cfg_scale <= 100:
@@ -193,6 +197,10 @@ def make_plan(job: Job, options: MultipassOptions, generation: Generation) -> Pl
         if not persons and (options.inpaint_faces or options.face_swap):  # faces of a one-segment prompt: its own prompt and LoRAs
             face_pass = _person_pass(job, options, generation, job.base.text, job.base.loras, 1, 1)
             passes.append(replace(face_pass, kind="faces", mask=None))
+    if options.controlnet is not None and options.enabled and not any(p.control for p in passes):
+        raise OptionsError(
+            "`controlnet` has nothing to guide it: give controlnet_image (a ready hint), input_image (a photo "
+            "to take it from) or controlnet_pose_from_base (the base image)", "controlnet")
     return Plan(job, options, generation, tuple(passes))
 
 

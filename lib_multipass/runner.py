@@ -138,6 +138,9 @@ def _run_persons(
     if not plan.persons:
         return []
     masks = _person_masks(plan, engine, base_image, result.warnings, user_mask)
+    empty = [p.name for p, segment in zip(plan.persons, plan.job.persons) if not segment.text and not segment.loras]
+    if empty and len(plan.job.segments) > 1:
+        result.warnings.append(f"empty person prompt ({', '.join(empty)}): in-painted with the common prompt only")
     current = base_image
     total = len(plan.passes)
     for step, p in enumerate(plan.persons, start=2):
@@ -147,6 +150,9 @@ def _run_persons(
             return []
         pass_mask = masks[p.index - 1]
         if pass_mask is None:
+            continue
+        if p.denoise == 0:
+            result.warnings.append(f"{p.name} skipped: denoise 0 keeps the image as it is")
             continue
         result.alphas[p.name] = pass_mask.alpha
         say(f"[{step}/{total}] {p.name} pass: {_describe(p)}, mask {masking.area(pass_mask.mask):.1%}")

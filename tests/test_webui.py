@@ -342,8 +342,8 @@ def test_controlnet_options_without_the_extension_are_rejected(monkeypatch):
 def test_api_rejects_controlnet_options_without_the_extension(monkeypatch):
     from lib_multipass.engines import webui_controlnet
 
-    body = {"prompt": PROMPT, "alwayson_scripts": {"multipass": {"args": [{"controlnet": "pose",
-                                                                          "controlnet_model": "control_openpose"}]}}}
+    body = {"prompt": PROMPT, "alwayson_scripts": {"multipass": {"args": [{
+        "controlnet": "pose", "controlnet_model": "control_openpose", "controlnet_pose_from_base": True}]}}}
     assert api.check_generation_request(json.dumps(body).encode()) is None  # the extension is there
     monkeypatch.setattr(webui_controlnet, "MODULE_NAMES", ("no.such.module",))
     error = api.check_generation_request(json.dumps(body).encode())

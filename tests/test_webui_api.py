@@ -47,6 +47,8 @@ def request(args, prompt=PROMPT, **fields):
     (request([{}], prompt="a BREAK b --nope"), "prompt"),
     (request([{"controlnet": "pose"}]), "controlnet_model"),
     (request([{"controlnet": "pose", "controlnet_model": "missing_cn"}]), "controlnet_model"),
+    (request([{"controlnet": "pose", "controlnet_model": "control_v11p_sd15_openpose"}]), "controlnet"),  # no hint
+    (request([{}], width=100000), "width"),
     (request([{"mask_image": "/no/such/mask.png"}]), "mask_image"),
     (request([{"input_image": "data:image/png;base64,AAAA"}]), "input_image"),
 ])
@@ -63,7 +65,7 @@ def test_controlnet_without_the_extension_names_it():
 
 def test_good_requests_pass():
     png = base64.b64encode(_png(64, 64)).decode()
-    assert check(request([{"person_sampler": "DPM++ 2M Karras", "controlnet": "pose",
+    assert check(request([{"person_sampler": "DPM++ 2M Karras", "controlnet": "pose", "controlnet_pose_from_base": True,
                            "controlnet_model": "control_v11p_sd15_openpose", "mask_image": png}])) is None
     assert check(request([{"person_sampler": "k_euler_a"}], steps=4, width=64, height=64, seed=-1)) is None
     assert check(request([{"enabled": False, "person_sampler": "Nope"}])) is None  # off: not ours to judge
