@@ -134,18 +134,47 @@ def plan_from_args(args: argparse.Namespace) -> tuple[Job, Plan]:
     return job, plan
 
 
+#: the files a job writes (and so the only ones it clears from a reused output folder)
+OWNED = ("base.png", "mask.png", "final.png", "overview.png", "plan.json", "infotext.txt", "person_*.png",
+         "faces_*.png")
+
+
+def prepare_out(folder: Path) -> None:
+    """A writable output folder, cleared of the files an earlier job wrote there (nothing else):
+    checked before any model loads, so a bad --out never costs a pass."""
+    if folder.exists() and not folder.is_dir():
+        raise MultipassError(f"--out {str(folder)!r} is a file; give a folder (it is made when missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".multipass-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise MultipassError(f"--out {str(folder)!r} is not writable ({err.strerror or err}); give another folder") from None
+    for pattern in OWNED:
+        for old in folder.glob(pattern):
+            if old.is_file():
+                old.unlink()
+
+
 class Outputs:
     """Writes each image as soon as it exists, so nothing made is lost on a later failure."""
 
     def __init__(self, folder: Path, text: str):
         self.folder = folder
         self.text = text
-        folder.mkdir(parents=True, exist_ok=True)
+        self.written: list[str] = []
+        prepare_out(folder)
+
+    def write(self, name: str, save: Any) -> None:
+        save(self.folder / name)
+        if name not in self.written:
+            self.written.append(name)
 
     def image(self, name: str, image: Image.Image) -> None:
         info = PngInfo()
         info.add_text("parameters", self.text)
-        image.save(self.folder / f"{name}.png", pnginfo=info)
+        self.write(f"{name}.png", lambda path: image.save(path, pnginfo=info))
 
     def finish(self, plan: Plan, result: Any) -> None:
         """mask.png (the union of the paste alphas), final.png, plan.json, infotext.txt."""
@@ -153,12 +182,13 @@ class Outputs:
             alpha = np.zeros(result.images["base"].size[::-1], np.float32)
             for a in result.alphas.values():
                 alpha = np.maximum(alpha, a)
-            gray_image(alpha).save(self.folder / "mask.png")
+            self.write("mask.png", gray_image(alpha).save)
         if result.final is not None:
             self.image("final", result.final)
-        report = plan.to_json() | {"warnings": result.warnings, "error": result.error}
-        (self.folder / "plan.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        (self.folder / "infotext.txt").write_text(self.text + "\n", encoding="utf-8")
+        report = plan.to_json() | {"warnings": result.warnings, "error": result.error,
+                                   "interrupted": result.interrupted_pass or result.interrupted}
+        self.write("plan.json", lambda path: path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8"))
+        self.write("infotext.txt", lambda path: path.write_text(self.text + "\n", encoding="utf-8"))
 
 
 def run_job(args: argparse.Namespace, plan: Plan, engine: Any, model: str) -> int:
@@ -171,12 +201,13 @@ def run_job(args: argparse.Namespace, plan: Plan, engine: Any, model: str) -> in
         result = run(plan, engine, on_image=outputs.image, on_progress=lambda m: print(m, file=sys.stderr))
     finally:
         signal.signal(signal.SIGINT, previous)
-    if result.warnings:
-        outputs.text = infotext(args.prompt, args.negative, params | {"Multipass warnings": "; ".join(result.warnings)})
+    extra = {"Multipass warnings": "; ".join(result.warnings) or None,
+             "Multipass interrupted": result.interrupted_pass}
+    outputs.text = infotext(args.prompt, args.negative, params | {k: v for k, v in extra.items() if v})
     outputs.finish(plan, result)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"wrote {', '.join(sorted(p.name for p in args.out.iterdir()))} to {args.out}", file=sys.stderr)
+    print(f"wrote {', '.join(outputs.written) or 'nothing'} to {args.out}", file=sys.stderr)
     if result.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if result.error else 0
@@ -184,15 +215,21 @@ def run_job(args: argparse.Namespace, plan: Plan, engine: Any, model: str) -> in
 
 def command_run(args: argparse.Namespace) -> int:
     _, plan = plan_from_args(args)
-    from .engines.diffusers import DiffusersEngine, load_pipeline
+    from .engines.diffusers import DiffusersEngine, default_device, load_pipeline
     from .lora_files import find_loras
     from .segmenters import make_segmenter
     from .runner import all_lora_names
 
-    find_loras(args.lora_dir, all_lora_names(plan))  # before the checkpoint is loaded
+    # everything that can fail does so before the checkpoint loads: LoRA files, output folder,
+    # segmenter weights and what the mask prompt asks of it
+    find_loras(args.lora_dir, all_lora_names(plan))
+    prepare_out(args.out)
+    device = args.device or default_device()
+    segmenter = make_segmenter(args.segmenter, device=device)
+    if plan.persons and not plan.options.mask_image:
+        segmenter.prepare(plan.options.mask_prompt + plan.options.mask_negative)
     print(f"loading {args.checkpoint}", file=sys.stderr)
-    pipe = load_pipeline(args.checkpoint, args.config, args.device)
-    segmenter = make_segmenter(args.segmenter, device=str(pipe.device))
+    pipe = load_pipeline(args.checkpoint, args.config, device)
     engine = DiffusersEngine(pipe, args.lora_dir, segmenter)
     return run_job(args, plan, engine, Path(args.checkpoint).stem)
 

@@ -1,13 +1,22 @@
-"""Find LoRA files by name in a folder, as the WebUI does (file name without extension)."""
+"""Find LoRA files by name in a folder, as the WebUI does (file name without extension), and
+check each one before any pass: a truncated or foreign file fails up front, not after the
+base pass."""
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Sequence
 
 from .errors import ModelNotFoundError
 
 SUFFIX = ".safetensors"
+#: bytes per element of the safetensors dtypes
+ITEM_SIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+             "F8_E4M3": 1, "F8_E5M2": 1}
+#: key parts of the LoRA-family formats (kohya, peft/diffusers, LyCORIS)
+LORA_KEYS = ("lora_down", "lora_up", "lora_A", "lora_B", "hada_w", "lokr_w", ".alpha", "lora.down", "lora.up")
 
 
 def list_loras(folder: str | Path | None) -> dict[str, Path]:
@@ -42,4 +51,42 @@ def find_loras(folder: str | Path | None, names: Sequence[str]) -> dict[str, Pat
             f"LoRA {', '.join(map(repr, missing))} not found in {str(folder)!r}; LoRAs found there: {listing}. "
             f"Put <name>{SUFFIX} in that folder or fix the name in the <lora:name:weight> tag"
         )
+    for name in names:
+        check_lora_file(available[name])
     return {name: available[name] for name in names}
+
+
+def check_lora_file(path: Path) -> None:
+    """A readable safetensors file whose tensors are all there and which holds LoRA weights.
+
+    Reads the header only (a JSON index of names, dtypes, shapes and byte ranges) and checks
+    it against the file's size, so a cut download is found without loading anything."""
+    def bad(why: str) -> ModelNotFoundError:
+        return ModelNotFoundError(f"LoRA file {str(path)!r} {why}; download it again or remove it")
+
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as file:
+            length = int.from_bytes(file.read(8), "little")
+            if length <= 1 or 8 + length > size:
+                raise bad("is not a safetensors file (its header is cut or missing)")
+            header = json.loads(file.read(length))
+    except OSError as err:
+        raise bad(f"cannot be read ({err.strerror or err})") from None
+    except (ValueError, UnicodeDecodeError):
+        raise bad("has a damaged header") from None
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"} if isinstance(header, dict) else {}
+    end = 0
+    for name, info in tensors.items():
+        try:
+            start, stop = info["data_offsets"]
+            expected = math.prod(info["shape"]) * ITEM_SIZE[info["dtype"]]
+        except (KeyError, TypeError, ValueError):
+            raise bad(f"has a damaged entry for {name!r}") from None
+        if stop - start != expected:
+            raise bad(f"has a damaged entry for {name!r}")
+        end = max(end, stop)
+    if 8 + length + end > size:
+        raise bad(f"is cut short ({size} bytes of {8 + length + end})")
+    if not any(part in key for key in tensors for part in LORA_KEYS):
+        raise bad("holds no LoRA weights (no lora_down/lora_up, lora_A/lora_B or LyCORIS keys)")

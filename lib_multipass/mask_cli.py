@@ -15,10 +15,12 @@ from PIL import Image
 
 from . import masking
 from .crop import mask_box
+from .errors import MultipassError
 from .images import open_image
 from .options import MultipassOptions
 from .plan import mask_spec
 
+MAX_PERSONS = 16
 MASK_FLAGS = ("mask_negative", "mask_threshold", "mask_dilate", "mask_blur", "mask_speck", "mask_min_area")
 
 
@@ -58,6 +60,8 @@ def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, perso
         "instances": [{"box": list(mask_box(part)), "area": round(masking.area(part), 5)} for part in instances],
         "options": {k: v for k, v in options.to_dict().items() if k.startswith("mask_")},
     }
+    if persons > 1 and len(instances) < persons:
+        report["warning"] = f"{len(instances)} subject(s) found for {persons} persons: the others would be skipped"
     if report["area"] < options.mask_min_area:
         report["warning"] = (
             f"the mask covers {report['area']:.2%} of the image, below mask_min_area {options.mask_min_area:.2%}: "
@@ -71,8 +75,12 @@ def command_mask(args: argparse.Namespace) -> dict:
 
     values = {flag: getattr(args, flag) for flag in MASK_FLAGS if getattr(args, flag) is not None}
     options = MultipassOptions.from_dict({"mask_prompt": args.prompt, "mask_invert": args.mask_invert, **values})
+    if not 1 <= args.persons <= MAX_PERSONS:
+        raise MultipassError(f"--persons must be from 1 to {MAX_PERSONS}, got {args.persons}")
     image = open_image(args.image, "image").convert("RGB")
-    prob, alpha, report = compute_mask(image, options, make_segmenter(args.segmenter), args.persons)
+    segmenter = make_segmenter(args.segmenter)
+    segmenter.prepare(options.mask_prompt + options.mask_negative)
+    prob, alpha, report = compute_mask(image, options, segmenter, args.persons)
     args.out.mkdir(parents=True, exist_ok=True)
     masking.gray_image(prob).save(args.out / "prob.png")
     masking.gray_image(alpha).save(args.out / "mask.png")

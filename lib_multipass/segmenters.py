@@ -27,6 +27,9 @@ MAX_LETTERBOX_ASPECT = 1.5  # longer images are tiled: letter-boxing them would 
 
 
 class Segmenter(Protocol):
+    def prepare(self, terms: Sequence[str]) -> None:
+        """Load the model and refuse `terms` it cannot find, before any pass."""
+
     def probabilities(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
         """(H, W) float32 in 0..1: the probability that any of `terms` is at each pixel."""
 
@@ -91,6 +94,10 @@ class ClipSegSegmenter:
     @property
     def name(self) -> str:
         return f"CLIPSeg ({self.source})"
+
+    def prepare(self, terms: Sequence[str]) -> None:
+        """Load now: missing weights fail before any pass, not after the base."""
+        self.load()
 
     def load(self) -> None:
         if self._model is not None:
@@ -160,7 +167,8 @@ class SelfieSegmenter:
             self._model.close()
         self._model = None
 
-    def probabilities(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
+    def prepare(self, terms: Sequence[str]) -> None:
+        """Refuse, before any pass, mask prompts this segmenter cannot answer."""
         other = [term for term in terms if term.lower() not in PERSON_TERMS]
         if other:
             raise MultipassError(
@@ -168,6 +176,9 @@ class SelfieSegmenter:
                 f"give CLIPSeg weights (--segmenter) for other mask prompts"
             )
         self.load()
+
+    def probabilities(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
+        self.prepare(terms)
         assert self._model is not None
         pixels = np.ascontiguousarray(np.asarray(image.convert("RGB")))
         views = square_views(image.width, image.height)
@@ -190,16 +201,23 @@ class FallbackSegmenter:
             return f"{getattr(self.fallback, 'name', 'fallback')} (no weights at {self.primary.source!r})"
         return self.primary.name
 
-    def probabilities(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
+    def prepare(self, terms: Sequence[str]) -> None:
+        """Decide now between CLIPSeg and the fallback, so that a mask prompt neither can do
+        fails before any pass."""
         if not self._use_fallback:
             try:
-                return self.primary.probabilities(image, terms)
+                self.primary.prepare(terms)
+                return
             except ModelNotFoundError as err:
                 if not all(term.lower() in PERSON_TERMS for term in terms):
                     raise
                 log.warning("%s; using mediapipe's offline person segmenter instead", err)
                 self._use_fallback = True
-        return self.fallback.probabilities(image, terms)
+        self.fallback.prepare(terms)
+
+    def probabilities(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
+        self.prepare(terms)
+        return (self.fallback if self._use_fallback else self.primary).probabilities(image, terms)
 
     def unload(self) -> None:
         self.primary.unload()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from lib_multipass.cli import main
@@ -84,13 +85,28 @@ def test_run_writes_every_file(tiny, tmp_path):
     assert [p["kind"] for p in plan["passes"]] == ["base", "person"] and plan["error"] is None
 
 
-def test_failure_after_base_still_writes_base(tiny, tmp_path, capsys):
+def test_a_segmenter_that_cannot_do_the_mask_prompt_fails_before_any_pass(tiny, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(run_args(tiny, out, "a forest BREAK a hat --mask_prompt hat", "--segmenter", str(tmp_path / "no-segmenter")))
     err = capsys.readouterr().err
-    assert code == 1 and (out / "base.png").exists() and (out / "final.png").exists()
+    assert code == 2 and not (out / "base.png").exists()
     assert "CLIPSeg weights not found" in err and "Traceback" not in err
+
+
+def test_failure_after_base_still_writes_base(tiny, tmp_path, capsys, monkeypatch):
+    from lib_multipass.engines.diffusers import DiffusersEngine
+
+    def out_of_memory(self, request):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(DiffusersEngine, "inpaint", out_of_memory)
+    out = tmp_path / "out"
+    code = main(run_args(tiny, out, "a forest BREAK a man --mask_prompt person --mask_threshold 0"))
+    err = capsys.readouterr().err
+    assert code == 1 and (out / "base.png").exists() and (out / "final.png").exists()
+    assert "out of memory" in err and "Traceback" not in err
     assert "Multipass warnings" in (out / "infotext.txt").read_text()
+    assert json.loads((out / "plan.json").read_text())["error"].startswith("RuntimeError")
 
 
 def test_demo_runs_offline_and_readme_shows_its_prompt(tmp_path):
@@ -166,3 +182,22 @@ def test_depth_without_its_annotator_is_a_clear_error(tiny, tmp_path, capsys):
                          "--controlnet", "depth", "--controlnet-model", str(tiny.controlnet)))
     err = capsys.readouterr().err
     assert code == 2 and "controlnet_aux" in err and "control image" in err and not (tmp_path / "out" / "base.png").exists()
+
+
+def test_a_broken_lora_file_fails_before_any_pass(tmp_path):
+    from safetensors.numpy import save_file
+
+    from lib_multipass.errors import ModelNotFoundError
+    from lib_multipass.lora_files import find_loras
+
+    good = {"lora_unet_x.lora_down.weight": np.ones((4, 8), np.float32),
+            "lora_unet_x.lora_up.weight": np.ones((8, 4), np.float32)}
+    save_file(good, tmp_path / "good.safetensors")
+    assert find_loras(tmp_path, ["good"])
+    data = (tmp_path / "good.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[:-20])
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file at all")
+    save_file({"model.weight": np.ones((2, 2), np.float32)}, tmp_path / "checkpoint.safetensors")
+    for name, words in (("cut", "cut short"), ("junk", "not a safetensors"), ("checkpoint", "no LoRA weights")):
+        with pytest.raises(ModelNotFoundError, match=words):
+            find_loras(tmp_path, [name])

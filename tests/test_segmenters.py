@@ -52,6 +52,9 @@ def test_missing_clipseg_weights_error_and_person_fallback(tmp_path):
         missing.probabilities(Image.new("RGB", (64, 64)), ["person"])
 
     class Offline:
+        def prepare(self, terms):
+            pass
+
         def probabilities(self, image, terms):
             return np.full(image.size[::-1], 0.7, np.float32)
 

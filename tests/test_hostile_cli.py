@@ -1,0 +1,95 @@
+"""Hostile and extreme input through the CLI: refused before any model loads (exit 2, one
+message naming the field and the fix), or run correctly; outputs list only what was written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from PIL import Image
+
+from lib_multipass.cli import main
+from lib_multipass.tiny_models import LORA_NAME
+
+PROMPT = f"a forest BREAK ohwx man <lora:{LORA_NAME}:1>"
+
+
+def run_args(tiny, out, prompt=PROMPT, *extra, lora_dir=None):
+    return ["run", "--checkpoint", str(tiny.checkpoint), "--lora-dir", str(lora_dir or tiny.lora_dir),
+            "--segmenter", str(tiny.segmenter), "--prompt", prompt, "--seed", "3", "--steps", "4", "--width", "64",
+            "--height", "64", "--sampler", "euler", "--out", str(out), *extra]
+
+
+REFUSED = [
+    ((), {"prompt": PROMPT, "extra": ("--width", "100000")}, "`width` must be a multiple of 8 from 64 to 4096"),
+    ((), {"prompt": PROMPT + " --mask_dilate 99999"}, "mask_dilate"),
+    ((), {"prompt": "a BREAK man <lora:x:1e308>"}, "weight must be a number from -10 to 10"),
+    ((), {"prompt": "a BREAK b --mask_prompt person--mask_dilate 4"}, "stuck to the word before it"),
+    ((), {"prompt": PROMPT, "extra": ("--controlnet", "pose")}, "nothing to guide it"),
+    ((), {"prompt": "a BREAK a car --mask_prompt car", "extra": ("--segmenter", "selfie")}, "people only"),
+]
+
+
+@pytest.mark.parametrize("_, case, words", REFUSED)
+def test_refused_before_any_model_loads(tiny, tmp_path, capsys, _, case, words):
+    args = run_args(tiny, tmp_path / "out", case["prompt"], *case.get("extra", ()))
+    if "--segmenter" in case.get("extra", ()):  # the last --segmenter wins
+        args = args[:args.index("--segmenter")] + args[args.index("--segmenter") + 2:]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and "loading" not in err
+    assert not (tmp_path / "out" / "base.png").exists()
+
+
+def test_output_folder_that_is_a_file_is_refused(tiny, tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("mine")
+    assert main(run_args(tiny, target)) == 2
+    assert "is a file" in capsys.readouterr().err and target.read_text() == "mine"
+
+
+def test_a_truncated_lora_is_refused_before_the_checkpoint_loads(tiny, tmp_path, capsys):
+    loras = tmp_path / "loras"
+    shutil.copytree(tiny.lora_dir, loras)
+    file = loras / f"{LORA_NAME}.safetensors"
+    file.write_bytes(file.read_bytes()[:-100])
+    assert main(run_args(tiny, tmp_path / "out", lora_dir=loras)) == 2
+    err = capsys.readouterr().err
+    assert "cut short" in err and "loading" not in err
+
+
+def test_a_reused_output_folder_lists_only_this_jobs_files(tiny, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "person_2.png").write_bytes(b"old")  # from an earlier job with two persons
+    (out / "notes.txt").write_text("the user's own file")
+    assert main(run_args(tiny, out, PROMPT + " --mask_threshold 0")) == 0
+    err = capsys.readouterr().err
+    assert not (out / "person_2.png").exists() and (out / "notes.txt").exists()
+    wrote = err.split("wrote ")[-1]
+    assert "person_1.png" in wrote and "person_2" not in wrote and "notes.txt" not in wrote
+
+
+@pytest.mark.parametrize("steps, denoise", [(1, 0.75), (20, 0.04)])
+def test_fewer_than_one_effective_step_still_runs_one(tiny, tmp_path, steps, denoise):
+    out = tmp_path / "out"
+    args = run_args(tiny, out, PROMPT + f" --mask_threshold 0 --denoising_strength {denoise}")
+    args[args.index("--steps") + 1] = str(steps)
+    assert main(args) == 0 and (out / "person_1.png").exists()
+
+
+def test_denoise_zero_keeps_the_image(tiny, tmp_path):
+    out = tmp_path / "out"
+    assert main(run_args(tiny, out, PROMPT + " --mask_threshold 0 --denoising_strength 0")) == 0
+    report = json.loads((out / "plan.json").read_text())
+    assert any("denoise 0" in w for w in report["warnings"]) and not (out / "person_1.png").exists()
+    assert list(Image.open(out / "final.png").getdata()) == list(Image.open(out / "base.png").getdata())
+
+
+@pytest.mark.parametrize("persons", ["0", "-1"])
+def test_mask_command_refuses_a_bad_person_count(tmp_path, capsys, persons):
+    Image.new("RGB", (64, 64)).save(tmp_path / "a.png")
+    code = main(["mask", str(tmp_path / "a.png"), "--prompt", "person", "--persons", persons,
+                 "--segmenter", "selfie", "--out", str(tmp_path / "m")])
+    assert code == 2 and "--persons must be from 1" in capsys.readouterr().err
