@@ -167,3 +167,18 @@ def test_prompt_masking_keeps_the_subject_of_the_input_photo(engine, tmp_path):
     assert kept[20:60, 45:55].all()  # the subject's core
     assert np.array_equal(final[kept], pixels(photo)[kept])
     assert np.abs(final[alpha == 1] - pixels(photo)[alpha == 1]).mean() > 1
+
+
+def test_a_failure_inside_the_person_pass_leaves_the_model_unmodified(engine, half_mask, monkeypatch):
+    request = GenerateRequest("a forest", "", (), 5, 4, 5.0, "euler", 64, 64)
+    before = pixels(engine.txt2img(request))
+    pipe = engine.pipeline("inpaint", None)
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(type(pipe), "__call__", out_of_memory)
+    result = run(job(LORA_PROMPT, half_mask), engine)  # the LoRA is switched on, then the pass fails
+    monkeypatch.undo()
+    assert list(result.images) == ["base"] and "out of memory" in result.error
+    assert np.array_equal(pixels(engine.txt2img(request)), before)  # no LoRA left active, nothing fused

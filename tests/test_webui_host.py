@@ -245,3 +245,39 @@ def test_xyz_cells_copy_the_job_without_sharing_its_state():
     for cell in cells:
         run(cell)
     assert len(nested_calls()) == 2
+
+
+def test_batch_4x4_with_mixed_outcomes_keeps_every_image_independent(monkeypatch):
+    from lib_multipass.webui import hooks
+    from webui_support import LeftHalf
+
+    empty_colour = processing.colour("a forest, photo", 105)  # image 6 (seed 105): nobody there
+
+    class Picky(LeftHalf):
+        def probabilities(self, image, terms):
+            if tuple(np.asarray(image)[0, 0]) == empty_colour:
+                return np.zeros(image.size[::-1], np.float32)
+            return super().probabilities(image, terms)
+
+    monkeypatch.setattr(hooks, "shared_segmenter", lambda source, device: Picky())
+    real_paint = processing.StableDiffusionProcessingImg2Img.paint
+
+    def failing(self, i, prompt, seed, call):
+        if seed == 110:  # the person pass of image 10 runs out of memory
+            raise RuntimeError("out of memory (simulated)")
+        return real_paint(self, i, prompt, seed, call)
+
+    monkeypatch.setattr(processing.StableDiffusionProcessingImg2Img, "paint", failing)
+    p, _, _, _ = job(PROMPT, args=({"enabled": True, "mask_dilate": 0},), batch_size=4, n_iter=4)
+    processed = run(p)
+    assert len(processed.images) == 16
+    texts = [infotext_params(t) for t in processed.infotexts]
+    assert "found 0 subject" in texts[5]["Multipass warnings"] or "skipped" in texts[5]["Multipass warnings"]
+    assert "out of memory" in texts[9]["Multipass warnings"]
+    for index in set(range(16)) - {5, 9}:
+        assert "Multipass warnings" not in texts[index], (index, texts[index])
+        base = processing.colour("a forest, photo", 100 + index)
+        final = np.asarray(processed.images[index])
+        assert tuple(final[2, 62]) == base and tuple(final[32, 20]) != base  # outside kept, person painted
+    for index in (5, 9):
+        assert (np.asarray(processed.images[index]) == processing.colour("a forest, photo", 100 + index)).all()
