@@ -215,7 +215,7 @@ def run_job(args: argparse.Namespace, plan: Plan, engine: Any, model: str) -> in
 
 def command_run(args: argparse.Namespace) -> int:
     _, plan = plan_from_args(args)
-    from .engines.diffusers import DiffusersEngine, default_device, load_pipeline
+    from .engines.diffusers import HUB_ID, DiffusersEngine, default_device, load_pipeline
     from .lora_files import find_loras
     from .segmenters import make_segmenter
     from .runner import all_lora_names
@@ -223,6 +223,10 @@ def command_run(args: argparse.Namespace) -> int:
     # everything that can fail does so before the checkpoint loads: LoRA files, output folder,
     # segmenter weights and what the mask prompt asks of it
     find_loras(args.lora_dir, all_lora_names(plan))
+    model = plan.options.controlnet_model
+    if plan.options.controlnet and model and not Path(model).exists() and not HUB_ID.fullmatch(model):
+        raise MultipassError(f"--controlnet-model {model!r}: no such file or folder (nor a hub id like "
+                             "lllyasviel/control_v11p_sd15_openpose)")
     prepare_out(args.out)
     device = args.device or default_device()
     segmenter = make_segmenter(args.segmenter, device=device)

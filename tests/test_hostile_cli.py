@@ -93,3 +93,28 @@ def test_mask_command_refuses_a_bad_person_count(tmp_path, capsys, persons):
     code = main(["mask", str(tmp_path / "a.png"), "--prompt", "person", "--persons", persons,
                  "--segmenter", "selfie", "--out", str(tmp_path / "m")])
     assert code == 2 and "--persons must be from 1" in capsys.readouterr().err
+
+
+def test_a_missing_controlnet_model_is_refused_before_the_checkpoint_loads(tiny, tmp_path, capsys):
+    Image.new("RGB", (64, 64)).save(tmp_path / "hint.png")
+    args = run_args(tiny, tmp_path / "out", PROMPT, "--controlnet", "pose", "--control-image",
+                    str(tmp_path / "hint.png"), "--controlnet-model", str(tmp_path / "nope.safetensors"))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no such file" in err and "loading" not in err
+
+
+def test_bare_break_segments_are_said(tiny, tmp_path):
+    out = tmp_path / "out"
+    assert main(run_args(tiny, out, "a forest BREAK  --mask_threshold 0")) == 0
+    assert any("empty person prompt" in w for w in json.loads((out / "plan.json").read_text())["warnings"])
+
+
+def test_mask_command_says_when_fewer_subjects_than_persons(tmp_path, capsys):
+    from skimage import data
+
+    Image.fromarray(data.astronaut()).save(tmp_path / "a.png")
+    code = main(["mask", str(tmp_path / "a.png"), "--prompt", "person", "--persons", "5",
+                 "--segmenter", "selfie", "--out", str(tmp_path / "m")])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and "for 5 persons" in report["warning"]

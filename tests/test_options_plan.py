@@ -126,3 +126,23 @@ def test_readme_names_every_option():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     missing = [name for name in option_specs() if f"`{name}`" not in readme and f"`--{name}`" not in readme]
     assert missing == []
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from lib_multipass.errors import OptionsError  # noqa: E402
+
+ANY_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                      st.text(max_size=12), st.lists(st.text(max_size=5), max_size=3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(sorted(option_specs())), value=ANY_VALUE)
+def test_any_value_of_any_option_converts_or_names_the_option(name, value):
+    try:
+        options = MultipassOptions.from_dict({name: value})
+    except OptionsError as err:
+        assert err.field == name and name in str(err)
+        return
+    assert MultipassOptions.from_dict(options.to_dict()) == options  # and it round-trips
