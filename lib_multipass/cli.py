@@ -136,7 +136,7 @@ def plan_from_args(args: argparse.Namespace) -> tuple[Job, Plan]:
 
 #: the files a job writes (and so the only ones it clears from a reused output folder)
 OWNED = ("base.png", "mask.png", "final.png", "overview.png", "plan.json", "infotext.txt", "person_*.png",
-         "faces_*.png")
+         "faces_*.png", "*-interrupted.png")
 
 
 def prepare_out(folder: Path) -> None:
@@ -204,6 +204,8 @@ def run_job(args: argparse.Namespace, plan: Plan, engine: Any, model: str) -> in
     extra = {"Multipass warnings": "; ".join(result.warnings) or None,
              "Multipass interrupted": result.interrupted_pass}
     outputs.text = infotext(args.prompt, args.negative, params | {k: v for k, v in extra.items() if v})
+    if result.partial is not None:  # kept for a look, under a name that says what it is
+        outputs.image(f"{result.interrupted_pass}-interrupted", result.partial)
     outputs.finish(plan, result)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)

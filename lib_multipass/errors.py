@@ -33,8 +33,13 @@ class ModelNotFoundError(MultipassError):
 
 
 class PassInterrupted(Exception):
-    """The user stopped a pass (Interrupt / Skip): its half-made image must never be used."""
+    """The user stopped a pass (Interrupt / Skip): its half-made image (`partial`, when the host
+    has one) is never pasted into the result; it may be kept under its own name."""
 
-    def __init__(self, name: str = "a pass"):
+    def __init__(self, name: str = "a pass", partial: object = None):
         super().__init__(f"interrupted during {name}")
         self.name = name
+        self.partial = partial
+
+    def named(self, name: str) -> "PassInterrupted":
+        return PassInterrupted(name, self.partial)

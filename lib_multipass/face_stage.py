@@ -95,8 +95,8 @@ def run_faces(plan: Plan, engine: Engine, image: Image.Image, person_masks: list
                     request = face_request(p, image, face, number)
                     try:
                         image = engine.inpaint(request)
-                    except PassInterrupted:
-                        raise PassInterrupted(f"{p.name}_face_{number}") from None
+                    except PassInterrupted as err:
+                        raise err.named(f"{p.name}_face_{number}") from None
                     keep(f"{p.name}_face_{number}", image, request.alpha)
     if engine.interrupted():
         warnings.append("interrupted during the face passes; the images made so far are kept")

@@ -39,6 +39,7 @@ class RunResult:
     error: str | None = None
     interrupted: bool = False
     interrupted_pass: str | None = None  # the pass that was stopped midway (and discarded)
+    partial: Image.Image | None = None  # what that pass had made when it stopped (never the final)
 
     @property
     def final(self) -> Image.Image | None:
@@ -100,8 +101,8 @@ def run(
                 keep("base", engine.img2img(request, input_image, plan.base.denoise))
             else:
                 keep("base", engine.txt2img(request))
-        except PassInterrupted:
-            _stopped(result, "the base pass")
+        except PassInterrupted as err:
+            _stopped(result, err.named("base"))
             return result
         say(f"[1/{total}] base pass done in {time.perf_counter() - started:.1f}s")
     if len(plan.passes) == 1:
@@ -117,7 +118,7 @@ def run(
         if not result.interrupted:
             run_faces(plan, engine, result.final, masks, keep_face, result.warnings)
     except PassInterrupted as err:
-        _stopped(result, err.name)
+        _stopped(result, err)
     except MultipassError as err:
         result.error = str(err)
     except Exception as err:  # noqa: BLE001 - the base image must survive any later failure
@@ -163,8 +164,8 @@ def _run_persons(
         )
         try:
             current = engine.inpaint(request)
-        except PassInterrupted:
-            raise PassInterrupted(p.name) from None
+        except PassInterrupted as err:
+            raise err.named(p.name) from None
         keep(p.name, current)
         say(f"[{step}/{total}] {p.name} pass done in {time.perf_counter() - started:.1f}s")
     return [m.mask if m is not None else None for m in masks]
@@ -198,12 +199,13 @@ class Hints:
         return ControlInput(hint, spec.kind, spec.model, spec.scale, spec.start, spec.end, ready)
 
 
-def _stopped(result: RunResult, name: str) -> None:
-    """Interrupt / Skip during pass `name`: its half-made image was not kept."""
+def _stopped(result: RunResult, stop: PassInterrupted) -> None:
+    """Interrupt / Skip during a pass: its half-made image is not part of the result."""
     result.interrupted = True
-    result.interrupted_pass = name
+    result.interrupted_pass = stop.name
+    result.partial = stop.partial if isinstance(stop.partial, Image.Image) else None
     kept = "the last complete image is the final" if result.images else "nothing was finished"
-    result.warnings.append(f"interrupted during {name}: that pass is discarded; {kept}")
+    result.warnings.append(f"interrupted during {stop.name}: that pass is discarded; {kept}")
 
 
 def _person_masks(

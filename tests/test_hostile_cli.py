@@ -118,3 +118,22 @@ def test_mask_command_says_when_fewer_subjects_than_persons(tmp_path, capsys):
                  "--segmenter", "selfie", "--out", str(tmp_path / "m")])
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and "for 5 persons" in report["warning"]
+
+
+def test_interrupt_in_the_person_pass_exits_130_and_names_the_partial_image(tiny, tmp_path, monkeypatch):
+    from lib_multipass.engines.diffusers import DiffusersEngine
+
+    original = DiffusersEngine.inpaint
+
+    def stopped_midway(self, request):  # Ctrl+C while the person pass runs
+        self.interrupt()
+        return original(self, request)
+
+    monkeypatch.setattr(DiffusersEngine, "inpaint", stopped_midway)
+    out = tmp_path / "out"
+    assert main(run_args(tiny, out, PROMPT + " --mask_threshold 0")) == 130
+    report = json.loads((out / "plan.json").read_text())
+    assert report["interrupted"] == "person_1" and (out / "person_1-interrupted.png").exists()
+    assert not (out / "person_1.png").exists()
+    assert list(Image.open(out / "final.png").getdata()) == list(Image.open(out / "base.png").getdata())
+    assert "Multipass interrupted: person_1" in (out / "infotext.txt").read_text()

@@ -276,7 +276,7 @@ class DiffusersEngine:
             callback_on_step_end=self._on_step, output_type="pil", **kwargs,
         )
         if self._stop:
-            raise PassInterrupted()  # a half-denoised image is never used
+            raise PassInterrupted(partial=result.images[0])  # a half-denoised image is never used
         return result.images[0]
 
     def _on_step(self, pipeline, step: int, timestep: Any, tensors: dict) -> dict:
