@@ -23,12 +23,13 @@ $(PINS)/.installed: requirements-webui-pins.txt
 demo: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m lib_multipass demo --out out/demo
 
-# node runs the JavaScript tests; headless chromium renders the prompt labels (Debian packages)
+# node runs the JavaScript tests; headless chromium renders the prompt labels (Debian packages).
+# A separate step because it needs root: `make test` skips those two tests without them.
 tools:
 	@command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs)
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
-test: $(VENV)/.installed $(PINS)/.installed tools
+test: $(VENV)/.installed $(PINS)/.installed
 	$(PINS)/bin/python -m pytest -q -p no:cacheprovider $(CORE_TESTS)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 

@@ -38,7 +38,7 @@ def overview(base: Image.Image, alpha: np.ndarray, final: Image.Image) -> Image.
 
 
 def run_demo(out: Path, cache: Path) -> int:
-    from .cli import plan_from_args, run_job
+    from .cli_job import plan_from_args, run_job
     from .engines.diffusers import DiffusersEngine, load_pipeline
     from .segmenters import ClipSegSegmenter
     from .tiny_models import build_tiny_models

@@ -291,3 +291,24 @@ def _person_pass(
         control=control_spec(options, for_person=True),
         faces=face_spec(options, i, count),
     )
+
+
+def dry_run_view(job: Job, plan: Plan) -> dict[str, Any]:
+    """The dry-run view of a prompt: segments, flags, LoRAs and the passes the model receives."""
+    names = job.segment_names()
+    by_role = dict(zip(names, job.segments))
+    options = plan.options.to_dict()
+    return {
+        "segments": {
+            "base": job.base.text,
+            "common": job.common.text,
+            "persons": [p.text for p in job.persons],
+        },
+        "flags": {name: options[name] for name in job.flags},
+        "loras": [lora_json(lora, role) for role in names for lora in by_role[role].loras],
+        "passes": [
+            {"kind": p.kind, "index": p.index, "prompt": p.prompt, "negative": p.negative,
+             "loras": [lora_json(lora) for lora in p.loras], "seed": p.seed, "denoise": p.denoise}
+            for p in plan.passes
+        ],
+    }

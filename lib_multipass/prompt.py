@@ -103,6 +103,11 @@ def parse(prompt: str, negative: str = "") -> Job:
     return Job(segments, negatives, flags)
 
 
+def with_tags(text: str, loras: tuple[LoraTag, ...]) -> str:
+    """A pass prompt for a host whose extra networks read `<lora:...>` tags from the text (the WebUI)."""
+    return " ".join([text, *(lora.tag() for lora in loras)]).strip()
+
+
 def format_job(job: Job) -> tuple[str, str]:
     """The prompt and negative prompt that parse back to `job`."""
     texts = [" ".join([seg.text] + [lora.tag() for lora in seg.loras]).strip() for seg in job.segments]

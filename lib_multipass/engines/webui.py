@@ -28,13 +28,11 @@ from ..crop import paste
 from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
 from ..faces import Face, FaceDetector, InsightFaceDetector, make_face_detector
 from ..segmenters import Segmenter
-from ..webui.prompts import with_tags
+from ..prompt import with_tags
+from ..webui.settings import DEFAULT_WHITELIST
 from .base import GenerateRequest, InpaintRequest
 from .webui_controlnet import controlnet_for_nested
 
-#: always-on scripts kept in the nested pass (file names without .py); others are left out
-DEFAULT_WHITELIST = ("dynamic_prompting", "dynamic_thresholding", "wildcards", "lora_block_weight", "negpip",
-                     "soft_inpainting")
 
 
 def available_loras() -> dict[str, object] | None:

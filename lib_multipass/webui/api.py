@@ -17,7 +17,7 @@ from ..errors import MultipassError, OptionsError, PromptError
 from ..images import decode_image
 from ..masking import gray_image
 from ..options import MultipassOptions
-from ..plan import Generation, make_plan
+from ..plan import Generation, dry_run_view, make_plan
 from ..prompt import parse
 from .args import options_from_args
 
@@ -34,13 +34,11 @@ def _field(body: Mapping[str, Any], name: str, kind: type, default: Any, what: s
 
 def parse_payload(body: Any) -> dict:
     """{"prompt", "negative_prompt"?, "options"?} -> the same JSON as `python -m lib_multipass parse --json`."""
-    from ..cli import parse_json
-
     body = _body(body)
     prompt = _field(body, "prompt", str, "", "text")
     job = parse(prompt, _field(body, "negative_prompt", str, "", "text"))
     options = MultipassOptions.from_dict(_field(body, "options", dict, {}, "an object of options"))
-    return parse_json(job, make_plan(job, options, Generation()))
+    return dry_run_view(job, make_plan(job, options, Generation()))
 
 
 def _body(body: Any) -> Mapping[str, Any]:
@@ -156,7 +154,8 @@ def add_routes(demo: Any, app: Any) -> None:
     from fastapi.security import HTTPBasic, HTTPBasicCredentials
     from modules import shared
 
-    from .hooks import current_segmenter, setting
+    from .hooks import current_segmenter
+    from .settings import setting
     from .summary import summary_html
 
     credentials = dict(item.split(":", 1) for item in (shared.cmd_opts.api_auth or "").split(",") if ":" in item)

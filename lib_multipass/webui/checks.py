@@ -39,7 +39,7 @@ def current_host() -> Host:
     from modules import sd_samplers
 
     from ..engines.webui_controlnet import external_code
-    from .hooks import setting
+    from .settings import setting
 
     try:
         from modules import sd_schedulers

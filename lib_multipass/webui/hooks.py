@@ -15,27 +15,10 @@ from ..segmenters import DEFAULT_CLIPSEG, ClipSegSegmenter, Segmenter
 WEBUI_CLIPSEG_HINT = (f"put {DEFAULT_CLIPSEG} (config.json, model.safetensors, the tokenizer files) in "
                       "models/clipseg, or name its folder in Settings > Multipass, or give a mask image")
 from .args import options_from_args
+from .settings import setting
 from .job import MultipassJob, reject
 
 log = logging.getLogger(__name__)
-
-SETTINGS_DEFAULTS = {
-    "multipass_segmenter": "",  # CLIPSeg folder or hub id; blank: models/clipseg, else CIDAS/clipseg-rd64-refined
-    "multipass_default_mask_prompt": "person",
-    "multipass_keep_segmenter": True,
-    "multipass_save_passes": False,
-    "multipass_max_persons": 4,
-    "multipass_script_whitelist": "dynamic_prompting,dynamic_thresholding,wildcards,lora_block_weight,negpip,"
-                                  "soft_inpainting",
-    "multipass_image_folders": "",  # server folders that image options may name; none: images come inline
-}
-
-
-def setting(name: str) -> Any:
-    from modules import shared
-
-    return shared.opts.data.get(name, SETTINGS_DEFAULTS[name])
-
 
 @functools.lru_cache(maxsize=1)
 def shared_segmenter(source: str | None, device: str) -> Segmenter:

@@ -23,7 +23,8 @@ from ..masking import gray_image
 from ..options import MultipassOptions
 from ..plan import Generation, Plan, make_plan
 from ..runner import run
-from .prompts import parse_styled, with_tags
+from ..prompt import with_tags
+from .prompts import parse_styled
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ reaches every pass, as a style is meant to.
 
 from __future__ import annotations
 
-from ..prompt import BREAK_RE, Job, LoraTag, Segment, join_prompt, parse
+from ..prompt import BREAK_RE, Job, Segment, join_prompt, parse
 
 
 def split_style(styled: str, original: str) -> tuple[str, str] | None:
@@ -48,8 +48,3 @@ def parse_styled(prompt: str, negative: str, original: str | None = None, origin
     if len(negatives) > 1:
         negatives = _add_common(negatives, *(around_negative or ("", "")), lambda t, b, a: join_prompt(b, t or "", a))
     return Job(tuple(segments), tuple(negatives), job.flags)
-
-
-def with_tags(text: str, loras: tuple[LoraTag, ...]) -> str:
-    """A pass prompt for the WebUI, whose extra networks read `<lora:...>` tags from it."""
-    return " ".join([text, *(lora.tag() for lora in loras)]).strip()

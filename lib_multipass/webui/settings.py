@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
-from .hooks import SETTINGS_DEFAULTS
+from typing import Any
+
+#: always-on scripts kept in the nested person pass (file names without .py); others are left out
+DEFAULT_WHITELIST = ("dynamic_prompting", "dynamic_thresholding", "wildcards", "lora_block_weight", "negpip",
+                     "soft_inpainting")
+SETTINGS_DEFAULTS = {
+    "multipass_segmenter": "",  # CLIPSeg folder or hub id; blank: models/clipseg, else CIDAS/clipseg-rd64-refined
+    "multipass_default_mask_prompt": "person",
+    "multipass_keep_segmenter": True,
+    "multipass_save_passes": False,
+    "multipass_max_persons": 4,
+    "multipass_script_whitelist": ",".join(DEFAULT_WHITELIST),
+    "multipass_image_folders": "",  # server folders that image options may name; none: images come inline
+}
+
+
+def setting(name: str) -> Any:
+    from modules import shared
+
+    return shared.opts.data.get(name, SETTINGS_DEFAULTS[name])
+
 
 SECTION = ("multipass", "Multipass")
 LABELS = {
