@@ -30,6 +30,8 @@ tools:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 test: $(VENV)/.installed $(PINS)/.installed
+	$(PY) -m ruff check lib_multipass scripts tests bench install.py
+	$(PY) -m mypy
 	$(PINS)/bin/python -m pytest -q -p no:cacheprovider $(CORE_TESTS)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 

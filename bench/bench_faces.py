@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from skimage import data  # noqa: E402
+from timing import best  # noqa: E402
 
 from lib_multipass.engines.diffusers import DiffusersEngine, load_pipeline  # noqa: E402
 from lib_multipass.face_stage import face_request  # noqa: E402
@@ -28,7 +29,6 @@ from lib_multipass.options import MultipassOptions  # noqa: E402
 from lib_multipass.plan import Generation, make_plan  # noqa: E402
 from lib_multipass.prompt import parse  # noqa: E402
 from lib_multipass.tiny_models import build_pipeline  # noqa: E402
-from timing import best  # noqa: E402
 
 
 def main() -> None:

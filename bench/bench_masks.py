@@ -18,18 +18,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
+from timing import best  # noqa: E402
 
 from lib_multipass import masking  # noqa: E402
 from lib_multipass.options import MultipassOptions  # noqa: E402
 from lib_multipass.plan import mask_spec  # noqa: E402
 from lib_multipass.segmenters import ClipSegSegmenter, SelfieSegmenter  # noqa: E402
 from lib_multipass.tiny_models import write_tokenizer  # noqa: E402
-from timing import best  # noqa: E402
 
 
 def real_size_clipseg(folder: Path) -> ClipSegSegmenter:
-    from transformers import (CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, CLIPTokenizer,
-                              ViTImageProcessor)
+    from transformers import (
+        CLIPSegConfig,
+        CLIPSegForImageSegmentation,
+        CLIPSegProcessor,
+        CLIPTokenizer,
+        ViTImageProcessor,
+    )
 
     vocab = write_tokenizer(folder)
     config = CLIPSegConfig(text_config={"vocab_size": vocab, "bos_token_id": vocab - 2, "eos_token_id": vocab - 1,
@@ -72,14 +77,15 @@ def main() -> None:
         clipseg = real_size_clipseg(Path(tmp) / "clipseg")
         clipseg.load()
         selfie = SelfieSegmenter()
-        print(f"torch threads {torch.get_num_threads()}; CLIPSeg {sum(p.numel() for p in clipseg._model.parameters()) / 1e6:.0f} M params")
+        params = sum(p.numel() for p in clipseg._model.parameters()) / 1e6
+        print(f"torch threads {torch.get_num_threads()}; CLIPSeg {params:.0f} M params")
         for size in (int(s) for s in args.sizes.split(",")):
             image = Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
             step = best(unet_step(size), repeat=2)
             rows = {
-                "clipseg person": best(lambda: mask_stage(clipseg, image, ["person"], ())),
-                "clipseg person - clothes": best(lambda: mask_stage(clipseg, image, ["person"], ["clothes"])),
-                "selfie (offline) person": best(lambda: mask_stage(selfie, image, ["person"], ())),
+                "clipseg person": best(lambda image=image: mask_stage(clipseg, image, ["person"], ())),
+                "clipseg person - clothes": best(lambda image=image: mask_stage(clipseg, image, ["person"], ["clothes"])),
+                "selfie (offline) person": best(lambda image=image: mask_stage(selfie, image, ["person"], ())),
             }
             print(f"{size}x{size}: one SD 1.x UNet step with CFG {step:.2f}s")
             for name, seconds in rows.items():

@@ -28,7 +28,7 @@ from lib_multipass.tiny_models import LORA_NAME, build_tiny_models, write_lora  
 
 PROMPTS = [
     f"a forest BREAK photo BREAK ohwx man <lora:{LORA_NAME}:1> --mask_threshold 0.3",
-    f"a beach BREAK sks woman <lora:second:0.7> --mask_threshold 0.3 --mask_dilate 8",
+    "a beach BREAK sks woman <lora:second:0.7> --mask_threshold 0.3 --mask_dilate 8",
     f"a street BREAK photo BREAK man <lora:{LORA_NAME}:0.5> BREAK woman <lora:second:1> --mask_threshold 0.3",
     "an empty room BREAK nobody --mask_prompt nothing_here",  # no subject: a skipped pass
     f"a field BREAK man <lora:{LORA_NAME}:1> --mask_threshold 0.3 --denoising_strength 0",

@@ -10,8 +10,8 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .cli_job import EXIT_USAGE, plan_from_args, prepare_out, run_job
 from .errors import MultipassError
@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--checkpoint", required=True, help=".safetensors file (WebUI layout), diffusers folder or hub id")
     r.add_argument("--config", help="diffusers folder or hub id with the configs of a single-file checkpoint")
     r.add_argument("--lora-dir", help="folder of LoRA .safetensors files, looked up by name")
-    r.add_argument("--segmenter", default=None, help="CLIPSeg folder or hub id (default CIDAS/clipseg-rd64-refined), or 'selfie' for the offline person segmenter")
+    r.add_argument("--segmenter", default=None, help="CLIPSeg folder or hub id (default CIDAS/clipseg-rd64-refined), "
+                   "or 'selfie' for the offline person segmenter")
     r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     _add_job_arguments(r)
     r.add_argument("--out", required=True, type=Path, help="output folder")
@@ -75,8 +76,8 @@ def command_run(args: argparse.Namespace) -> int:
     _, plan = plan_from_args(args)
     from .engines.diffusers import HUB_ID, DiffusersEngine, default_device, load_pipeline
     from .lora_files import find_loras
-    from .segmenters import make_segmenter
     from .runner import all_lora_names
+    from .segmenters import make_segmenter
 
     # everything that can fail does so before the checkpoint loads: LoRA files, output folder,
     # segmenter weights and what the mask prompt asks of it

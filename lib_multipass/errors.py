@@ -41,5 +41,5 @@ class PassInterrupted(Exception):
         self.name = name
         self.partial = partial
 
-    def named(self, name: str) -> "PassInterrupted":
+    def named(self, name: str) -> PassInterrupted:
         return PassInterrupted(name, self.partial)

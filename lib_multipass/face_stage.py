@@ -3,9 +3,9 @@ person's prompt and LoRA, cropped with context and pasted back with a face-shape
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -61,6 +61,8 @@ def _swap(p: Pass, swapper: FaceSwapper, image: Image.Image, faces: list[Face], 
 class EngineDetector:
     """The engine's face detector as a FaceDetector."""
 
+    name = "the engine's face detector"
+
     def __init__(self, engine: Engine):
         self.engine = engine
 
@@ -73,24 +75,25 @@ def run_faces(plan: Plan, engine: Engine, image: Image.Image, person_masks: list
               dirs: tuple[Path, ...] = MODEL_DIRS) -> Image.Image:
     """Face swap and inpaint faces for every pass with faces (order per `swap_first`); faces
     outside every person mask are left alone. A failed swap is a warning: the rest goes on."""
-    passes = [p for p in plan.passes[1:] if p.faces is not None]
+    passes = [(p, p.faces) for p in plan.passes[1:] if p.faces is not None]
     if not passes:
         return image
-    swappers = {p.name: load_swapper(p, engine, warnings, dirs) for p in passes if p.faces.swap_images}
-    spec = passes[0].faces
-    faces = select_faces(engine.detect_faces(image), spec.min_size, spec.max_faces)
+    swappers = {p.name: load_swapper(p, engine, warnings, dirs) for p, spec in passes if spec.swap_images}
+    first = passes[0][1]
+    faces = select_faces(engine.detect_faces(image), first.min_size, first.max_faces)
     groups = assign_faces(faces, person_masks) if plan.persons else [faces]
     if not any(groups):
-        warnings.append(f"faces: no face of at least {spec.min_size} px found on a person")
-    for p, group in zip(passes, groups):
-        steps = ["swap", "inpaint"] if p.faces.swap_first else ["inpaint", "swap"]
+        warnings.append(f"faces: no face of at least {first.min_size} px found on a person")
+    for (p, spec), group in zip(passes, groups):
+        steps = ["swap", "inpaint"] if spec.swap_first else ["inpaint", "swap"]
         for step in steps:
             if not group or engine.interrupted():
                 break
-            if step == "swap" and swappers.get(p.name) is not None:
-                image = _swap(p, swappers[p.name], image, group, warnings)
+            swapper = swappers.get(p.name)
+            if step == "swap" and swapper is not None:
+                image = _swap(p, swapper, image, group, warnings)
                 keep(f"{p.name}_swap", image, None)
-            elif step == "inpaint" and p.faces.inpaint:
+            elif step == "inpaint" and spec.inpaint:
                 for number, face in enumerate(group, start=1):
                     request = face_request(p, image, face, number)
                     try:

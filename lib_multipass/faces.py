@@ -8,9 +8,10 @@ Face-shaped masks come from mediapipe's face mesh, or an ellipse in the box with
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -31,6 +32,8 @@ class Face:
 
 
 class FaceDetector(Protocol):
+    name: str  # said in the infotext
+
     def detect(self, image: Image.Image) -> list[Face]:
         """Faces in the image, any order."""
 
@@ -71,7 +74,7 @@ class HaarFaceDetector:
     name = "OpenCV Haar cascade"
 
     def detect(self, image: Image.Image) -> list[Face]:
-        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")  # type: ignore[attr-defined]
         gray = cv2.equalizeHist(np.asarray(image.convert("L")))
         boxes = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
         return [Face(_clip_box(x, y, w, h, image.size), 1.0) for x, y, w, h in boxes]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -54,10 +55,10 @@ def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, perso
         mask = masking.pass_mask(subjects, one, instances)
         if mask is not None:
             alpha = np.maximum(alpha, masking.feather(mask, one.blur))
-    report = {
+    report: dict[str, Any] = {
         "size": list(image.size),
         "area": round(float((alpha > 0).mean()), 5),
-        "instances": [{"box": list(mask_box(part)), "area": round(masking.area(part), 5)} for part in instances],
+        "instances": [{"box": list(mask_box(part) or ()), "area": round(masking.area(part), 5)} for part in instances],
         "options": {k: v for k, v in options.to_dict().items() if k.startswith("mask_")},
     }
     if persons > 1 and len(instances) < persons:

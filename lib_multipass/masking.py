@@ -7,9 +7,9 @@ Masks are `bool` arrays (H, W); the paste-back alpha is `float32` in 0..1.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np

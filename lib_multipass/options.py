@@ -10,8 +10,9 @@ import dataclasses
 import difflib
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .errors import OptionsError
 from .images import describe, is_inline
@@ -29,7 +30,7 @@ class Length:
     percent: bool = False
 
     @classmethod
-    def parse(cls, raw: Any, field_name: str = "length") -> "Length":
+    def parse(cls, raw: Any, field_name: str = "length") -> Length:
         if isinstance(raw, Length):
             return raw
         if isinstance(raw, bool):
@@ -193,11 +194,11 @@ class MultipassOptions:
     # -- construction -------------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "MultipassOptions":
+    def from_dict(cls, values: Mapping[str, Any]) -> MultipassOptions:
         """Validated options from a plain dict (API, infotext, CLI); unknown keys are errors."""
         return cls().replace(**dict(values))
 
-    def replace(self, **values: Any) -> "MultipassOptions":
+    def replace(self, **values: Any) -> MultipassOptions:
         """A copy with `values` converted and checked; errors name the field."""
         specs = option_specs()
         for name in values:
@@ -208,7 +209,7 @@ class MultipassOptions:
         converted = {name: convert(name, value) for name, value in values.items()}
         return dataclasses.replace(self, **converted)
 
-    def with_flags(self, flags: Mapping[str, Any]) -> "MultipassOptions":
+    def with_flags(self, flags: Mapping[str, Any]) -> MultipassOptions:
         """Prompt flags override the given values."""
         return self.replace(**dict(flags))
 

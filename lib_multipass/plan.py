@@ -13,7 +13,6 @@ from .errors import OptionsError
 from .options import Length, MultipassOptions, to_json
 from .prompt import Job, LoraTag, Segment, join_prompt
 
-
 MIN_SIDE, MAX_SIDE = 64, 4096  # px: beyond 4096 a pass needs tens of GB and hours, in any host
 
 
@@ -194,7 +193,8 @@ def make_plan(job: Job, options: MultipassOptions, generation: Generation) -> Pl
     if options.enabled:
         for i, person in enumerate(persons, start=1):
             passes.append(_person_pass(job, options, generation, person.text, person.loras, i, len(persons)))
-        if not persons and (options.inpaint_faces or options.face_swap):  # faces of a one-segment prompt: its own prompt and LoRAs
+        # faces of a one-segment prompt: its own prompt and LoRAs
+        if not persons and (options.inpaint_faces or options.face_swap):
             face_pass = _person_pass(job, options, generation, job.base.text, job.base.loras, 1, 1)
             passes.append(replace(face_pass, kind="faces", mask=None))
     if options.controlnet is not None and options.enabled and not any(p.control for p in passes):

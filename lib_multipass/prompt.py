@@ -201,7 +201,8 @@ def _tokens(value: str) -> list[str]:
     parts = [(_unescape(quoted) if quoted is not None and opened else None, bar, word)
              for opened, quoted, bar, word in re.findall(r'(")((?:\\.|[^"\\])*)"|(\|)|([^\s"|]+)', value)]
     if any(bar for _, bar, _ in parts):
-        terms, current = [], []
+        terms: list[str] = []
+        current: list[str] = []
         for quoted, bar, word in parts:
             if bar:
                 terms.append(" ".join(current))

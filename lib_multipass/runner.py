@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -97,7 +97,7 @@ def run(
         started = time.perf_counter()
         request = GenerateRequest.from_pass(plan.base, base_control)
         try:
-            if plan.base.kind == "img2img":
+            if plan.base.kind == "img2img" and input_image is not None:  # planned only with an input image
                 keep("base", engine.img2img(request, input_image, plan.base.denoise))
             else:
                 keep("base", engine.txt2img(request))
@@ -115,7 +115,7 @@ def run(
                 result.alphas[name] = alpha
             keep(name, image)
 
-        if not result.interrupted:
+        if not result.interrupted and result.final is not None:
             run_faces(plan, engine, result.final, masks, keep_face, result.warnings)
     except PassInterrupted as err:
         _stopped(result, err)
@@ -131,7 +131,7 @@ def run(
 
 def _run_persons(
     plan: Plan, engine: Engine, result: RunResult, keep: ImageCallback, say: ProgressCallback,
-    user_mask: np.ndarray | None, hints: "Hints",
+    user_mask: np.ndarray | None, hints: Hints,
 ) -> list[np.ndarray | None]:
     """The person passes; returns each person's mask (None where skipped), for the faces."""
     base_image = result.images["base"]
@@ -159,7 +159,8 @@ def _run_persons(
         say(f"[{step}/{total}] {p.name} pass: {_describe(p)}, mask {masking.area(pass_mask.mask):.1%}")
         started = time.perf_counter()
         request = InpaintRequest(
-            GenerateRequest.from_pass(p, hints.control(p.control, current.size)), current, pass_mask.mask, pass_mask.alpha, p.denoise, p.padding,
+            GenerateRequest.from_pass(p, hints.control(p.control, current.size)), current, pass_mask.mask,
+            pass_mask.alpha, p.denoise, p.padding,
             p.mask.blur if p.mask else 0,
         )
         try:
@@ -188,11 +189,10 @@ class Hints:
             return None
         key = (spec.source, spec.kind)
         if key not in self._made:
-            if spec.source == "hint":
-                self._made[key] = (self.hint_file, True)
-            else:
-                source = self.input_image if spec.source == "input" else self.base_image
-                self._made[key] = self.engine.hint(spec.kind, source)
+            source = {"hint": self.hint_file, "input": self.input_image}.get(spec.source, self.base_image)
+            if source is None:
+                raise MultipassError(f"the ControlNet {spec.kind} unit has no {spec.source} image to guide it")
+            self._made[key] = (source, True) if spec.source == "hint" else self.engine.hint(spec.kind, source)
         hint, ready = self._made[key]
         if hint.size != size:
             hint = hint.resize(size, Image.Resampling.BILINEAR)

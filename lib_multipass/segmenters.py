@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -88,8 +89,8 @@ class ClipSegSegmenter:
         self.device = device
         self.missing_hint = missing_hint or (f"download {DEFAULT_CLIPSEG} into a folder and pass it as the "
                                              "segmenter, or give a mask image")
-        self._model = None
-        self._processor = None
+        self._model: Any = None
+        self._processor: Any = None
 
     @property
     def name(self) -> str:
@@ -106,7 +107,7 @@ class ClipSegSegmenter:
 
         try:
             self._processor = CLIPSegProcessor.from_pretrained(self.source)
-            model = CLIPSegForImageSegmentation.from_pretrained(self.source)
+            model: Any = CLIPSegForImageSegmentation.from_pretrained(self.source)
         except (OSError, ValueError) as err:
             raise ModelNotFoundError(
                 f"CLIPSeg weights not found at {self.source!r} ({err.__class__.__name__}): {self.missing_hint}"
@@ -136,7 +137,8 @@ class ClipSegSegmenter:
         with torch.no_grad():
             logits = self._model(**inputs).logits
         probs = torch.sigmoid(logits.reshape(len(texts), *logits.shape[-2:])).float().cpu().numpy()
-        per_term = [merge_views(probs[i * len(views) : (i + 1) * len(views)], views, image.size) for i in range(len(terms))]
+        per_term = [merge_views(list(probs[i * len(views) : (i + 1) * len(views)]), views, image.size)
+                    for i in range(len(terms))]
         return np.max(per_term, axis=0).astype(np.float32)
 
 

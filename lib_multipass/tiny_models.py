@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 TEXT_DIM = 32
@@ -89,7 +90,7 @@ def build_pipeline(folder: Path, seed: int = 0, unet_channels: tuple[int, ...] =
         vae=vae, text_encoder=text_encoder, tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
         unet=unet, scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
-    pipe.save_pretrained(folder)
+    pipe.save_pretrained(folder)  # type: ignore[attr-defined]
     return pipe
 
 
@@ -103,7 +104,8 @@ def write_lora(path: Path, pipe, seed: int = 1, rank: int = 4, scale: float = 0.
     targets = [("lora_unet", name, mod) for name, mod in pipe.unet.named_modules()
                if name.rsplit(".", 1)[-1] in ("to_q", "to_k", "to_v") or name.endswith("to_out.0")]
     targets += [("lora_te", "text_model." + name.removeprefix("text_model."), mod)
-                for name, mod in pipe.text_encoder.named_modules() if name.rsplit(".", 1)[-1] in ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")]
+                for name, mod in pipe.text_encoder.named_modules()
+                if name.rsplit(".", 1)[-1] in ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")]
     for prefix, name, module in targets:
         key = f"{prefix}_{name.replace('.', '_')}"
         tensors[f"{key}.lora_down.weight"] = torch.randn(rank, module.in_features, generator=generator) * scale
@@ -132,8 +134,13 @@ def build_controlnet(folder: Path, pipe, seed: int = 2) -> None:
 def build_segmenter(folder: Path, seed: int = 0) -> None:
     """A random CLIPSeg model and processor saved as a folder (64 px input)."""
     import torch
-    from transformers import (CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, CLIPTokenizer,
-                              ViTImageProcessor)
+    from transformers import (
+        CLIPSegConfig,
+        CLIPSegForImageSegmentation,
+        CLIPSegProcessor,
+        CLIPTokenizer,
+        ViTImageProcessor,
+    )
 
     vocab_size = write_tokenizer(folder)
     torch.manual_seed(seed)
@@ -144,7 +151,7 @@ def build_segmenter(folder: Path, seed: int = 0) -> None:
                            reduce_dim=16, decoder_num_attention_heads=2, decoder_intermediate_size=32)
     model = CLIPSegForImageSegmentation(config)
     with torch.no_grad():  # flat within a patch: random masks come out as blobs, not pixel noise
-        up = model.decoder.transposed_convolution
+        up: Any = model.decoder.transposed_convolution
         up.weight.copy_(15 * up.weight.mean(dim=(2, 3), keepdim=True).expand_as(up.weight))
     save_safetensors(model, folder)
     image_processor = ViTImageProcessor(size={"height": 64, "width": 64}, image_mean=[0.5] * 3, image_std=[0.5] * 3)

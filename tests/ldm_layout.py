@@ -56,11 +56,14 @@ def vae_key(key: str, blocks: int) -> tuple[str, bool]:
     """ldm name, and whether the tensor is a mid-attention linear that ldm stores as 1x1 conv."""
     rules = [
         (r"(encoder|decoder)\.conv_norm_out\.(.*)", lambda m: f"{m[1]}.norm_out.{m[2]}"),
-        (r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)", lambda m: f"encoder.down.{m[1]}.block.{m[2]}.{_rename(m[3], VAE_RESNET)}"),
+        (r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)",
+         lambda m: f"encoder.down.{m[1]}.block.{m[2]}.{_rename(m[3], VAE_RESNET)}"),
         (r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.(.*)", lambda m: f"encoder.down.{m[1]}.downsample.{m[2]}"),
-        (r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)", lambda m: f"decoder.up.{blocks - 1 - int(m[1])}.block.{m[2]}.{_rename(m[3], VAE_RESNET)}"),
+        (r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)",
+         lambda m: f"decoder.up.{blocks - 1 - int(m[1])}.block.{m[2]}.{_rename(m[3], VAE_RESNET)}"),
         (r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.(.*)", lambda m: f"decoder.up.{blocks - 1 - int(m[1])}.upsample.{m[2]}"),
-        (r"(encoder|decoder)\.mid_block\.resnets\.(\d+)\.(.*)", lambda m: f"{m[1]}.mid.block_{int(m[2]) + 1}.{_rename(m[3], VAE_RESNET)}"),
+        (r"(encoder|decoder)\.mid_block\.resnets\.(\d+)\.(.*)",
+         lambda m: f"{m[1]}.mid.block_{int(m[2]) + 1}.{_rename(m[3], VAE_RESNET)}"),
         (r"(encoder|decoder)\.mid_block\.attentions\.0\.(.*)", lambda m: f"{m[1]}.mid.attn_1.{_rename(m[2], VAE_ATTENTION)}"),
     ]
     for pattern, build in rules:

@@ -30,7 +30,8 @@ def test_parse_json_shape(capsys):
         {"name": "b", "weight": 0.7, "segment": "person_2"},
     ]
     kinds = [(p["kind"], p["index"], p["prompt"], p["negative"]) for p in data["passes"]]
-    assert kinds == [("base", 0, "scene, photo", "ugly"), ("person", 1, "man, photo", "ugly"), ("person", 2, "woman, photo", "ugly")]
+    assert kinds == [("base", 0, "scene, photo", "ugly"), ("person", 1, "man, photo", "ugly"),
+                     ("person", 2, "woman, photo", "ugly")]
     assert data["passes"][0]["loras"] == [] and data["passes"][2]["loras"] == [{"name": "b", "weight": 0.7}]
 
 

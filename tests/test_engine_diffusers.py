@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from ldm_layout import write_ldm_checkpoint
 from PIL import Image
 
 from lib_multipass.engines.base import GenerateRequest
@@ -15,8 +16,6 @@ from lib_multipass.plan import Generation, make_plan
 from lib_multipass.prompt import parse
 from lib_multipass.runner import run
 from lib_multipass.tiny_models import LORA_NAME
-
-from ldm_layout import write_ldm_checkpoint
 
 GEN = Generation(seed=5, steps=4, width=96, height=64, sampler="euler_a")
 LORA_PROMPT = f"a forest BREAK photo BREAK ohwx man <lora:{LORA_NAME}:1>"

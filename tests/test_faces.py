@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from photos import two_people
 from PIL import Image
 from skimage import data
-
-from photos import two_people
 
 from lib_multipass.engines.recording import RecordingEngine
 from lib_multipass.face_stage import face_request
@@ -82,7 +81,7 @@ def test_runner_paints_each_face_with_its_persons_prompt_and_lora():
     result = run(plan, engine)
     face_requests = [r for r in engine.requests if hasattr(r, "denoise") and r.denoise == 0.3]
     assert [r.generate.prompt for r in face_requests] == ["man, photo", "woman, photo"]
-    assert [[l.name for l in r.generate.loras] for r in face_requests] == [["a"], ["b"]]
+    assert [[lora.name for lora in r.generate.loras] for r in face_requests] == [["a"], ["b"]]
     assert list(result.images)[-2:] == ["person_1_face_1", "person_2_face_1"]
     assert not face_requests[0].mask[40:50, 44:54].any()  # the face on nobody is left alone
 

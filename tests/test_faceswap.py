@@ -135,7 +135,7 @@ def test_order_switch(tmp_path):
         names: list[str] = []
         warnings: list[str] = []
         run_faces(plan, engine, Image.new("RGB", (64, 64), (90, 80, 70)), [],
-                  lambda name, image, alpha: names.append(name), warnings, dirs=(tmp_path,))
+                  lambda name, image, alpha, found=names: found.append(name), warnings, dirs=(tmp_path,))
         assert names == expected, warnings
 
 

@@ -131,8 +131,6 @@ def test_readme_names_every_option():
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from lib_multipass.errors import OptionsError  # noqa: E402
-
 ANY_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
                       st.text(max_size=12), st.lists(st.text(max_size=5), max_size=3))
 

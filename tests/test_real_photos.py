@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from photos import two_people
 from PIL import Image, ImageDraw
 from skimage import data
-
-from photos import two_people
 
 from lib_multipass import masking
 from lib_multipass.engines.recording import RecordingEngine

@@ -35,7 +35,8 @@ def test_base_then_persons_with_their_masks_left_to_right():
     first, second = engine.requests[2], engine.requests[3]
     assert first.mask[:, :30].any() and not first.mask[:, 30:].any()
     assert second.mask[:, 30:].any() and not second.mask[:, :30].any()
-    assert [l.name for l in first.generate.loras] == ["a"] and [l.name for l in second.generate.loras] == ["b"]
+    assert [lora.name for lora in first.generate.loras] == ["a"]
+    assert [lora.name for lora in second.generate.loras] == ["b"]
     assert list(result.images) == ["base", "person_1", "person_2"]
     final = np.asarray(result.final)
     assert tuple(final[30, 10]) == seed_colour(11) and tuple(final[30, 50]) == seed_colour(12)

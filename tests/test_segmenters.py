@@ -5,8 +5,14 @@ import pytest
 from PIL import Image
 
 from lib_multipass.errors import ModelNotFoundError, MultipassError
-from lib_multipass.segmenters import (ClipSegSegmenter, FallbackSegmenter, SelfieSegmenter, merge_views,
-                                      square_views, view_pixels)
+from lib_multipass.segmenters import (
+    ClipSegSegmenter,
+    FallbackSegmenter,
+    SelfieSegmenter,
+    merge_views,
+    square_views,
+    view_pixels,
+)
 
 
 @pytest.mark.parametrize("size", [(512, 512), (640, 480), (480, 640), (1024, 512), (300, 1000), (97, 61)])

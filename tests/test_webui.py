@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from webui_support import (PROMPT, SCRIPT, LeftHalf, base_calls, clean, job, nested_calls,  # noqa: F401
-                           one_face, run)
+from webui_support import PROMPT, SCRIPT, LeftHalf, base_calls, clean, job, nested_calls, one_face, run  # noqa: F401
 
+# isort: split
+import networks  # noqa: E402
 from modules import errors, images, paths, processing, scripts, shared  # noqa: E402
 
-import networks  # noqa: E402
 from lib_multipass.options import MultipassOptions  # noqa: E402
 from lib_multipass.webui import api, hooks, xyz  # noqa: E402
 from lib_multipass.webui.args import UI_FIELDS, infotext_label, options_from_args, paste_value  # noqa: E402

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from webui_support import PROMPT, LeftHalf, clean, job, nested_calls, run  # noqa: F401
 
+# isort: split
 from modules import processing
 
 from lib_multipass.errors import OptionsError

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from webui_support import PROMPT, SCRIPT, base_calls, clean, job, nested_calls, one_face, run  # noqa: F401
 
+# isort: split
 from modules import processing, script_callbacks, shared
 
 from lib_multipass.webui.args import UI_FIELDS, infotext_label, normalize_pasted, options_from_args
@@ -248,8 +249,9 @@ def test_xyz_cells_copy_the_job_without_sharing_its_state():
 
 
 def test_batch_4x4_with_mixed_outcomes_keeps_every_image_independent(monkeypatch):
-    from lib_multipass.webui import hooks
     from webui_support import LeftHalf
+
+    from lib_multipass.webui import hooks
 
     empty_colour = processing.colour("a forest, photo", 105)  # image 6 (seed 105): nobody there
 

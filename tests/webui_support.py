@@ -13,9 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "webui_standin"))
 
+import networks  # noqa: E402
 from modules import errors, extra_networks, images, paths, processing, scripts, shared  # noqa: E402
 
-import networks  # noqa: E402
 from lib_multipass.webui import hooks  # noqa: E402
 from lib_multipass.webui.args import UI_FIELDS  # noqa: E402
 

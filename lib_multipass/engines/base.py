@@ -5,8 +5,9 @@ Requests are plain data so a plan can be executed, recorded and tested anywhere.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -43,7 +44,7 @@ class GenerateRequest:
     control: ControlInput | None = None
 
     @classmethod
-    def from_pass(cls, p: Pass, control: ControlInput | None = None) -> "GenerateRequest":
+    def from_pass(cls, p: Pass, control: ControlInput | None = None) -> GenerateRequest:
         return cls(p.prompt, p.negative, p.loras, p.seed, p.steps, p.cfg_scale, p.sampler, p.width, p.height, control)
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,14 +33,14 @@ from diffusers import (
 )
 from PIL import Image
 
+from ..control_hints import inpaint_condition, make_hint
 from ..crop import crop_box, paste
 from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
 from ..faces import Face, FaceDetector, make_face_detector
 from ..lora_files import find_loras
-from ..segmenters import Segmenter
 from ..prompt import LoraTag
 from ..samplers import canonical_sampler
-from ..control_hints import inpaint_condition, make_hint
+from ..segmenters import Segmenter
 from .base import ControlInput, GenerateRequest, InpaintRequest
 
 #: canonical sampler name -> (scheduler class, config overrides)
@@ -101,13 +102,15 @@ def load_pipeline(source: str, config: str | None = None, device: str | None = N
                 f"checkpoint {source!r} not found; give a .safetensors file, a diffusers folder or a hub id"
             )
     except OSError as err:
-        hint = " (single-file checkpoints need --config DIR, a diffusers folder of the same model type, when the hub cannot be reached)" if path.is_file() else ""
+        hint = (" (single-file checkpoints need --config DIR, a diffusers folder of the same model type, when the hub "
+                "cannot be reached)") if path.is_file() else ""
         raise ModelNotFoundError(f"cannot load checkpoint {source!r}: {err}{hint}") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
 
 def make_scheduler(sampler: str, config: Any):
+    cls: Any
     cls, overrides = SCHEDULERS[sampler]
     return cls.from_config(config, **overrides)
 
@@ -137,14 +140,16 @@ def _adapter_name(lora_name: str) -> str:
 class DiffusersEngine:
     """The `Engine` protocol on one loaded diffusers pipeline."""
 
-    def __init__(self, pipe: StableDiffusionPipeline, lora_dir: str | Path | None = None,
+    def __init__(self, pipe: Any, lora_dir: str | Path | None = None,
                  segmenter: Segmenter | None = None, face_detector: FaceDetector | None = None):
+        """`pipe`: a StableDiffusionPipeline (typed loosely: diffusers adds its modules and LoRA
+        methods at run time, which a type checker cannot see)."""
         self.pipe = pipe
         self.face_detector = face_detector or make_face_detector()
         self.lora_dir = lora_dir
         self.segmenter = segmenter
         self.adapters: dict[str, str] = {}  # LoRA name -> loaded adapter name
-        self._scheduler_config = pipe.scheduler.config
+        self._scheduler_config = self.pipe.scheduler.config
         self._pipes: dict[tuple[str, bool, str | None], Any] = {("txt2img", False, None): pipe}
         self._controlnets: dict[str, ControlNetModel] = {}
         self._stop = False
@@ -272,7 +277,8 @@ class DiffusersEngine:
         generator = torch.Generator(device="cpu").manual_seed(request.seed)
         result = pipeline(
             prompt=request.prompt, negative_prompt=request.negative or None,
-            num_inference_steps=at_least_one_step(request.steps, kwargs.get("strength")), guidance_scale=request.cfg_scale, generator=generator,
+            num_inference_steps=at_least_one_step(request.steps, kwargs.get("strength")),
+            guidance_scale=request.cfg_scale, generator=generator,
             callback_on_step_end=self._on_step, output_type="pil", **kwargs,
         )
         if self._stop:

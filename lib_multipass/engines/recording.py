@@ -6,8 +6,8 @@ pastes a colour from the seed through the request's alpha, like a real engine wo
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image

@@ -14,25 +14,23 @@ import contextlib
 import copy
 import functools
 import logging
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
-from PIL import Image
-
 from modules import paths, processing, shared
-
-log = logging.getLogger(__name__)
+from PIL import Image
 
 from ..crop import paste
 from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
 from ..faces import Face, FaceDetector, InsightFaceDetector, make_face_detector
-from ..segmenters import Segmenter
 from ..prompt import with_tags
+from ..segmenters import Segmenter
 from ..webui.settings import DEFAULT_WHITELIST
 from .base import GenerateRequest, InpaintRequest
 from .webui_controlnet import controlnet_for_nested
 
+log = logging.getLogger(__name__)
 
 
 def available_loras() -> dict[str, object] | None:
@@ -141,7 +139,9 @@ class WebUIEngine:
 
     def check_loras(self, names: Sequence[str]) -> None:
         known = available_loras()
-        missing = [name for name in names if known is not None and name not in known]
+        if known is None:  # the WebUI's LoRA list cannot be read: its own extra networks will say
+            return
+        missing = [name for name in names if name not in known]
         if missing:
             listing = ", ".join(sorted(known)[:30]) or "none"
             raise ModelNotFoundError(

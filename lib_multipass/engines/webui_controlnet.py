@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,7 @@ def controlnet_for_nested(nested, outer, control: ControlInput | None) -> Iterat
     and fails the pass with a message, so it is never silent."""
     code = external_code()
     script = code.find_cn_script(outer.scripts) if code is not None and outer.scripts is not None else None
-    if script is None:
+    if code is None or script is None:
         if control is not None:
             raise MultipassError(NEEDED)
         yield

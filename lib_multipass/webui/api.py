@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import io
 import json
-from typing import Any, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from PIL import Image
 

@@ -10,9 +10,10 @@ hook (the UI and X/Y/Z: nothing is generated, `Multipass error` says why).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..errors import MultipassError, OptionsError
 from ..images import is_inline, open_image

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import MultipassError
 from ..options import MultipassOptions
 from ..prompt import BREAK_RE, LORA_RE
 from ..segmenters import DEFAULT_CLIPSEG, ClipSegSegmenter, Segmenter
-
-WEBUI_CLIPSEG_HINT = (f"put {DEFAULT_CLIPSEG} (config.json, model.safetensors, the tokenizer files) in "
-                      "models/clipseg, or name its folder in Settings > Multipass, or give a mask image")
 from .args import options_from_args
-from .settings import setting
 from .job import MultipassJob, reject
+from .settings import setting
 
 log = logging.getLogger(__name__)
+WEBUI_CLIPSEG_HINT = (f"put {DEFAULT_CLIPSEG} (config.json, model.safetensors, the tokenizer files) in "
+                      "models/clipseg, or name its folder in Settings > Multipass, or give a mask image")
 
 @functools.lru_cache(maxsize=1)
 def shared_segmenter(source: str | None, device: str) -> Segmenter:

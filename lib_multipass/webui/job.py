@@ -10,8 +10,9 @@ Never raises into the WebUI: problems become infotext warnings and the base is k
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -22,8 +23,8 @@ from ..errors import MultipassError
 from ..masking import gray_image
 from ..options import MultipassOptions
 from ..plan import Generation, Plan, make_plan
-from ..runner import run
 from ..prompt import with_tags
+from ..runner import run
 from .prompts import parse_styled
 
 log = logging.getLogger(__name__)

@@ -30,12 +30,12 @@ def _add_common(job_segments: list, prefix: str, suffix: str, make) -> list:
 def parse_styled(prompt: str, negative: str, original: str | None = None, original_negative: str | None = None) -> Job:
     """Parse a WebUI prompt after styles were applied, putting style text in the common segment."""
     around = split_style(prompt, original) if original is not None else None
-    if around is None:  # no original to compare with (a list prompt changed by wildcards): as is
+    if original is None or around is None:  # no original to compare with (wildcards changed it): as is
         return parse(prompt, negative)
     around_negative = None
     if original_negative is not None and BREAK_RE.search(original_negative):
         around_negative = split_style(negative, original_negative)
-    job = parse(original, original_negative if around_negative else negative)
+    job = parse(original, original_negative if around_negative and original_negative is not None else negative)
     if around == ("", "") and not any(around_negative or ()):
         return job
 

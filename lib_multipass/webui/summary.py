@@ -6,8 +6,9 @@ keeps only the newest answer, so it never goes stale).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from html import escape
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import MultipassError
 from ..options import MultipassOptions

@@ -4,8 +4,9 @@ mask preview's (the plan summary is fetched by javascript/multipass.js as the us
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..engines.webui_controlnet import external_code
 from ..faceswap import RECOGNIZER_FILE, SWAPPER_FILE

@@ -6,7 +6,8 @@ copy's slice of `script_args`, so nothing leaks between cells.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .args import options_from_args
 

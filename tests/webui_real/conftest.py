@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from webui_client import FIRST_JOB, FLAGS, HERE, LORA, PORT, ROOT, SD1, SDXL, START_TIMEOUT, EXTENSION, Server
+from webui_client import EXTENSION, FIRST_JOB, FLAGS, HERE, LORA, PORT, ROOT, SD1, SDXL, START_TIMEOUT, Server
 
 
 def _webui_dir() -> Path | None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from webui_client import BASE_PAYLOAD, PROMPT, encode
 from PIL import Image
+from webui_client import BASE_PAYLOAD, PROMPT, encode
 
 HOSTILE = [
     ({"mask_dilate": 100000}, {}, "mask_dilate"),

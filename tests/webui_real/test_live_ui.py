@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from lib_multipass.webui.args import UI_FIELDS
+
 # option name -> the value a job sets (and a paste must restore), as the UI control shows it
 SET = {"enabled": True, "denoising_strength": 0.6, "mask_prompt": "man | hat", "mask_dilate": "-5%",
        "mask_blur": 9, "person_steps": 12, "person_sampler": "DPM++ 2M", "inpaint_faces": True}
