@@ -37,6 +37,10 @@ def _copy_extension(webui: Path) -> Path:
         if source.is_file() and not name.startswith("tests/"):
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
+    hooks = webui / "extensions" / f"{EXTENSION}-testhooks"  # a face in every image (see the hook's docstring)
+    if hooks.exists():
+        shutil.rmtree(hooks)
+    shutil.copytree(HERE / "testhooks", hooks)
     return target
 
 
