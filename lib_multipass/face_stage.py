@@ -15,18 +15,25 @@ from .engines.base import Engine, GenerateRequest, InpaintRequest
 from .errors import MultipassError, PassInterrupted
 from .faces import Face, assign_faces, face_mask, select_faces
 from .faceswap import RECOGNIZER_FILE, SWAPPER_FILE, FaceSwapper, find_model, load_references
-from .plan import Pass, Plan
+from .plan import FaceSpec, Pass, Plan
 
 
 def face_request(p: Pass, image: Image.Image, face: Face, number: int) -> InpaintRequest:
     """The in-paint of one face: face-shaped mask, feather and context scaled to the face."""
-    assert p.faces is not None
+    spec = faces_of(p)
     mask = masking.dilate(face_mask(image, face), max(1, face.size // 20))
     blur = max(2, face.size // 16)
-    padding = int((p.faces.crop_factor - 1.0) * face.size / 2)
+    padding = int((spec.crop_factor - 1.0) * face.size / 2)
     seed = (p.seed + 1000 * number) % 2**32
     generate = GenerateRequest.from_pass(replace(p, seed=seed))
-    return InpaintRequest(generate, image, mask, masking.feather(mask, blur), p.faces.denoise, padding, blur)
+    return InpaintRequest(generate, image, mask, masking.feather(mask, blur), spec.denoise, padding, blur)
+
+
+def faces_of(p: Pass) -> FaceSpec:
+    """The face settings of a pass that has face passes (the plan made it so)."""
+    if p.faces is None:
+        raise MultipassError(f"{p.name} has no face settings")
+    return p.faces
 
 
 MODEL_DIRS = (Path("models/insightface"), Path.home() / ".insightface" / "models")
@@ -35,8 +42,7 @@ MODEL_DIRS = (Path("models/insightface"), Path.home() / ".insightface" / "models
 def load_swapper(p: Pass, engine: Engine, warnings: list[str], dirs: tuple[Path, ...]) -> FaceSwapper | None:
     """The swapper of pass `p`, or None with a warning that names the missing model and where it
     goes (said before any face is looked for, so it is never hidden by "no face found")."""
-    spec = p.faces
-    assert spec is not None
+    spec = faces_of(p)
     try:
         return FaceSwapper(find_model(SWAPPER_FILE, spec.swap_model, dirs),
                            find_model(RECOGNIZER_FILE, spec.recognition_model, dirs), EngineDetector(engine),
@@ -47,8 +53,7 @@ def load_swapper(p: Pass, engine: Engine, warnings: list[str], dirs: tuple[Path,
 
 
 def _swap(p: Pass, swapper: FaceSwapper, image: Image.Image, faces: list[Face], warnings: list[str]) -> Image.Image:
-    spec = p.faces
-    assert spec is not None
+    spec = faces_of(p)
     try:
         identity = swapper.identity(load_references(spec.swap_images))
         for face in faces:

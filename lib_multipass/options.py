@@ -12,11 +12,12 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .errors import OptionsError
 from .images import describe, is_inline
 
+OptionKind = Literal["bool", "int", "float", "terms", "length", "str", "image", "choice"]
 MAX_PIXELS = 4096  # the largest mask_dilate in px (image sides are at most 8192 in the WebUI)
 MAX_TEXT = 1024  # characters of a text option or term (an inline base64 image may be longer)
 MAX_TERMS = 32
@@ -66,7 +67,7 @@ class Length:
 class Spec:
     """How one option is typed, bounded, labelled in infotext, and whether it is a prompt flag."""
 
-    kind: str  # bool | int | float | terms | length | str | image | choice
+    kind: OptionKind
     label: str
     help: str
     lo: float | None = None
@@ -76,7 +77,7 @@ class Spec:
     choices: tuple[str, ...] = ()
 
 
-def _opt(default: Any, kind: str, label: str, help: str, **spec: Any) -> Any:
+def _opt(default: Any, kind: OptionKind, label: str, help: str, **spec: Any) -> Any:
     return field(default=default, metadata={"spec": Spec(kind, label, help, **spec)})
 
 

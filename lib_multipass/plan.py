@@ -7,12 +7,14 @@ plan, so a dry run (`parse --json`, the UI preview) shows exactly what will run.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from .errors import OptionsError
 from .options import Length, MultipassOptions, to_json
 from .prompt import Job, LoraTag, Segment, join_prompt
 
+PassKind = Literal["base", "img2img", "input", "person", "faces"]
+HintSource = Literal["input", "hint", "base"]
 MIN_SIDE, MAX_SIDE = 64, 4096  # px: beyond 4096 a pass needs tens of GB and hours, in any host
 
 
@@ -69,7 +71,7 @@ class ControlSpec:
     scale: float
     start: float
     end: float
-    source: str  # "input" | "hint" | "base"
+    source: HintSource
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class FaceSpec:
 class Pass:
     """One diffusion pass. `denoise` is 1.0 for the base (txt2img) pass."""
 
-    kind: str  # "base" (txt2img) | "img2img" (of the input image) | "input" (the user's image as is) | "person"
+    kind: PassKind  # base (txt2img) | img2img (of the input image) | input (the user's image as is) | person | faces
     index: int  # 0 for the base pass, i for person pass i
     prompt: str
     negative: str
@@ -204,7 +206,7 @@ def make_plan(job: Job, options: MultipassOptions, generation: Generation) -> Pl
     return Plan(job, options, generation, tuple(passes))
 
 
-def base_kind(options: MultipassOptions) -> str:
+def base_kind(options: MultipassOptions) -> PassKind:
     """How the base image comes about (DESIGN.md §5).
 
     An input image without ControlNet is the base itself (prompt masking). With ControlNet
@@ -222,6 +224,7 @@ def control_spec(options: MultipassOptions, for_person: bool) -> ControlSpec | N
     """The ControlNet unit of the base pass, or of a person pass (which may use the base image)."""
     if options.controlnet is None:
         return None
+    source: HintSource
     if options.controlnet_image:
         source = "hint"
     elif options.input_image:

@@ -20,7 +20,7 @@ from .errors import MultipassError, PassInterrupted
 from .face_stage import run_faces
 from .faceswap import load_references
 from .images import open_image
-from .plan import ControlSpec, Pass, Plan
+from .plan import ControlSpec, MaskSpec, Pass, Plan
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def _run_persons(
         request = InpaintRequest(
             GenerateRequest.from_pass(p, hints.control(p.control, current.size)), current, pass_mask.mask,
             pass_mask.alpha, p.denoise, p.padding,
-            p.mask.blur if p.mask else 0,
+            mask_of(p).blur,
         )
         try:
             current = engine.inpaint(request)
@@ -208,12 +208,18 @@ def _stopped(result: RunResult, stop: PassInterrupted) -> None:
     result.warnings.append(f"interrupted during {stop.name}: that pass is discarded; {kept}")
 
 
+def mask_of(p: Pass) -> MaskSpec:
+    """The mask settings of a person pass (the plan gives every person pass one)."""
+    if p.mask is None:
+        raise MultipassError(f"{p.name} has no mask settings")
+    return p.mask
+
+
 def _person_masks(
     plan: Plan, engine: Engine, image: Image.Image, warnings: list[str], user_mask: np.ndarray | None
 ) -> list[masking.PassMask | None]:
     """One mask per person pass, from the base image; None (with a warning) for a skipped pass."""
-    spec = plan.persons[0].mask
-    assert spec is not None
+    spec = mask_of(plan.persons[0])
     if user_mask is not None:
         subjects = user_mask
         described = f"mask image {spec.image!r}"
@@ -223,20 +229,20 @@ def _person_masks(
     instances = masking.split_instances(subjects) if len(plan.persons) > 1 else None
     out: list[masking.PassMask | None] = []
     for p in plan.persons:
-        assert p.mask is not None
-        mask = masking.pass_mask(subjects, p.mask, instances)
+        own = mask_of(p)
+        mask = masking.pass_mask(subjects, own, instances)
         if mask is None:
             warnings.append(
                 f"{p.name} skipped: {described} found {len(instances or ())} subject(s) for "
                 f"{len(plan.persons)} person prompts"
             )
-        elif masking.area(mask) < p.mask.min_area:
+        elif masking.area(mask) < own.min_area:
             warnings.append(
                 f"{p.name} skipped: {described} covers {masking.area(mask):.2%} of the image, less than "
-                f"the minimum {p.mask.min_area:.2%}; try another mask prompt, a lower mask threshold or a mask image"
+                f"the minimum {own.min_area:.2%}; try another mask prompt, a lower mask threshold or a mask image"
             )
             mask = None
-        out.append(None if mask is None else masking.finish(mask, p.mask))
+        out.append(None if mask is None else masking.finish(mask, own))
     return out
 
 

@@ -126,7 +126,6 @@ class ClipSegSegmenter:
         import torch
 
         self.load()
-        assert self._model is not None and self._processor is not None
         pixels = np.asarray(image.convert("RGB"))
         views = square_views(image.width, image.height)
         crops = [Image.fromarray(view_pixels(pixels, v)) for v in views]
@@ -151,7 +150,7 @@ class SelfieSegmenter:
     name = "mediapipe selfie segmentation"
 
     def __init__(self) -> None:
-        self._model = None
+        self._model: Any = None
 
     def load(self) -> None:
         if self._model is not None:
@@ -181,7 +180,6 @@ class SelfieSegmenter:
 
     def probabilities(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
         self.prepare(terms)
-        assert self._model is not None
         pixels = np.ascontiguousarray(np.asarray(image.convert("RGB")))
         views = square_views(image.width, image.height)
         maps = [self._model.process(np.ascontiguousarray(view_pixels(pixels, v))).segmentation_mask for v in views]
