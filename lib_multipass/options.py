@@ -65,7 +65,8 @@ class Length:
 
 @dataclass(frozen=True)
 class Spec:
-    """How one option is typed, bounded, labelled in infotext, and whether it is a prompt flag."""
+    """How one option is typed, bounded, labelled in infotext, and on which surfaces it shows:
+    a prompt flag, an X/Y/Z axis (with its short name)."""
 
     kind: OptionKind
     label: str
@@ -75,6 +76,7 @@ class Spec:
     optional: bool = False
     flag: bool = False
     choices: tuple[str, ...] = ()
+    axis: str | None = None  # the X/Y/Z plot axis name ("[Multipass] <axis>"); None: no axis
 
 
 def _opt(default: Any, kind: OptionKind, label: str, help: str, **spec: Any) -> Any:
@@ -85,21 +87,19 @@ def _opt(default: Any, kind: OptionKind, label: str, help: str, **spec: Any) -> 
 class MultipassOptions:
     """All settings of one multipass job. Build with `from_dict`/`with_flags` to validate."""
 
-    enabled: bool = _opt(True, "bool", "Multipass enabled", "run the multipass passes")
+    enabled: bool = _opt(True, "bool", "Multipass enabled", "run the multipass passes", axis="Enable")
     denoising_strength: float = _opt(
-        0.75, "float", "Multipass denoise", "strength of the person pass", lo=0, hi=1, flag=True
-    )
+        0.75, "float", "Multipass denoise", "strength of the person pass", lo=0, hi=1, flag=True, axis="Person denoise")
     mask_prompt: tuple[str, ...] = _opt(
-        ("person",), "terms", "Multipass mask prompt", "what to mask in the base image", flag=True
-    )
+        ("person",), "terms", "Multipass mask prompt", "what to mask in the base image", flag=True, axis="Mask prompt")
     mask_negative: tuple[str, ...] = _opt(
         (), "terms", "Multipass mask negative", "subtracted from the mask", flag=True
     )
     mask_invert: bool = _opt(False, "bool", "Multipass mask invert", "in-paint all but the mask", flag=True)
     mask_dilate: Length = _opt(
-        Length(4), "length", "Multipass mask dilate", "grow the mask (negative shrinks), px or N%", flag=True
-    )
-    mask_blur: int = _opt(4, "int", "Multipass mask blur", "feather of the paste-back edge, px", lo=0, hi=256, flag=True)
+        Length(4), "length", "Multipass mask dilate", "grow the mask (negative shrinks), px or N%", flag=True, axis="Mask dilate")
+    mask_blur: int = _opt(4, "int", "Multipass mask blur", "feather of the paste-back edge, px", lo=0, hi=256, flag=True,
+                          axis="Mask blur")
     mask_threshold: float = _opt(
         0.4, "float", "Multipass mask threshold", "segmentation cut-off", lo=0, hi=1, flag=True
     )
@@ -119,14 +119,13 @@ class MultipassOptions:
         32, "int", "Multipass padding", "context around the masked crop, px", lo=0, hi=1024
     )
     person_steps: int | None = _opt(
-        None, "int", "Multipass steps", "steps of the person pass (blank: as the base)", lo=1, hi=150, optional=True
-    )
+        None, "int", "Multipass steps", "steps of the person pass (blank: as the base)", lo=1, hi=150, optional=True,
+        axis="Person steps")
     person_cfg: float | None = _opt(
-        None, "float", "Multipass CFG scale", "CFG of the person pass (blank: as the base)", lo=0, hi=30, optional=True
-    )
+        None, "float", "Multipass CFG scale", "CFG of the person pass (blank: as the base)", lo=0, hi=30, optional=True,
+        axis="Person CFG")
     person_sampler: str | None = _opt(
-        None, "str", "Multipass sampler", "sampler of the person pass (blank: as the base)", optional=True
-    )
+        None, "str", "Multipass sampler", "sampler of the person pass (blank: as the base)", optional=True, axis="Person sampler")
     person_seed: int = _opt(
         -1, "int", "Multipass seed", "seed of person pass 1 (-1: image seed + pass number)", lo=-1, hi=2**32 - 1
     )
@@ -136,20 +135,18 @@ class MultipassOptions:
     )
     hires_denoising_strength: float | None = _opt(
         None, "float", "Multipass hires denoise", "strength of the harmonizing pass (set: on)",
-        lo=0, hi=1, optional=True, flag=True,
-    )
+        lo=0, hi=1, optional=True, flag=True)  # no axis while the pass is not built
     inpaint_faces: bool = _opt(
         False, "bool", "Multipass inpaint faces", "one more pass over each face, with its person's prompt and LoRA"
     )
     face_denoising_strength: float = _opt(
-        0.4, "float", "Multipass face denoise", "strength of the face pass", lo=0, hi=1, flag=True
-    )
+        0.4, "float", "Multipass face denoise", "strength of the face pass", lo=0, hi=1, flag=True, axis="Face denoise")
     face_crop_factor: float = _opt(
         2.0, "float", "Multipass face crop factor", "context around a face: crop = face size x this", lo=1, hi=6
     )
     face_min_size: int = _opt(32, "int", "Multipass face min size", "smaller faces are left alone, px", lo=0, hi=4096)
     face_max_faces: int = _opt(4, "int", "Multipass face max", "the largest faces in-painted per image", lo=1, hi=32)
-    face_swap: bool = _opt(False, "bool", "Multipass face swap", "swap faces to the subject's reference photos")
+    face_swap: bool = _opt(False, "bool", "Multipass face swap", "swap faces to the subject's reference photos", axis="Face swap")
     face_swap_images: tuple[str, ...] = _opt(
         (), "terms", "Multipass face swap images",
         "reference photos: files or folders; one folder per person prompt to give each its own face",

@@ -281,7 +281,7 @@ def test_xyz_axes_register_once():
     xyz.add_axes()
     xyz.add_axes()
     labels = [a.label for a in FakeXYZ.axis_options]
-    assert labels == [label for label, *_ in xyz.AXES]
+    assert labels == [label for label, *_ in xyz.axes()]
 
 
 def test_forge_is_refused_with_a_clear_message(monkeypatch):

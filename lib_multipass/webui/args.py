@@ -38,6 +38,13 @@ UI_FIELDS: tuple[str, ...] = (
     "mask_image",
     "controlnet_image",
 )
+#: options with no control in the accordion (API dict, infotext, prompt flags and CLI only):
+#: rarely changed fine-tuning, server-side model paths, and modes the WebUI tab itself decides
+API_ONLY: tuple[str, ...] = (
+    "mask_speck", "mask_min_area", "input_image", "inpaint_padding", "person_seed", "hires_denoising_strength",
+    "face_crop_factor", "face_min_size", "face_max_faces", "face_swap_model", "face_recognition_model",
+    "face_swap_upscale", "face_swap_first", "controlnet_txt2img", "base_denoising_strength",
+)
 #: options whose UI control is an upload (an image, or files): their values travel inline
 UPLOADS = ("face_swap_images", "mask_image", "controlnet_image")
 NONE_CHOICE = "None"  # what the UI's dropdowns show for "no ControlNet"

@@ -9,23 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..options import option_specs
 from .args import options_from_args
 
 TITLE = "Multipass"
-#: (axis label, option name, value type, choices)
-AXES: tuple[tuple[str, str, type, Callable[[], list[str]] | None], ...] = (
-    ("[Multipass] Enable", "enabled", str, lambda: ["True", "False"]),
-    ("[Multipass] Person denoise", "denoising_strength", float, None),
-    ("[Multipass] Mask prompt", "mask_prompt", str, None),
-    ("[Multipass] Mask dilate", "mask_dilate", str, None),
-    ("[Multipass] Mask blur", "mask_blur", int, None),
-    ("[Multipass] Person steps", "person_steps", int, None),
-    ("[Multipass] Person CFG", "person_cfg", float, None),
-    ("[Multipass] Person sampler", "person_sampler", str, None),
-    ("[Multipass] Harmonize denoise", "hires_denoising_strength", float, None),
-    ("[Multipass] Face denoise", "face_denoising_strength", float, None),
-    ("[Multipass] Face swap", "face_swap", str, lambda: ["True", "False"]),
-)
+#: the Python type the X/Y/Z script parses an axis value with, by option kind
+AXIS_TYPES: dict[str, type] = {"float": float, "int": int}
+
+
+def axes() -> list[tuple[str, str, type, Callable[[], list[str]] | None]]:
+    """(axis label, option name, value type, choices) of every option declared with an axis."""
+    out: list[tuple[str, str, type, Callable[[], list[str]] | None]] = []
+    for name, spec in option_specs().items():
+        if spec.axis is not None:
+            choices = (lambda: ["True", "False"]) if spec.kind == "bool" else None
+            out.append((f"[Multipass] {spec.axis}", name, AXIS_TYPES.get(spec.kind, str), choices))
+    return out
 
 
 def set_option(p, name: str, value: Any) -> None:
@@ -55,6 +54,6 @@ def add_axes() -> None:
         return
     xyz_grid = found[0]
     present = {axis.label for axis in xyz_grid.axis_options}
-    for label, name, kind, choices in AXES:
+    for label, name, kind, choices in axes():
         if label not in present:
             xyz_grid.axis_options.append(xyz_grid.AxisOption(label, kind, axis_apply(name), choices=choices))
