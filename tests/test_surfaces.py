@@ -52,3 +52,21 @@ def test_cli_flags_map_to_options():
     source = (ROOT / "lib_multipass" / "cli_job.py").read_text(encoding="utf-8")
     mapped = set(re.findall(r'\("\w+", "(\w+)"\)', source)) | set(re.findall(r'values\["(\w+)"\]', source))
     assert mapped and mapped <= set(option_specs())
+
+
+def test_readme_flag_table_defaults_and_ranges_match_the_declarations():
+    from lib_multipass.options import MultipassOptions, format_value
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    defaults = MultipassOptions()
+    for name, value, default in re.findall(r"^\| `--(\w+)` \| ([^|]+) \| ([^|]+) \|", readme, re.M):
+        spec, declared = option_specs()[name], getattr(defaults, name)
+        shown = default.strip().strip("`")
+        if declared in (None, ()):
+            assert shown == "–", name
+        elif isinstance(declared, bool):
+            assert shown == str(declared).lower(), name
+        else:
+            assert shown == format_value(declared), (name, shown, declared)
+        if spec.lo is not None and spec.kind in ("int", "float"):
+            assert value.strip().startswith(f"{spec.lo:g}..{spec.hi:g}"), (name, value)
