@@ -39,10 +39,10 @@ def faces_of(p: Pass) -> FaceSpec:
 MODEL_DIRS = (Path("models/insightface"), Path.home() / ".insightface" / "models")
 
 
-def load_swapper(p: Pass, engine: Engine, warnings: list[str], dirs: tuple[Path, ...]) -> FaceSwapper | None:
+def load_swapper(p: Pass, spec: FaceSpec, engine: Engine, warnings: list[str],
+                 dirs: tuple[Path, ...]) -> FaceSwapper | None:
     """The swapper of pass `p`, or None with a warning that names the missing model and where it
     goes (said before any face is looked for, so it is never hidden by "no face found")."""
-    spec = faces_of(p)
     try:
         return FaceSwapper(find_model(SWAPPER_FILE, spec.swap_model, dirs),
                            find_model(RECOGNIZER_FILE, spec.recognition_model, dirs), EngineDetector(engine),
@@ -52,8 +52,8 @@ def load_swapper(p: Pass, engine: Engine, warnings: list[str], dirs: tuple[Path,
         return None
 
 
-def _swap(p: Pass, swapper: FaceSwapper, image: Image.Image, faces: list[Face], warnings: list[str]) -> Image.Image:
-    spec = faces_of(p)
+def _swap(p: Pass, spec: FaceSpec, swapper: FaceSwapper, image: Image.Image, faces: list[Face],
+          warnings: list[str]) -> Image.Image:
     try:
         identity = swapper.identity(load_references(spec.swap_images))
         for face in faces:
@@ -83,7 +83,7 @@ def run_faces(plan: Plan, engine: Engine, image: Image.Image, person_masks: list
     passes = [(p, p.faces) for p in plan.passes[1:] if p.faces is not None]
     if not passes:
         return image
-    swappers = {p.name: load_swapper(p, engine, warnings, dirs) for p, spec in passes if spec.swap_images}
+    swappers = {p.name: load_swapper(p, spec, engine, warnings, dirs) for p, spec in passes if spec.swap_images}
     first = passes[0][1]
     faces = select_faces(engine.detect_faces(image), first.min_size, first.max_faces)
     groups = assign_faces(faces, person_masks) if plan.persons else [faces]
@@ -96,7 +96,7 @@ def run_faces(plan: Plan, engine: Engine, image: Image.Image, person_masks: list
                 break
             swapper = swappers.get(p.name)
             if step == "swap" and swapper is not None:
-                image = _swap(p, swapper, image, group, warnings)
+                image = _swap(p, spec, swapper, image, group, warnings)
                 keep(f"{p.name}_swap", image, None)
             elif step == "inpaint" and spec.inpaint:
                 for number, face in enumerate(group, start=1):

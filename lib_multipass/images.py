@@ -28,6 +28,13 @@ def describe(source: str) -> str:
     return f"inline image ({len(source) * 3 // 4 // 1024} KB)" if is_inline(source) else source
 
 
+def encode_png(image: Image.Image) -> str:
+    """The image as bare base64 PNG (what the API answers; `decode_image` reads it back)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def decode_image(data: str, what: str = "image") -> Image.Image:
     """A base64 image (data URL or bare), fully loaded."""
     try:

@@ -61,13 +61,16 @@ def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, perso
         "instances": [{"box": list(mask_box(part) or ()), "area": round(masking.area(part), 5)} for part in instances],
         "options": {k: v for k, v in options.to_dict().items() if k.startswith("mask_")},
     }
+    warnings = []
     if persons > 1 and len(instances) < persons:
-        report["warning"] = f"{len(instances)} subject(s) found for {persons} persons: the others would be skipped"
+        warnings.append(f"{len(instances)} subject(s) found for {persons} persons: the others would be skipped")
     if report["area"] < options.mask_min_area:
-        report["warning"] = (
+        warnings.append(
             f"the mask covers {report['area']:.2%} of the image, below mask_min_area {options.mask_min_area:.2%}: "
             "a person pass with it would be skipped"
         )
+    if warnings:
+        report["warning"] = "; ".join(warnings)
     return prob, alpha, report
 
 

@@ -18,7 +18,7 @@ from .errors import OptionsError
 from .images import describe, is_inline
 
 OptionKind = Literal["bool", "int", "float", "terms", "length", "str", "image", "choice"]
-MAX_PIXELS = 4096  # the largest mask_dilate in px (image sides are at most 8192 in the WebUI)
+MAX_PIXELS = 4096  # the largest mask_dilate in px (as large as an image side may be)
 MAX_TEXT = 1024  # characters of a text option or term (an inline base64 image may be longer)
 MAX_TERMS = 32
 

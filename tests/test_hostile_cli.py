@@ -137,3 +137,20 @@ def test_interrupt_in_the_person_pass_exits_130_and_names_the_partial_image(tiny
     assert not (out / "person_1.png").exists()
     assert list(Image.open(out / "final.png").getdata()) == list(Image.open(out / "base.png").getdata())
     assert "Multipass interrupted: person_1" in (out / "infotext.txt").read_text()
+
+
+def test_mask_report_keeps_every_warning():
+    import numpy as np
+
+    from lib_multipass.mask_cli import compute_mask
+    from lib_multipass.options import MultipassOptions
+
+    class OneBlob:
+        def probabilities(self, image, terms):
+            prob = np.zeros(image.size[::-1], np.float32)
+            prob[10:20, 10:20] = 0.9
+            return prob
+
+    options = MultipassOptions.from_dict({"mask_dilate": 0, "mask_blur": 0, "mask_min_area": 0.5})
+    _, _, report = compute_mask(Image.new("RGB", (64, 64)), options, OneBlob(), persons=3)
+    assert "for 3 persons" in report["warning"] and "below mask_min_area" in report["warning"]

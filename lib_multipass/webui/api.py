@@ -6,16 +6,12 @@ The payload functions are plain dict -> dict; FastAPI is only imported by `add_r
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from PIL import Image
-
 from ..errors import MultipassError, OptionsError, PromptError
-from ..images import decode_image
+from ..images import decode_image, encode_png
 from ..masking import gray_image
 from ..options import MultipassOptions
 from ..plan import Generation, dry_run_view, make_plan
@@ -72,12 +68,6 @@ def mask_payload(body: Any, segmenter, max_persons: int) -> dict:
     options = MultipassOptions.from_dict(_field(body, "options", dict, {}, "an object of options"))
     _, alpha, report = compute_mask(image, options, segmenter, persons)
     return {"mask": encode_png(gray_image(alpha)), **report}
-
-
-def encode_png(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def error_payload(err: MultipassError) -> dict:

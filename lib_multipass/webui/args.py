@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import base64
-import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..images import encode_png
 from ..options import MultipassOptions, format_value, option_specs
 
 #: option names of the ui() components, in the order ui() returns them
@@ -49,6 +49,9 @@ API_ONLY: tuple[str, ...] = (
 UPLOADS = ("face_swap_images", "mask_image", "controlnet_image")
 NONE_CHOICE = "None"  # what the UI's dropdowns show for "no ControlNet"
 SAME_SAMPLER = "Use same sampler"
+#: what a control shows for an option left unset ("as the main settings", "no ControlNet")
+UNSET_SHOWN_AS: dict[str, Any] = {"person_steps": 0, "person_cfg": 0, "person_sampler": SAME_SAMPLER,
+                                  "controlnet": NONE_CHOICE, "controlnet_model": NONE_CHOICE}
 
 #: infotext key that says a job ran with multipass (its value is the version)
 ENABLED_KEY = "Multipass"
@@ -64,13 +67,8 @@ def options_from_args(args: Sequence[Any]) -> MultipassOptions:
     if isinstance(args[0], Mapping):
         return MultipassOptions.from_dict(args[0])
     values = dict(zip(UI_FIELDS, args))
-    for name in ("person_steps", "person_cfg"):
-        if values.get(name) in (0, 0.0, "", None):
-            values[name] = None
-    if values.get("person_sampler") in ("", SAME_SAMPLER):
-        values["person_sampler"] = None
-    for name in ("controlnet", "controlnet_model"):
-        if values.get(name) in ("", NONE_CHOICE):
+    for name, shown in UNSET_SHOWN_AS.items():
+        if values.get(name) in (shown, ""):
             values[name] = None
     defaults = MultipassOptions()
     for name in UPLOADS:  # an empty upload box sends None
@@ -87,9 +85,7 @@ def inline_upload(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [inline_upload(item) for item in value]
     if hasattr(value, "save"):  # a PIL image
-        buffer = io.BytesIO()
-        value.save(buffer, format="PNG")
-        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        return "data:image/png;base64," + encode_png(value)
     name = getattr(value, "name", None)  # gradio's uploaded file (a temporary file it wrote)
     if name:
         return "data:image/png;base64," + base64.b64encode(Path(name).read_bytes()).decode("ascii")
@@ -119,13 +115,7 @@ def paste_value(name: str, params: Mapping[str, str]) -> Any:
 def ui_paste_value(name: str, params: Mapping[str, str]) -> Any:
     """`paste_value` as the UI component shows it (its "same as main" and "None" choices)."""
     value = paste_value(name, params)
-    if name == "person_sampler":
-        return value or SAME_SAMPLER
-    if name in ("person_steps", "person_cfg"):
-        return value or 0
-    if name in ("controlnet", "controlnet_model"):
-        return value or NONE_CHOICE
-    return value
+    return UNSET_SHOWN_AS[name] if name in UNSET_SHOWN_AS and value in (None, "") else value
 
 
 def normalize_pasted(infotext: str, params: dict[str, Any]) -> None:
