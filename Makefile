@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PINS := .venv-webui-pins
 CORE_TESTS := tests/test_prompt.py tests/test_options_plan.py tests/test_masks_crop.py tests/test_runner.py
 
-.PHONY: demo test bench clean tools webui-acceptance
+.PHONY: demo test bench clean tools webui-acceptance readme-options
 
 $(VENV)/.installed: requirements-standalone.txt requirements-dev.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ webui-acceptance: $(VENV)/.installed tools
 	bash tests/webui_real/prepare_webui.sh "$(WEBUI_DIR)"
 	$(PY) -m pip install --quiet playwright==1.65.2  # drives the system's chromium (make tools); no browser download
 	WEBUI_DIR="$(abspath $(WEBUI_DIR))" $(PY) -m pytest -q -p no:cacheprovider tests/webui_real
+
+# README's options table is the declarations' output; `make test` fails until it is pasted anew.
+readme-options: $(VENV)/.installed
+	$(PY) -c "import re, pathlib; from lib_multipass.option_docs import markdown_table as t; p = pathlib.Path('README.md'); \
+	p.write_text(re.sub(r'(<!-- options table: .*? -->\n).*?(<!-- end of options table -->)', \
+	lambda m: m.group(1) + t() + m.group(2), p.read_text(encoding='utf-8'), flags=re.S), encoding='utf-8')"
 
 bench: $(VENV)/.installed
 	$(PY) bench/bench_overhead.py

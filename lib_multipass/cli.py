@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli_job import EXIT_USAGE, plan_from_args, prepare_out, run_job
+from .cli_job import EXIT_USAGE, add_job_arguments, plan_from_args, prepare_out, run_job
 from .errors import MultipassError
 from .mask_cli import add_parser as add_mask_parser
 from .options import MultipassOptions
@@ -37,39 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--segmenter", default=None, help="CLIPSeg folder or hub id (default CIDAS/clipseg-rd64-refined), "
                    "or 'selfie' for the offline person segmenter")
     r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    _add_job_arguments(r)
+    add_job_arguments(r)
     r.add_argument("--out", required=True, type=Path, help="output folder")
 
     add_mask_parser(commands)
+
+    o = commands.add_parser("options", help="every option: value, default, where to set it (README's table)")
+    o.add_argument("--json", action="store_true", help="a JSON schema of the options dict instead")
 
     d = commands.add_parser("demo", help="run the README's first example offline on tiny random models")
     d.add_argument("--out", type=Path, default=Path("out/demo"))
     d.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "sd-webui-multipass" / "tiny-models")
     return parser
-
-
-def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--prompt", required=True)
-    parser.add_argument("--negative", default="")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--cfg", type=float, default=7.0)
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--height", type=int, default=512)
-    parser.add_argument("--sampler", default="dpm++2m_karras")
-    parser.add_argument("--mask-image", help="a mask PNG/JPEG used instead of segmentation")
-    parser.add_argument("--init-image", help="a photo: the base image itself (prompt masking), or with --controlnet "
-                        "the source of the hint and the img2img init of the base")
-    parser.add_argument("--controlnet", help="ControlNet type: pose, canny, depth, lineart, tile, inpaint")
-    parser.add_argument("--controlnet-model", help="ControlNet weights: .safetensors file, diffusers folder or hub id")
-    parser.add_argument("--control-image", help="a ready hint image (else made from --init-image)")
-    parser.add_argument("--controlnet-txt2img", action="store_true",
-                        help="the base is txt2img guided by the hint (pose kept, looks free) instead of img2img")
-    parser.add_argument("--inpaint-faces", action="store_true", help="one more low-denoise pass over each face")
-    parser.add_argument("--face-swap", nargs="+", metavar="REF", help="swap faces to these reference photos/folders")
-    parser.add_argument("--face-swap-model", help="inswapper_128.onnx (else models/insightface or ~/.insightface)")
-    parser.add_argument("--face-recognition-model", help="w600k_r50.onnx of insightface's buffalo_l")
-    parser.add_argument("--options", default="{}", help='options as a JSON object, e.g. \'{"denoising_strength": 0.6}\'')
 
 
 def command_run(args: argparse.Namespace) -> int:
@@ -122,6 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "run":
             return command_run(args)
+        if args.command == "options":
+            from .option_docs import json_schema, markdown_table
+
+            print(json.dumps(json_schema(), indent=2) if args.json else markdown_table(), end="\n" if args.json else "")
+            return 0
         if args.command == "mask":
             from .mask_cli import command_mask
 

@@ -18,12 +18,27 @@ from PIL.PngImagePlugin import PngInfo
 from .errors import MultipassError
 from .infotext import generation_params, infotext
 from .masking import gray_image
+from .option_flags import add_option_flags, flag_values
 from .options import MultipassOptions
 from .plan import Generation, Plan, make_plan
 from .prompt import Job, parse
 from .samplers import canonical_sampler
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """The prompt, the generation settings and every option flag (`run`, and the demo)."""
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--negative", default="")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--cfg", type=float, default=7.0)
+    parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--height", type=int, default=512)
+    parser.add_argument("--sampler", default="dpm++2m_karras")
+    parser.add_argument("--options", default="{}", help='options as a JSON object, e.g. \'{"denoising_strength": 0.6}\'')
+    add_option_flags(parser)
 
 
 def plan_from_args(args: argparse.Namespace) -> tuple[Job, Plan]:
@@ -35,21 +50,7 @@ def plan_from_args(args: argparse.Namespace) -> tuple[Job, Plan]:
         raise MultipassError(f"--options is not valid JSON ({err}); write a JSON object") from None
     if not isinstance(values, dict):
         raise MultipassError("--options must be a JSON object like {\"denoising_strength\": 0.6}")
-    if args.mask_image:
-        values["mask_image"] = args.mask_image
-    for arg, option in (("init_image", "input_image"), ("controlnet", "controlnet"),
-                        ("controlnet_model", "controlnet_model"), ("control_image", "controlnet_image")):
-        if getattr(args, arg):
-            values[option] = getattr(args, arg)
-    if args.controlnet_txt2img:
-        values["controlnet_txt2img"] = True
-    if args.inpaint_faces:
-        values["inpaint_faces"] = True
-    if args.face_swap:
-        values.update(face_swap=True, face_swap_images=list(args.face_swap))
-    for arg in ("face_swap_model", "face_recognition_model"):
-        if getattr(args, arg):
-            values[arg] = getattr(args, arg)
+    values.update(flag_values(args))  # a flag wins over --options
     options = MultipassOptions.from_dict(values)
     sampler = canonical_sampler(args.sampler)
     generation = Generation(args.seed, args.steps, args.cfg, args.width, args.height, sampler)

@@ -38,19 +38,18 @@ def overview(base: Image.Image, alpha: np.ndarray, final: Image.Image) -> Image.
 
 
 def run_demo(out: Path, cache: Path) -> int:
-    from .cli_job import plan_from_args, run_job
+    from .cli_job import add_job_arguments, plan_from_args, run_job
     from .engines.diffusers import DiffusersEngine, load_pipeline
     from .segmenters import ClipSegSegmenter
     from .tiny_models import build_tiny_models
 
     print(f"building tiny random models in {cache} (once)", file=sys.stderr)
     models = build_tiny_models(cache)
-    args = argparse.Namespace(
-        prompt=DEMO_PROMPT, negative=DEMO_NEGATIVE, seed=7, steps=8, cfg=7.0, width=256, height=256,
-        sampler="euler_a", mask_image=None, init_image=None, controlnet=None, controlnet_model=None,
-        control_image=None, controlnet_txt2img=False, inpaint_faces=False, face_swap=None, face_swap_model=None,
-        face_recognition_model=None, options="{}", out=out,
-    )
+    parser = argparse.ArgumentParser()
+    add_job_arguments(parser)
+    args = parser.parse_args(["--prompt", DEMO_PROMPT, "--negative", DEMO_NEGATIVE, "--seed", "7", "--steps", "8",
+                              "--width", "256", "--height", "256", "--sampler", "euler_a"])
+    args.out = out
     _, plan = plan_from_args(args)
     pipe = load_pipeline(str(models.checkpoint), device="cpu")
     engine = DiffusersEngine(pipe, models.lora_dir, ClipSegSegmenter(str(models.segmenter)))

@@ -18,23 +18,23 @@ from . import masking
 from .crop import mask_box
 from .errors import MultipassError
 from .images import open_image
-from .options import MultipassOptions
+from .option_flags import add_option_flags, flag_values
+from .options import MultipassOptions, option_specs
 from .plan import mask_spec
 
 MAX_PERSONS = 16
-MASK_FLAGS = ("mask_negative", "mask_threshold", "mask_dilate", "mask_blur", "mask_speck", "mask_min_area")
+#: the mask options this command takes as flags (the mask prompt is --prompt; no mask image)
+MASK_FLAGS = tuple(name for name in option_specs() if name.startswith("mask_") and name not in ("mask_prompt", "mask_image"))
 
 
 def add_parser(commands) -> None:
     m = commands.add_parser("mask", help="segment one image with mask flags (no diffusion model needed)")
     m.add_argument("image", type=Path)
     m.add_argument("--prompt", required=True, help="what to mask, e.g. 'person' or 'red dress | hat'")
-    for flag in MASK_FLAGS:
-        m.add_argument(f"--{flag}")
-    m.add_argument("--mask_invert", action="store_true")
     m.add_argument("--persons", type=int, default=1, help="split into this many subjects, left to right")
     m.add_argument("--segmenter", default=None, help="CLIPSeg folder or hub id, or 'selfie' (offline, people only)")
     m.add_argument("--out", type=Path, required=True)
+    add_option_flags(m, MASK_FLAGS)
 
 
 def overlay(image: Image.Image, alpha: np.ndarray) -> Image.Image:
@@ -77,8 +77,7 @@ def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, perso
 def command_mask(args: argparse.Namespace) -> dict:
     from .segmenters import make_segmenter
 
-    values = {flag: getattr(args, flag) for flag in MASK_FLAGS if getattr(args, flag) is not None}
-    options = MultipassOptions.from_dict({"mask_prompt": args.prompt, "mask_invert": args.mask_invert, **values})
+    options = MultipassOptions.from_dict({"mask_prompt": args.prompt, **flag_values(args, MASK_FLAGS)})
     if not 1 <= args.persons <= MAX_PERSONS:
         raise MultipassError(f"--persons must be from 1 to {MAX_PERSONS}, got {args.persons}")
     image = open_image(args.image, "image").convert("RGB")

@@ -63,10 +63,39 @@ class Length:
         return f"{number}%" if self.percent else number
 
 
+#: which tab of the WebUI accordion a control sits in ("" = the row above the tabs)
+Tab = Literal["", "Mask", "Person pass", "Faces", "ControlNet"]
+Widget = Literal["checkbox", "slider", "text", "dropdown", "image", "files"]
+SAME_SAMPLER = "Use same sampler"  # what the sampler dropdown shows for "as the main sampler"
+NONE_CHOICE = "None"  # what a dropdown shows for "none" (no ControlNet)
+
+
+@dataclass(frozen=True)
+class Control:
+    """How the WebUI accordion shows an option; `webui/ui.py` turns it into a gradio widget.
+
+    `unset` is what the control shows for an optional option left unset (0 for "as the main
+    steps", "None"); `listing` names a list only the host knows (its samplers, its ControlNet
+    models) that a dropdown offers after `unset`; `group` puts the control in a collapsed
+    accordion of its tab; `top` ends a slider below the option's own maximum."""
+
+    tab: Tab
+    label: str
+    widget: Widget
+    row: int = 0
+    step: float = 1.0
+    top: float | None = None
+    unset: Any = None
+    initial: Any = None  # what the control starts at, when not the option's default
+    listing: Literal["", "samplers", "controlnet_models"] = ""
+    group: str = ""
+    rgba: bool = False  # an image upload that keeps its alpha (a mask)
+
+
 @dataclass(frozen=True)
 class Spec:
-    """How one option is typed, bounded, labelled in infotext, and on which surfaces it shows:
-    a prompt flag, an X/Y/Z axis (with its short name)."""
+    """One option, declared once: type, range, infotext label, help, and every surface it
+    shows on: a prompt flag, a `run`/`mask` CLI flag, a WebUI control, an X/Y/Z axis."""
 
     kind: OptionKind
     label: str
@@ -74,83 +103,128 @@ class Spec:
     lo: float | None = None
     hi: float | None = None
     optional: bool = False
-    flag: bool = False
+    flag: bool = False  # a `--name value` prompt flag
     choices: tuple[str, ...] = ()
     axis: str | None = None  # the X/Y/Z plot axis name ("[Multipass] <axis>"); None: no axis
+    control: Control | None = None  # None: API dict, infotext, flags and CLI only
+    cli: bool = True  # a flag of the `run` command (`--name-with-dashes`, `--name_with_underscores`)
+    cli_alias: str | None = None  # an older name of that CLI flag, still accepted
 
 
 def _opt(default: Any, kind: OptionKind, label: str, help: str, **spec: Any) -> Any:
     return field(default=default, metadata={"spec": Spec(kind, label, help, **spec)})
 
 
+def _ui(tab: Tab, label: str, widget: Widget, **control: Any) -> Control:
+    return Control(tab, label, widget, **control)
+
+
 @dataclass(frozen=True)
 class MultipassOptions:
-    """All settings of one multipass job. Build with `from_dict`/`with_flags` to validate."""
+    """All settings of one multipass job. Build with `from_dict`/`with_flags` to validate.
 
-    enabled: bool = _opt(True, "bool", "Multipass enabled", "run the multipass passes", axis="Enable")
+    The options with a WebUI control come first, in the order of the script's positional
+    args (API clients that send the UI's list rely on it): add a new option at the end."""
+
+    enabled: bool = _opt(True, "bool", "Multipass enabled", "run the multipass passes", axis="Enable", cli=False,
+                         control=_ui("", "Enable multipass", "checkbox", initial=False))
     denoising_strength: float = _opt(
-        0.75, "float", "Multipass denoise", "strength of the person pass", lo=0, hi=1, flag=True, axis="Person denoise")
+        0.75, "float", "Multipass denoise", "strength of the person pass", lo=0, hi=1, flag=True, axis="Person denoise",
+        control=_ui("Person pass", "Person denoise", "slider", step=0.01))
     mask_prompt: tuple[str, ...] = _opt(
-        ("person",), "terms", "Multipass mask prompt", "what to mask in the base image", flag=True, axis="Mask prompt")
+        ("person",), "terms", "Multipass mask prompt", "what to mask in the base image", flag=True, axis="Mask prompt",
+        control=_ui("Mask", "Mask prompt (what to in-paint; | between terms)", "text"))
     mask_negative: tuple[str, ...] = _opt(
-        (), "terms", "Multipass mask negative", "subtracted from the mask", flag=True
-    )
-    mask_invert: bool = _opt(False, "bool", "Multipass mask invert", "in-paint all but the mask", flag=True)
+        (), "terms", "Multipass mask negative", "subtracted from the mask", flag=True,
+        control=_ui("Mask", "Mask negative (left out, e.g. clothes)", "text"))
+    mask_invert: bool = _opt(False, "bool", "Multipass mask invert", "in-paint all but the mask", flag=True,
+                             control=_ui("Mask", "Invert", "checkbox", row=1))
     mask_dilate: Length = _opt(
-        Length(4), "length", "Multipass mask dilate", "grow the mask (negative shrinks), px or N%", flag=True, axis="Mask dilate")
+        Length(4), "length", "Multipass mask dilate", "grow the mask (negative shrinks), px or N%", flag=True,
+        axis="Mask dilate", control=_ui("Mask", "Dilate (px or % of the short side; - shrinks)", "text", row=1))
     mask_blur: int = _opt(4, "int", "Multipass mask blur", "feather of the paste-back edge, px", lo=0, hi=256, flag=True,
-                          axis="Mask blur")
+                          axis="Mask blur", control=_ui("Mask", "Blur (feather, px)", "slider", row=1, top=64))
     mask_threshold: float = _opt(
-        0.4, "float", "Multipass mask threshold", "segmentation cut-off", lo=0, hi=1, flag=True
-    )
+        0.4, "float", "Multipass mask threshold", "segmentation cut-off", lo=0, hi=1, flag=True,
+        control=_ui("Mask", "Threshold", "slider", row=1, step=0.01))
+    base_loras: bool = _opt(False, "bool", "Multipass base LoRAs", "keep base/common LoRAs in the base pass", flag=True,
+                            control=_ui("", "Keep base/common LoRAs in the base pass", "checkbox"))
+    person_steps: int | None = _opt(
+        None, "int", "Multipass steps", "steps of the person pass (blank: as the base)", lo=1, hi=150, optional=True,
+        axis="Person steps", control=_ui("Person pass", "Steps (0: as the main steps)", "slider", unset=0))
+    person_cfg: float | None = _opt(
+        None, "float", "Multipass CFG scale", "CFG of the person pass (blank: as the base)", lo=0, hi=30, optional=True,
+        axis="Person CFG", control=_ui("Person pass", "CFG (0: as the main CFG)", "slider", step=0.5, unset=0))
+    person_sampler: str | None = _opt(
+        None, "str", "Multipass sampler", "sampler of the person pass (blank: as the base)", optional=True,
+        axis="Person sampler",
+        control=_ui("Person pass", "Sampler", "dropdown", unset=SAME_SAMPLER, listing="samplers"))
+    save_passes: bool = _opt(
+        False, "bool", "Multipass save passes", "save the base image, mask and each pass (API: return them too)",
+        cli=False,  # the CLI writes every pass
+        control=_ui("", "Save intermediate passes", "checkbox"))
+    controlnet: str | None = _opt(
+        None, "choice", "Multipass ControlNet", "ControlNet type guiding the passes", optional=True,
+        choices=("pose", "canny", "depth", "lineart", "tile", "inpaint"),
+        control=_ui("ControlNet", "Type (its preprocessor runs on the base image)", "dropdown", unset=NONE_CHOICE))
+    controlnet_model: str | None = _opt(
+        None, "str", "Multipass ControlNet model", "ControlNet weights: file, folder or hub id", optional=True,
+        control=_ui("ControlNet", "Model", "dropdown", unset=NONE_CHOICE, listing="controlnet_models"))
+    controlnet_conditioning_scale: float = _opt(
+        1.0, "float", "Multipass ControlNet scale", "weight of ControlNet in the passes", lo=0, hi=2, flag=True,
+        control=_ui("ControlNet", "Weight", "slider", row=1, step=0.05))
+    controlnet_start: float = _opt(0.0, "float", "Multipass ControlNet start", "guidance start", lo=0, hi=1,
+                                   control=_ui("ControlNet", "Guidance start", "slider", row=1, step=0.01))
+    controlnet_end: float = _opt(1.0, "float", "Multipass ControlNet end", "guidance end", lo=0, hi=1,
+                                 control=_ui("ControlNet", "Guidance end", "slider", row=1, step=0.01))
+    controlnet_pose_from_base: bool = _opt(
+        False, "bool", "Multipass ControlNet from base", "without an input image, guide the person pass by the base image",
+        control=_ui("ControlNet", "Guide the person by the base image", "checkbox"))
+    inpaint_faces: bool = _opt(
+        False, "bool", "Multipass inpaint faces", "one more pass over each face, with its person's prompt and LoRA",
+        control=_ui("Faces", "Inpaint faces (each person's prompt and LoRA)", "checkbox"))
+    face_denoising_strength: float = _opt(
+        0.4, "float", "Multipass face denoise", "strength of the face pass", lo=0, hi=1, flag=True, axis="Face denoise",
+        control=_ui("Faces", "Face denoise", "slider", step=0.01))
+    face_swap: bool = _opt(False, "bool", "Multipass face swap", "swap faces to the subject's reference photos",
+                           axis="Face swap", control=_ui("Faces", "Face swap to the reference photos", "checkbox"))
+    face_swap_images: tuple[str, ...] = _opt(
+        (), "terms", "Multipass face swap images",
+        "reference photos: files or folders; one folder per person prompt to give each its own face",
+        control=_ui("Faces", "Face swap reference photos", "files", row=1))
+    mask_image: str | None = _opt(
+        None, "image", "Multipass mask image", "a mask image file used instead of segmentation", optional=True,
+        control=_ui("Mask", "Mask image (instead of the mask prompt)", "image", rgba=True,
+                    group="Mask image, and a preview of the mask"))
+    controlnet_image: str | None = _opt(
+        None, "image", "Multipass control image", "a ready hint image (else made from the input image)", optional=True,
+        cli_alias="control-image", control=_ui("ControlNet", "Ready hint image (e.g. a pose skeleton)", "image", row=2))
+    # -- options without a control: API dict, infotext, prompt flags and CLI only (rarely
+    # changed fine-tuning, server-side model paths, modes the WebUI tab itself decides)
     mask_speck: float = _opt(
         0.001, "float", "Multipass mask speck", "drop mask parts smaller than this (fraction of the image)", lo=0, hi=1
     )
     mask_min_area: float = _opt(
         0.005, "float", "Multipass mask min area", "smaller masks skip the pass (fraction of the image)", lo=0, hi=1
     )
-    mask_image: str | None = _opt(
-        None, "image", "Multipass mask image", "a mask image file used instead of segmentation", optional=True
-    )
     input_image: str | None = _opt(
-        None, "image", "Multipass input image", "a photo to mask and in-paint instead of a generated base", optional=True
-    )
+        None, "image", "Multipass input image", "a photo to mask and in-paint instead of a generated base", optional=True,
+        cli_alias="init-image")
     inpaint_padding: int = _opt(
         32, "int", "Multipass padding", "context around the masked crop, px", lo=0, hi=1024
     )
-    person_steps: int | None = _opt(
-        None, "int", "Multipass steps", "steps of the person pass (blank: as the base)", lo=1, hi=150, optional=True,
-        axis="Person steps")
-    person_cfg: float | None = _opt(
-        None, "float", "Multipass CFG scale", "CFG of the person pass (blank: as the base)", lo=0, hi=30, optional=True,
-        axis="Person CFG")
-    person_sampler: str | None = _opt(
-        None, "str", "Multipass sampler", "sampler of the person pass (blank: as the base)", optional=True, axis="Person sampler")
     person_seed: int = _opt(
         -1, "int", "Multipass seed", "seed of person pass 1 (-1: image seed + pass number)", lo=-1, hi=2**32 - 1
     )
-    base_loras: bool = _opt(False, "bool", "Multipass base LoRAs", "keep base/common LoRAs in the base pass", flag=True)
-    save_passes: bool = _opt(
-        False, "bool", "Multipass save passes", "save the base image, mask and each pass (API: return them too)"
-    )
     hires_denoising_strength: float | None = _opt(
-        None, "float", "Multipass hires denoise", "strength of the harmonizing pass (set: on)",
+        None, "float", "Multipass hires denoise",
+        "strength of the harmonizing pass (not built yet: setting it warns that it is ignored)",
         lo=0, hi=1, optional=True, flag=True)  # no axis while the pass is not built
-    inpaint_faces: bool = _opt(
-        False, "bool", "Multipass inpaint faces", "one more pass over each face, with its person's prompt and LoRA"
-    )
-    face_denoising_strength: float = _opt(
-        0.4, "float", "Multipass face denoise", "strength of the face pass", lo=0, hi=1, flag=True, axis="Face denoise")
     face_crop_factor: float = _opt(
         2.0, "float", "Multipass face crop factor", "context around a face: crop = face size x this", lo=1, hi=6
     )
     face_min_size: int = _opt(32, "int", "Multipass face min size", "smaller faces are left alone, px", lo=0, hi=4096)
     face_max_faces: int = _opt(4, "int", "Multipass face max", "the largest faces in-painted per image", lo=1, hi=32)
-    face_swap: bool = _opt(False, "bool", "Multipass face swap", "swap faces to the subject's reference photos", axis="Face swap")
-    face_swap_images: tuple[str, ...] = _opt(
-        (), "terms", "Multipass face swap images",
-        "reference photos: files or folders; one folder per person prompt to give each its own face",
-    )
     face_swap_model: str | None = _opt(
         None, "str", "Multipass face swap model", "path of inswapper_128.onnx (else models/insightface)", optional=True
     )
@@ -162,27 +236,9 @@ class MultipassOptions:
     face_swap_first: bool = _opt(
         True, "bool", "Multipass face swap first", "swap, then inpaint faces (its low denoise fixes swap seams)"
     )
-    controlnet: str | None = _opt(
-        None, "choice", "Multipass ControlNet", "ControlNet type guiding the passes", optional=True,
-        choices=("pose", "canny", "depth", "lineart", "tile", "inpaint"),
-    )
-    controlnet_model: str | None = _opt(
-        None, "str", "Multipass ControlNet model", "ControlNet weights: file, folder or hub id", optional=True
-    )
-    controlnet_image: str | None = _opt(
-        None, "image", "Multipass control image", "a ready hint image (else made from the input image)", optional=True
-    )
-    controlnet_conditioning_scale: float = _opt(
-        1.0, "float", "Multipass ControlNet scale", "weight of ControlNet in the passes", lo=0, hi=2, flag=True
-    )
     controlnet_txt2img: bool = _opt(
         False, "bool", "Multipass ControlNet txt2img",
         "on: the base is txt2img guided by the hint (pose kept, looks free); off: the input image is its img2img init",
-    )
-    controlnet_start: float = _opt(0.0, "float", "Multipass ControlNet start", "guidance start", lo=0, hi=1)
-    controlnet_end: float = _opt(1.0, "float", "Multipass ControlNet end", "guidance end", lo=0, hi=1)
-    controlnet_pose_from_base: bool = _opt(
-        False, "bool", "Multipass ControlNet from base", "without an input image, guide the person pass by the base image"
     )
     base_denoising_strength: float = _opt(
         0.75, "float", "Multipass base denoise", "strength of the base pass when the input image is its init",
@@ -267,8 +323,15 @@ def convert(name: str, value: Any) -> Any:
     return _CONVERTERS[spec.kind](name, spec, value)
 
 
+def number_text(x: float) -> str:
+    """A bound as people write it: 4294967295, not 4.29497e+09; 0.5 stays 0.5."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 def _describe_range(spec: Spec) -> str:
-    return f" from {spec.lo:g} to {spec.hi:g}" if spec.lo is not None and spec.hi is not None else ""
+    if spec.lo is None or spec.hi is None:
+        return ""
+    return f" from {number_text(spec.lo)} to {number_text(spec.hi)}"
 
 
 def _number(name: str, spec: Spec, value: Any, cast: type) -> Any:

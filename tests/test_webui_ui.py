@@ -61,3 +61,22 @@ def test_the_last_image_of_a_job_is_kept_for_the_preview():
     p, script, _, _ = job("a forest BREAK ohwx man <lora:ohwx:1>")
     run(p)
     assert script.last_images["txt2img"].size == (64, 64)
+
+
+def test_each_control_is_built_as_declared_in_its_tab():
+    from lib_multipass.options import option_specs
+
+    _, components = build()
+    for name, component in zip(UI_FIELDS, components):
+        control = option_specs()[name].control
+        widget = {"checkbox": "Checkbox", "slider": "Slider", "text": "Textbox", "dropdown": "Dropdown",
+                  "image": "Image", "files": "File"}[control.widget]
+        assert type(component).__name__ == widget and component.label == control.label, name
+        tabs = [block.label for block in component.ancestors() if type(block).__name__ == "Tab"]
+        assert tabs == ([control.tab] if control.tab else []), name
+        if control.widget == "dropdown":
+            assert component.choices[0] == control.unset == component.value, name
+        if control.widget == "slider":
+            assert component.minimum <= component.value <= component.maximum and component.step == control.step, name
+    assert components[UI_FIELDS.index("enabled")].value is False  # a new tab starts with multipass off
+    assert components[UI_FIELDS.index("mask_image")].kwargs["image_mode"] == "RGBA"

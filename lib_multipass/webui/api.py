@@ -145,6 +145,7 @@ def add_routes(demo: Any, app: Any) -> None:
     from fastapi.security import HTTPBasic, HTTPBasicCredentials
     from modules import shared
 
+    from ..option_docs import json_schema
     from .hooks import current_segmenter
     from .settings import setting
     from .summary import summary_html
@@ -181,6 +182,7 @@ def add_routes(demo: Any, app: Any) -> None:
     app.add_api_route("/multipass/v1/parse", parse_route, methods=["POST"], dependencies=dependencies)
     app.add_api_route("/multipass/v1/mask", mask_route, methods=["POST"], dependencies=dependencies)
     app.add_api_route("/multipass/v1/summary", summary_route, methods=["POST"])
+    app.add_api_route("/multipass/v1/options", json_schema, methods=["GET"], dependencies=dependencies)
     install_check(app)
 
 

@@ -1,4 +1,7 @@
-"""The script's arguments: UI components in a fixed order, or one dict from the API."""
+"""The script's arguments: UI components in a fixed order, or one dict from the API.
+
+Which options have a control, and how it shows an unset value, is declared with each option
+(`options.Control`); the tables here are read from those declarations."""
 
 from __future__ import annotations
 
@@ -8,50 +11,26 @@ from pathlib import Path
 from typing import Any
 
 from ..images import encode_png
-from ..options import MultipassOptions, format_value, option_specs
+from ..options import Control, MultipassOptions, format_value, option_specs
 
-#: option names of the ui() components, in the order ui() returns them
-UI_FIELDS: tuple[str, ...] = (
-    "enabled",
-    "denoising_strength",
-    "mask_prompt",
-    "mask_negative",
-    "mask_invert",
-    "mask_dilate",
-    "mask_blur",
-    "mask_threshold",
-    "base_loras",
-    "person_steps",
-    "person_cfg",
-    "person_sampler",
-    "save_passes",
-    "controlnet",
-    "controlnet_model",
-    "controlnet_conditioning_scale",
-    "controlnet_start",
-    "controlnet_end",
-    "controlnet_pose_from_base",
-    "inpaint_faces",
-    "face_denoising_strength",
-    "face_swap",
-    "face_swap_images",
-    "mask_image",
-    "controlnet_image",
-)
-#: options with no control in the accordion (API dict, infotext, prompt flags and CLI only):
-#: rarely changed fine-tuning, server-side model paths, and modes the WebUI tab itself decides
-API_ONLY: tuple[str, ...] = (
-    "mask_speck", "mask_min_area", "input_image", "inpaint_padding", "person_seed", "hires_denoising_strength",
-    "face_crop_factor", "face_min_size", "face_max_faces", "face_swap_model", "face_recognition_model",
-    "face_swap_upscale", "face_swap_first", "controlnet_txt2img", "base_denoising_strength",
-)
+_SPECS = option_specs()
+
+
+def _control(name: str) -> Control:
+    control = _SPECS[name].control
+    if control is None:
+        raise KeyError(f"option {name!r} has no WebUI control")
+    return control
+
+
+#: option names of the ui() components, in the order ui() returns them (declaration order)
+UI_FIELDS: tuple[str, ...] = tuple(name for name, spec in _SPECS.items() if spec.control)
+#: options with no control in the accordion (API dict, infotext, prompt flags and CLI only)
+API_ONLY: tuple[str, ...] = tuple(name for name, spec in _SPECS.items() if not spec.control)
 #: options whose UI control is an upload (an image, or files): their values travel inline
-UPLOADS = ("face_swap_images", "mask_image", "controlnet_image")
-NONE_CHOICE = "None"  # what the UI's dropdowns show for "no ControlNet"
-SAME_SAMPLER = "Use same sampler"
+UPLOADS: tuple[str, ...] = tuple(name for name in UI_FIELDS if _control(name).widget in ("image", "files"))
 #: what a control shows for an option left unset ("as the main settings", "no ControlNet")
-UNSET_SHOWN_AS: dict[str, Any] = {"person_steps": 0, "person_cfg": 0, "person_sampler": SAME_SAMPLER,
-                                  "controlnet": NONE_CHOICE, "controlnet_model": NONE_CHOICE}
+UNSET_SHOWN_AS: dict[str, Any] = {name: _control(name).unset for name in UI_FIELDS if _control(name).unset is not None}
 
 #: infotext key that says a job ran with multipass (its value is the version)
 ENABLED_KEY = "Multipass"

@@ -10,8 +10,9 @@ from typing import Any
 
 from ..engines.webui_controlnet import external_code
 from ..faceswap import RECOGNIZER_FILE, SWAPPER_FILE
-from ..options import MultipassOptions, option_specs
-from .args import NONE_CHOICE, SAME_SAMPLER, UI_FIELDS, infotext_label, ui_value
+from ..options import Control, MultipassOptions, Spec, option_specs
+from .args import UI_FIELDS, infotext_label, ui_value
+from .preview import MASK_CONTROLS
 from .summary import summary_html
 
 
@@ -40,100 +41,109 @@ def controlnet_status(models: list[str]) -> str:
     return f"<small>{len(models)} ControlNet model(s) installed.</small>"
 
 
+TABS = ("Mask", "Person pass", "Faces", "ControlNet")
+
+
+def control_value(name: str, control: Control, defaults: MultipassOptions) -> Any:
+    """What a control starts at: its declared initial value, what it shows for unset, or the default."""
+    if control.initial is not None:
+        return control.initial
+    value = getattr(defaults, name)
+    return control.unset if value is None and control.unset is not None else ui_value(value)
+
+
+def make_control(gr: Any, name: str, spec: Spec, value: Any, elem_id: str, listings: dict[str, list[str]]) -> Any:
+    """The gradio widget of one option, from its declaration."""
+    control = spec.control
+    if control is None:
+        raise ValueError(f"option {name!r} has no control")
+    if control.widget == "checkbox":
+        return gr.Checkbox(value=bool(value), label=control.label, elem_id=elem_id)
+    if control.widget == "slider":
+        lo = min(spec.lo or 0, control.unset) if isinstance(control.unset, (int, float)) else spec.lo
+        hi = control.top if control.top is not None else spec.hi
+        return gr.Slider(lo, hi, value=value, step=control.step, label=control.label, elem_id=elem_id)
+    if control.widget == "text":
+        return gr.Textbox(value=value, label=control.label, lines=1, max_lines=1, elem_id=elem_id)
+    if control.widget == "dropdown":
+        offered = listings[control.listing] if control.listing else list(spec.choices)
+        return gr.Dropdown([control.unset, *offered], value=value, label=control.label, elem_id=elem_id)
+    if control.widget == "files":
+        return gr.File(label=control.label, file_count="multiple", file_types=["image"], elem_id=elem_id)
+    return gr.Image(label=control.label, type="pil", source="upload", image_mode="RGBA" if control.rgba else "RGB",
+                    elem_id=elem_id, height=160)
+
+
 def build_ui(script: Any, is_img2img: bool, preview_mask: Callable[..., Any] | None = None) -> tuple[list, list, list]:
-    """(components in UI_FIELDS order, infotext_fields, paste_field_names)."""
+    """(components in UI_FIELDS order, infotext_fields, paste_field_names).
+
+    Every option control comes from its declaration (`options.Control`: tab, row, widget);
+    written here are only the tabs' extras: the mask preview and the models' status lines."""
     import gradio as gr
     from modules import sd_samplers, shared
 
     tab = "img2img" if is_img2img else "txt2img"
     defaults = MultipassOptions()
     specs = option_specs()
-    samplers = [SAME_SAMPLER] + [s.name for s in sd_samplers.all_samplers]
     cn_models = controlnet_models()
+    listings = {"samplers": [s.name for s in sd_samplers.all_samplers], "controlnet_models": cn_models}
 
     def eid(name: str) -> str:
         return f"multipass_{tab}_{name}"
 
-    def slider(name: str, lo: float, hi: float, step: float, label: str, value: Any = None):
-        value = getattr(defaults, name) if value is None else value
-        return gr.Slider(lo, hi, value=value, step=step, label=label, elem_id=eid(name))
-
-    def text(name: str, label: str, **kwargs):
-        return gr.Textbox(value=ui_value(getattr(defaults, name)), label=label, lines=1, max_lines=1,
-                          elem_id=eid(name), **kwargs)
-
-    def check(name: str, label: str, value: bool | None = None):
-        return gr.Checkbox(value=bool(getattr(defaults, name)) if value is None else value, label=label,
-                           elem_id=eid(name))
-
     by_name: dict[str, Any] = {}
+
+    def controls(where: str, group: str = "") -> None:
+        """The declared controls of one tab (or one collapsed group of it), row by row."""
+        chosen = [(name, spec) for name, spec in specs.items()
+                  if spec.control and spec.control.tab == where and spec.control.group == group]
+        for row in sorted({spec.control.row for _, spec in chosen if spec.control}):
+            with gr.Row():
+                for name, spec in chosen:
+                    if spec.control and spec.control.row == row:
+                        value = control_value(name, spec.control, defaults)
+                        by_name[name] = make_control(gr, name, spec, value, eid(name), listings)
+
+    def groups(where: str) -> list[str]:
+        return list(dict.fromkeys(s.control.group for s in specs.values()
+                                  if s.control and s.control.tab == where and s.control.group))
+
+    preview: dict[str, Any] = {}
     with gr.Accordion("Multipass", open=False, elem_id=f"multipass_{tab}", elem_classes=["multipass"]):
-        with gr.Row():
-            by_name["enabled"] = check("enabled", "Enable multipass", value=False)
-            by_name["save_passes"] = check("save_passes", "Save intermediate passes")
-            by_name["base_loras"] = check("base_loras", "Keep base/common LoRAs in the base pass")
+        controls("")
         gr.HTML(value=summary_html(""), elem_id=eid("plan"), elem_classes=["multipass-plan-box"])
         with gr.Tabs(elem_id=eid("tabs")):
-            with gr.Tab("Mask", elem_id=eid("tab_mask")):
-                with gr.Row():
-                    by_name["mask_prompt"] = text("mask_prompt", "Mask prompt (what to in-paint; | between terms)")
-                    by_name["mask_negative"] = text("mask_negative", "Mask negative (left out, e.g. clothes)")
-                with gr.Row():
-                    by_name["mask_threshold"] = slider("mask_threshold", 0, 1, 0.01, "Threshold")
-                    by_name["mask_dilate"] = text("mask_dilate", "Dilate (px or % of the short side; - shrinks)")
-                    by_name["mask_blur"] = slider("mask_blur", 0, 64, 1, "Blur (feather, px)")
-                    by_name["mask_invert"] = check("mask_invert", "Invert")
-                with gr.Accordion("Mask image, and a preview of the mask", open=False, elem_id=eid("mask_more")):
-                    with gr.Row():
-                        by_name["mask_image"] = gr.Image(label="Mask image (instead of the mask prompt)", type="pil",
-                                                         source="upload", image_mode="RGBA", elem_id=eid("mask_image"),
-                                                         height=160)
-                        source = gr.Image(label="Preview on (blank: the last image made here)", type="pil",
-                                          source="upload", elem_id=eid("preview_source"), height=160)
-                        shown = gr.Image(label="Mask preview", interactive=False, elem_id=eid("preview_mask"),
-                                         height=160)
-                    with gr.Row():
-                        button = gr.Button("Preview mask", elem_id=eid("preview_button"), size="sm")
-                        note = gr.HTML(elem_id=eid("preview_note"))
-            with gr.Tab("Person pass", elem_id=eid("tab_person")):
-                with gr.Row():
-                    by_name["denoising_strength"] = slider("denoising_strength", 0, 1, 0.01, "Person denoise")
-                    by_name["person_steps"] = slider("person_steps", 0, 150, 1, "Steps (0: as the main steps)", 0)
-                    by_name["person_cfg"] = slider("person_cfg", 0, 30, 0.5, "CFG (0: as the main CFG)", 0)
-                    by_name["person_sampler"] = gr.Dropdown(samplers, value=SAME_SAMPLER, label="Sampler",
-                                                            elem_id=eid("person_sampler"))
-            with gr.Tab("Faces", elem_id=eid("tab_faces")):
-                with gr.Row():
-                    by_name["inpaint_faces"] = check("inpaint_faces", "Inpaint faces (each person's prompt and LoRA)")
-                    by_name["face_denoising_strength"] = slider("face_denoising_strength", 0, 1, 0.01, "Face denoise")
-                    by_name["face_swap"] = check("face_swap", "Face swap to the reference photos")
-                by_name["face_swap_images"] = gr.File(label="Face swap reference photos", file_count="multiple",
-                                                      file_types=["image"], elem_id=eid("face_swap_images"))
-                gr.HTML(value=face_models_status(shared.models_path), elem_id=eid("face_models"))
-            with gr.Tab("ControlNet", elem_id=eid("tab_controlnet"), visible=external_code() is not None):
-                with gr.Row():
-                    by_name["controlnet"] = gr.Dropdown([NONE_CHOICE, *specs["controlnet"].choices], value=NONE_CHOICE,
-                                                        label="Type (its preprocessor runs on the base image)",
-                                                        elem_id=eid("controlnet"))
-                    by_name["controlnet_model"] = gr.Dropdown([NONE_CHOICE, *cn_models], value=NONE_CHOICE,
-                                                              label="Model", elem_id=eid("controlnet_model"))
-                    by_name["controlnet_pose_from_base"] = check("controlnet_pose_from_base",
-                                                                 "Guide the person by the base image")
-                with gr.Row():
-                    by_name["controlnet_conditioning_scale"] = slider("controlnet_conditioning_scale", 0, 2, 0.05,
-                                                                      "Weight")
-                    by_name["controlnet_start"] = slider("controlnet_start", 0, 1, 0.01, "Guidance start")
-                    by_name["controlnet_end"] = slider("controlnet_end", 0, 1, 0.01, "Guidance end")
-                by_name["controlnet_image"] = gr.Image(label="Ready hint image (e.g. a pose skeleton)", type="pil",
-                                                       source="upload", elem_id=eid("controlnet_image"), height=160)
-                gr.HTML(value=controlnet_status(cn_models), elem_id=eid("controlnet_models"))
-    if preview_mask is not None:
-        inputs = [source, *(by_name[n] for n in ("mask_prompt", "mask_negative", "mask_threshold", "mask_dilate",
-                                                 "mask_blur", "mask_invert", "mask_image"))]
-        button.click(fn=lambda *values: preview_mask(tab, *values), inputs=inputs, outputs=[shown, note],
-                     show_progress=False)
+            for where in TABS:
+                visible = where != "ControlNet" or external_code() is not None
+                with gr.Tab(where, elem_id=eid(f"tab_{where.split()[0].lower()}"), visible=visible):
+                    controls(where)
+                    for group in groups(where):
+                        with gr.Accordion(group, open=False, elem_id=eid(f"{where.lower()}_more")):
+                            controls(where, group)
+                            if where == "Mask":
+                                preview = _mask_preview(gr, eid)
+                    if where == "Faces":
+                        gr.HTML(value=face_models_status(shared.models_path), elem_id=eid("face_models"))
+                    if where == "ControlNet":
+                        gr.HTML(value=controlnet_status(cn_models), elem_id=eid("controlnet_models"))
+    if preview_mask is not None and preview:
+        inputs = [preview["source"], *(by_name[n] for n in MASK_CONTROLS)]
+        preview["button"].click(fn=lambda *values: preview_mask(tab, *values), inputs=inputs,
+                                outputs=[preview["shown"], preview["note"]], show_progress=False)
     components = [by_name[name] for name in UI_FIELDS]
     # plain label strings: the WebUI matches them between tabs ("Send to img2img") and pastes
     # infotext under them, after `args.normalize_pasted` turned our keys into UI values
     labels = [infotext_label(name) for name in UI_FIELDS]
     return components, list(zip(components, labels)), labels
+
+
+def _mask_preview(gr: Any, eid: Callable[[str], str]) -> dict[str, Any]:
+    """The mask preview: an image to try the mask controls on, the mask shown, a button."""
+    with gr.Row():
+        source = gr.Image(label="Preview on (blank: the last image made here)", type="pil", source="upload",
+                          elem_id=eid("preview_source"), height=160)
+        shown = gr.Image(label="Mask preview", interactive=False, elem_id=eid("preview_mask"), height=160)
+    with gr.Row():
+        button = gr.Button("Preview mask", elem_id=eid("preview_button"), size="sm")
+        note = gr.HTML(elem_id=eid("preview_note"))
+    return {"source": source, "shown": shown, "button": button, "note": note}

@@ -4,9 +4,13 @@ components keep their constructor arguments and events; layout blocks are contex
 from __future__ import annotations
 
 
+_open: list[Block] = []  # the layout blocks entered and not yet left (gradio's Context.block)
+
+
 class Block:
     def __init__(self, *args, **kwargs):
         self.args, self.kwargs = args, kwargs
+        self.parent = _open[-1] if _open else None
         self.value = kwargs.get("value")
         self.label = kwargs.get("label")
         self.elem_id = kwargs.get("elem_id")
@@ -14,10 +18,18 @@ class Block:
         self.events: list[tuple] = []
 
     def __enter__(self):
+        _open.append(self)
         return self
 
     def __exit__(self, *exc):
+        _open.remove(self)
         return False
+
+    def ancestors(self):
+        block = self.parent
+        while block is not None:
+            yield block
+            block = block.parent
 
     def _event(self, name, **kwargs):
         self.events.append((name, kwargs))
