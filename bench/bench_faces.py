@@ -23,8 +23,8 @@ from skimage import data  # noqa: E402
 from timing import best  # noqa: E402
 
 from lib_multipass.engines.diffusers import DiffusersEngine, load_pipeline  # noqa: E402
-from lib_multipass.face_stage import face_request  # noqa: E402
-from lib_multipass.faces import MediaPipeFaceDetector, face_mask  # noqa: E402
+from lib_multipass.faces.detect import MediaPipeFaceDetector, face_mask  # noqa: E402
+from lib_multipass.faces.stage import face_request  # noqa: E402
 from lib_multipass.options import MultipassOptions  # noqa: E402
 from lib_multipass.plan import Generation, make_plan  # noqa: E402
 from lib_multipass.prompt import parse  # noqa: E402
@@ -64,7 +64,7 @@ def main() -> None:
     print(f"one txt2img step {one_step:.2f} s; face in-paint {inpaint:.2f} s = {inpaint / one_step:.2f} steps "
           f"(of which {steps} are diffusion steps)")
     if args.swap_model and args.recognition_model:
-        from lib_multipass.faceswap import FaceSwapper
+        from lib_multipass.faces.swap import FaceSwapper
 
         swapper = FaceSwapper(Path(args.swap_model), Path(args.recognition_model), detector)
         identity = swapper.identity([image])

@@ -20,10 +20,10 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from timing import best  # noqa: E402
 
-from lib_multipass import masking  # noqa: E402
+from lib_multipass.masks import masking  # noqa: E402
+from lib_multipass.masks.segmenters import ClipSegSegmenter, SelfieSegmenter  # noqa: E402
 from lib_multipass.options import MultipassOptions  # noqa: E402
 from lib_multipass.plan import mask_spec  # noqa: E402
-from lib_multipass.segmenters import ClipSegSegmenter, SelfieSegmenter  # noqa: E402
 from lib_multipass.tiny_models import write_tokenizer  # noqa: E402
 
 

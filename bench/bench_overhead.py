@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from lib_multipass.engines.diffusers import DiffusersEngine, load_pipeline, make_scheduler  # noqa: E402
+from lib_multipass.masks.segmenters import ClipSegSegmenter  # noqa: E402
 from lib_multipass.options import MultipassOptions  # noqa: E402
 from lib_multipass.plan import Generation, make_plan  # noqa: E402
 from lib_multipass.prompt import parse  # noqa: E402
 from lib_multipass.runner import run  # noqa: E402
-from lib_multipass.segmenters import ClipSegSegmenter  # noqa: E402
 from lib_multipass.tiny_models import LORA_NAME, build_pipeline, build_segmenter, write_lora  # noqa: E402
 
 PROMPT = f"a forest at dawn BREAK photo BREAK ohwx man <lora:{LORA_NAME}:1> --mask_threshold 0.5"

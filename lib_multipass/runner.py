@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from . import masking
 from .engines.base import ControlInput, Engine, GenerateRequest, InpaintRequest
 from .errors import MultipassError, PassInterrupted
-from .face_stage import run_faces
-from .faceswap import load_references
+from .faces.stage import run_faces
+from .faces.swap import load_references
 from .images import open_image
+from .masks import masking
 from .plan import ControlSpec, MaskSpec, Pass, Plan
 
 log = logging.getLogger(__name__)

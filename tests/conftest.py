@@ -16,7 +16,7 @@ def tiny(tmp_path_factory) -> TinyModels:
 def engine(tiny):
     """One engine for the session: loaded once, as the product does between jobs."""
     from lib_multipass.engines.diffusers import DiffusersEngine, load_pipeline
-    from lib_multipass.segmenters import ClipSegSegmenter
+    from lib_multipass.masks.segmenters import ClipSegSegmenter
 
     pipe = load_pipeline(str(tiny.checkpoint), device="cpu")
     return DiffusersEngine(pipe, tiny.lora_dir, ClipSegSegmenter(str(tiny.segmenter)))

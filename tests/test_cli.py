@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib_multipass.cli import main
-from lib_multipass.demo import DEMO_PROMPT
+from lib_multipass.standalone.cli import main
+from lib_multipass.standalone.demo import DEMO_PROMPT
 from lib_multipass.tiny_models import LORA_NAME
 
 ROOT = Path(__file__).resolve().parents[1]

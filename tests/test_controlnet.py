@@ -8,12 +8,12 @@ import pytest
 from PIL import Image, ImageDraw
 from skimage import data
 
-from lib_multipass.control_hints import canny_hint, make_hint, pose_keypoints
-from lib_multipass.crop import crop_box
+from lib_multipass.control.hints import canny_hint, make_hint, pose_keypoints
 from lib_multipass.engines.base import ControlInput, GenerateRequest
 from lib_multipass.engines.diffusers import crop_hint
 from lib_multipass.engines.recording import RecordingEngine
 from lib_multipass.errors import ModelNotFoundError, MultipassError, OptionsError
+from lib_multipass.masks.crop import crop_box
 from lib_multipass.options import MultipassOptions
 from lib_multipass.plan import Generation, make_plan
 from lib_multipass.prompt import parse

@@ -12,9 +12,9 @@ from skimage import data
 
 from lib_multipass.engines.recording import RecordingEngine
 from lib_multipass.errors import ModelNotFoundError, MultipassError
-from lib_multipass.face_stage import run_faces
-from lib_multipass.faces import Face, MediaPipeFaceDetector, face_mask
-from lib_multipass.faceswap import FaceSwapper, find_model
+from lib_multipass.faces.detect import Face, MediaPipeFaceDetector, face_mask
+from lib_multipass.faces.stage import run_faces
+from lib_multipass.faces.swap import FaceSwapper, find_model
 from lib_multipass.options import MultipassOptions
 from lib_multipass.plan import Generation, make_plan
 from lib_multipass.prompt import parse
@@ -140,7 +140,7 @@ def test_order_switch(tmp_path):
 
 
 def test_models_and_references_load_once_per_file(tmp_path, astronaut, monkeypatch):
-    from lib_multipass import faceswap
+    from lib_multipass.faces import swap as faceswap
 
     image, _ = astronaut
     image.save(tmp_path / "ref.png")

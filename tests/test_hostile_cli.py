@@ -9,7 +9,7 @@ import shutil
 import pytest
 from PIL import Image
 
-from lib_multipass.cli import main
+from lib_multipass.standalone.cli import main
 from lib_multipass.tiny_models import LORA_NAME
 
 PROMPT = f"a forest BREAK ohwx man <lora:{LORA_NAME}:1>"
@@ -142,8 +142,8 @@ def test_interrupt_in_the_person_pass_exits_130_and_names_the_partial_image(tiny
 def test_mask_report_keeps_every_warning():
     import numpy as np
 
-    from lib_multipass.mask_cli import compute_mask
     from lib_multipass.options import MultipassOptions
+    from lib_multipass.standalone.mask import compute_mask
 
     class OneBlob:
         def probabilities(self, image, terms):

@@ -44,7 +44,7 @@ def modules() -> dict[str, Path]:
 
 def host_side(name: str) -> bool:
     """The WebUI adapter: it alone may import the WebUI, gradio and FastAPI."""
-    return name.startswith(f"{PACKAGE}.webui") or name.startswith(f"{PACKAGE}.engines.webui")
+    return name.startswith(f"{PACKAGE}.webui")
 
 
 def test_only_the_webui_adapter_imports_the_webui():

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib_multipass import masking
-from lib_multipass.crop import crop_box, mask_box, paste
 from lib_multipass.errors import MultipassError
+from lib_multipass.masks import masking
+from lib_multipass.masks.crop import crop_box, mask_box, paste
 
 
 def disc(shape=(100, 120), centre=(50, 60), radius=20):

@@ -15,13 +15,13 @@ from photos import two_people
 from PIL import Image, ImageDraw
 from skimage import data
 
-from lib_multipass import masking
 from lib_multipass.engines.recording import RecordingEngine
+from lib_multipass.masks import masking
+from lib_multipass.masks.segmenters import SelfieSegmenter
 from lib_multipass.options import MultipassOptions
 from lib_multipass.plan import Generation, make_plan, mask_spec
 from lib_multipass.prompt import parse
 from lib_multipass.runner import run
-from lib_multipass.segmenters import SelfieSegmenter
 
 DATA = Path(__file__).parent / "data"
 SPEC = mask_spec(MultipassOptions(), None)  # the default op chain

@@ -173,7 +173,7 @@ def test_a_pass_stopped_midway_is_discarded_and_named(stop_during, kept, stopped
 
 
 def test_a_face_pass_stopped_midway_is_discarded():
-    from lib_multipass.faces import Face
+    from lib_multipass.faces.detect import Face
 
     engine = RecordingEngine({"person": two_people}, faces=[Face((6, 12, 18, 24), 0.9)], stop_during=2)
     result = run(plan_for("scene BREAK man", inpaint_faces=True, face_min_size=4), engine)

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from lib_multipass.errors import ModelNotFoundError, MultipassError
-from lib_multipass.segmenters import (
+from lib_multipass.masks.segmenters import (
     ClipSegSegmenter,
     FallbackSegmenter,
     SelfieSegmenter,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from lib_multipass.cli import build_parser
-from lib_multipass.cli_job import plan_from_args
 from lib_multipass.option_docs import json_schema, markdown_table
 from lib_multipass.options import MultipassOptions, option_specs
+from lib_multipass.standalone.cli import build_parser
+from lib_multipass.standalone.job import plan_from_args
 from lib_multipass.webui.args import API_ONLY, UI_FIELDS, UPLOADS, infotext_label
 from lib_multipass.webui.preview import MASK_CONTROLS
 from lib_multipass.webui.xyz import axes

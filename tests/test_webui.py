@@ -331,7 +331,7 @@ def test_person_pass_gets_the_multipass_unit_from_the_base_image():
 
 
 def test_controlnet_options_without_the_extension_are_rejected(monkeypatch):
-    from lib_multipass.engines import webui_controlnet
+    from lib_multipass.webui import controlnet as webui_controlnet
 
     monkeypatch.setattr(webui_controlnet, "MODULE_NAMES", ("no.such.module",))
     p, _, _, _ = job(PROMPT, args=({"enabled": True, "controlnet": "pose", "controlnet_pose_from_base": True},))
@@ -340,7 +340,7 @@ def test_controlnet_options_without_the_extension_are_rejected(monkeypatch):
 
 
 def test_api_rejects_controlnet_options_without_the_extension(monkeypatch):
-    from lib_multipass.engines import webui_controlnet
+    from lib_multipass.webui import controlnet as webui_controlnet
 
     body = {"prompt": PROMPT, "alwayson_scripts": {"multipass": {"args": [{
         "controlnet": "pose", "controlnet_model": "control_openpose", "controlnet_pose_from_base": True}]}}}

@@ -116,12 +116,12 @@ class OneFace:
     name = "one face"
 
     def detect(self, image):
-        from lib_multipass.faces import Face
+        from lib_multipass.faces.detect import Face
 
         return [Face((12, 16, 44, 48), 0.9)]
 
 
 def one_face(monkeypatch):
-    from lib_multipass.engines import webui as webui_engine
+    from lib_multipass.webui import engine as webui_engine
 
     monkeypatch.setattr(webui_engine, "webui_face_detector", lambda root: (OneFace(), ""))

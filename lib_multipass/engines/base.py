@@ -12,7 +12,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from ..faces import Face
+from ..faces.detect import Face
 from ..plan import Pass
 from ..prompt import LoraTag
 

@@ -33,14 +33,14 @@ from diffusers import (
 )
 from PIL import Image
 
-from ..control_hints import inpaint_condition, make_hint
-from ..crop import crop_box, paste
+from ..control.hints import inpaint_condition, make_hint
 from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
-from ..faces import Face, FaceDetector, make_face_detector
+from ..faces.detect import Face, FaceDetector, make_face_detector
 from ..lora_files import find_loras
+from ..masks.crop import crop_box, paste
+from ..masks.segmenters import Segmenter
 from ..prompt import LoraTag
 from ..samplers import canonical_sampler
-from ..segmenters import Segmenter
 from .base import ControlInput, GenerateRequest, InpaintRequest
 
 #: canonical sampler name -> (scheduler class, config overrides)

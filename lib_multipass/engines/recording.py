@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from ..crop import paste
 from ..errors import ModelNotFoundError, PassInterrupted
-from ..faces import Face
+from ..faces.detect import Face
+from ..masks.crop import paste
 from .base import GenerateRequest, InpaintRequest
 
 
@@ -58,7 +58,7 @@ class RecordingEngine:
         return Image.fromarray(paste(base, patch, (0, 0, width, height), request.alpha))
 
     def hint(self, kind: str, image: Image.Image) -> tuple[Image.Image, bool]:
-        from ..control_hints import make_hint
+        from ..control.hints import make_hint
 
         return make_hint(kind, image), True
 

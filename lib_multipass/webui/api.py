@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import MultipassError, OptionsError, PromptError
 from ..images import decode_image, encode_png
-from ..masking import gray_image
+from ..masks.masking import gray_image
 from ..options import MultipassOptions
 from ..plan import Generation, dry_run_view, make_plan
 from ..prompt import parse
@@ -49,7 +49,7 @@ MIN_MASK_SIDE = 8
 
 def mask_payload(body: Any, segmenter, max_persons: int) -> dict:
     """{"image": base64, "options": {mask_*...}, "persons"?} -> {"mask": base64 PNG, area, instances, ...}."""
-    from ..mask_cli import compute_mask
+    from ..standalone.mask import compute_mask
 
     body = _body(body)
     if "image" not in body:

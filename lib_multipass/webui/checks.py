@@ -39,7 +39,7 @@ def current_host() -> Host:
     """The running WebUI's samplers, ControlNet models and settings."""
     from modules import sd_samplers
 
-    from ..engines.webui_controlnet import external_code
+    from .controlnet import external_code
     from .settings import setting
 
     try:
@@ -97,7 +97,7 @@ def check_options(options: MultipassOptions, host: Host) -> MultipassOptions:
         changes["person_sampler"] = sampler  # the WebUI itself knows exact names only
     if options.controlnet is not None:
         if host.controlnet_models is None:
-            from ..engines.webui_controlnet import NEEDED
+            from .controlnet import NEEDED
 
             raise OptionsError(NEEDED, "controlnet")
         changes["controlnet_model"] = resolve_controlnet_model(options.controlnet_model, host)

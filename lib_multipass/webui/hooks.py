@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MultipassError
+from ..masks.segmenters import DEFAULT_CLIPSEG, ClipSegSegmenter, Segmenter
 from ..options import MultipassOptions
 from ..prompt import BREAK_RE, LORA_RE
-from ..segmenters import DEFAULT_CLIPSEG, ClipSegSegmenter, Segmenter
 from .args import options_from_args
 from .job import MultipassJob, reject
 from .settings import setting
@@ -32,7 +32,7 @@ def current_segmenter() -> Segmenter:
     """The shared segmenter with the Settings tab's weights, on the WebUI's device."""
     from modules import devices
 
-    from ..engines.webui import segmenter_source
+    from .engine import segmenter_source
 
     return shared_segmenter(segmenter_source(setting("multipass_segmenter") or None), str(devices.device))
 
@@ -47,8 +47,8 @@ def start_job(p, args: Sequence[Any]) -> MultipassJob | None:
     """The job for `p`, or None when multipass is off (or the job was rejected: nothing runs)."""
     from modules import images
 
-    from ..engines.webui import JobProgress, WebUIEngine
     from .checks import check_options, check_plans, current_host
+    from .engine import JobProgress, WebUIEngine
 
     try:
         options = options_from_args(args)
@@ -95,7 +95,7 @@ def with_settings(options: MultipassOptions) -> MultipassOptions:
     if options.face_swap:
         from modules import shared
 
-        from ..faceswap import RECOGNIZER_FILE, SWAPPER_FILE
+        from ..faces.swap import RECOGNIZER_FILE, SWAPPER_FILE
 
         root = Path(shared.models_path) / "insightface"
         for name, file in (("face_swap_model", SWAPPER_FILE), ("face_recognition_model", RECOGNIZER_FILE)):

@@ -20,7 +20,7 @@ from PIL import Image
 from .. import __version__
 from ..engines.base import Engine
 from ..errors import MultipassError
-from ..masking import gray_image
+from ..masks.masking import gray_image
 from ..options import MultipassOptions
 from ..plan import Generation, Plan, make_plan
 from ..prompt import with_tags
@@ -36,7 +36,7 @@ INTERRUPTED_KEY = "Multipass interrupted"  # the pass that was stopped midway (a
 
 
 class Progress(Protocol):
-    """The WebUI's progress bar for the whole job (engines/webui.JobProgress)."""
+    """The WebUI's progress bar for the whole job (webui/engine.JobProgress)."""
 
     reserved: int
 

@@ -18,8 +18,8 @@ MASK_CONTROLS = ("mask_prompt", "mask_negative", "mask_threshold", "mask_dilate"
 def preview_mask(last_images: dict[str, Image.Image], segmenter_for: Any, tab: str, source: Image.Image | None,
                  *values: Any) -> tuple[Image.Image | None, str]:
     """(overlay image, note). `segmenter_for()` gives the WebUI's shared segmenter."""
-    from .. import masking
-    from ..mask_cli import compute_mask, overlay
+    from ..masks import masking
+    from ..standalone.mask import compute_mask, overlay
 
     image = source if source is not None else last_images.get(tab)
     if image is None:

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..engines.webui_controlnet import external_code
-from ..faceswap import RECOGNIZER_FILE, SWAPPER_FILE
+from ..faces.swap import RECOGNIZER_FILE, SWAPPER_FILE
 from ..options import Control, MultipassOptions, Spec, option_specs
 from .args import UI_FIELDS, infotext_label, ui_value
+from .controlnet import external_code
 from .preview import MASK_CONTROLS
 from .summary import summary_html
 

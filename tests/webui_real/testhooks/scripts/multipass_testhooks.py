@@ -3,8 +3,8 @@ after the extension): random-weight images hold no face, so the WebUI's face det
 replaced by one that finds a face in the middle of every image. That lets the suite check
 the face pass itself on the real WebUI (its nested pass, its paste)."""
 
-from lib_multipass.engines import webui as engine
-from lib_multipass.faces import Face
+from lib_multipass.faces.detect import Face
+from lib_multipass.webui import engine
 
 
 class CentreFace:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from .options import Spec, number_text, option_specs
+from ..options import Spec, number_text, option_specs
 
 _METAVAR = {"int": "N", "float": "X", "length": "PX|N%", "str": "TEXT", "image": "FILE", "terms": "TERM"}
 

@@ -13,12 +13,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli_job import EXIT_USAGE, add_job_arguments, plan_from_args, prepare_out, run_job
-from .errors import MultipassError
-from .mask_cli import add_parser as add_mask_parser
-from .options import MultipassOptions
-from .plan import Generation, dry_run_view, make_plan
-from .prompt import parse
+from ..errors import MultipassError
+from ..options import MultipassOptions
+from ..plan import Generation, dry_run_view, make_plan
+from ..prompt import parse
+from .job import EXIT_USAGE, add_job_arguments, plan_from_args, prepare_out, run_job
+from .mask import add_parser as add_mask_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,10 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def command_run(args: argparse.Namespace) -> int:
     _, plan = plan_from_args(args)
-    from .engines.diffusers import HUB_ID, DiffusersEngine, default_device, load_pipeline
-    from .lora_files import find_loras
-    from .runner import all_lora_names
-    from .segmenters import make_segmenter
+    from ..engines.diffusers import HUB_ID, DiffusersEngine, default_device, load_pipeline
+    from ..lora_files import find_loras
+    from ..masks.segmenters import make_segmenter
+    from ..runner import all_lora_names
 
     # everything that can fail does so before the checkpoint loads: LoRA files, output folder,
     # segmenter weights and what the mask prompt asks of it
@@ -102,12 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return command_run(args)
         if args.command == "options":
-            from .option_docs import json_schema, markdown_table
+            from ..option_docs import json_schema, markdown_table
 
             print(json.dumps(json_schema(), indent=2) if args.json else markdown_table(), end="\n" if args.json else "")
             return 0
         if args.command == "mask":
-            from .mask_cli import command_mask
+            from .mask import command_mask
 
             command_mask(args)
             return 0

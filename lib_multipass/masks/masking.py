@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .images import open_image
-from .plan import MaskSpec
+from ..images import open_image
+from ..plan import MaskSpec
 
 Segment = Callable[[Image.Image, Sequence[str]], np.ndarray]  # (image, terms) -> probability map
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .errors import ModelNotFoundError, MultipassError
+from ..errors import ModelNotFoundError, MultipassError
 
 KINDS = ("pose", "canny", "depth", "lineart", "tile", "inpaint")
 

@@ -21,14 +21,14 @@ import numpy as np
 from modules import paths, processing, shared
 from PIL import Image
 
-from ..crop import paste
+from ..engines.base import GenerateRequest, InpaintRequest
 from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
-from ..faces import Face, FaceDetector, InsightFaceDetector, make_face_detector
+from ..faces.detect import Face, FaceDetector, InsightFaceDetector, make_face_detector
+from ..masks.crop import paste
+from ..masks.segmenters import Segmenter
 from ..prompt import with_tags
-from ..segmenters import Segmenter
-from ..webui.settings import DEFAULT_WHITELIST
-from .base import GenerateRequest, InpaintRequest
-from .webui_controlnet import controlnet_for_nested
+from .controlnet import controlnet_for_nested
+from .settings import DEFAULT_WHITELIST
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .errors import ModelNotFoundError
+from ..errors import ModelNotFoundError
 
 
 @dataclass(frozen=True)

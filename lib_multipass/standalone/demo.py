@@ -38,10 +38,10 @@ def overview(base: Image.Image, alpha: np.ndarray, final: Image.Image) -> Image.
 
 
 def run_demo(out: Path, cache: Path) -> int:
-    from .cli_job import add_job_arguments, plan_from_args, run_job
-    from .engines.diffusers import DiffusersEngine, load_pipeline
-    from .segmenters import ClipSegSegmenter
-    from .tiny_models import build_tiny_models
+    from ..engines.diffusers import DiffusersEngine, load_pipeline
+    from ..masks.segmenters import ClipSegSegmenter
+    from ..tiny_models import build_tiny_models
+    from .job import add_job_arguments, plan_from_args, run_job
 
     print(f"building tiny random models in {cache} (once)", file=sys.stderr)
     models = build_tiny_models(cache)

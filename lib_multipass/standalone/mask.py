@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import masking
-from .crop import mask_box
-from .errors import MultipassError
-from .images import open_image
-from .option_flags import add_option_flags, flag_values
-from .options import MultipassOptions, option_specs
-from .plan import mask_spec
+from ..errors import MultipassError
+from ..images import open_image
+from ..masks import masking
+from ..masks.crop import mask_box
+from ..options import MultipassOptions, option_specs
+from ..plan import mask_spec
+from .flags import add_option_flags, flag_values
 
 MAX_PERSONS = 16
 #: the mask options this command takes as flags (the mask prompt is --prompt; no mask image)
@@ -75,7 +75,7 @@ def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, perso
 
 
 def command_mask(args: argparse.Namespace) -> dict:
-    from .segmenters import make_segmenter
+    from ..masks.segmenters import make_segmenter
 
     options = MultipassOptions.from_dict({"mask_prompt": args.prompt, **flag_values(args, MASK_FLAGS)})
     if not 1 <= args.persons <= MAX_PERSONS:

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..engines.base import ControlInput
 from ..errors import MultipassError
-from .base import ControlInput
 
 #: the ControlNet extension's preprocessor for each multipass ControlNet type
 PREPROCESSORS = {"pose": "openpose_full", "canny": "canny", "depth": "depth_midas", "lineart": "lineart_realistic",

@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .errors import ModelNotFoundError, MultipassError
-from .faces import Face, FaceDetector, five_points, select_faces
-from .images import is_inline, open_image
+from ..errors import ModelNotFoundError, MultipassError
+from ..images import is_inline, open_image
+from .detect import Face, FaceDetector, five_points, select_faces
 
 #: what face swap needs beyond the WebUI's own packages (install.py does not add it for everyone;
 #: onnx moves the WebUI's protobuf pin from 3.20.0 to 3.20.x, harmless but reinstalled at start)

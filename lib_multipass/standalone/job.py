@@ -15,14 +15,14 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from .errors import MultipassError
-from .infotext import generation_params, infotext
-from .masking import gray_image
-from .option_flags import add_option_flags, flag_values
-from .options import MultipassOptions
-from .plan import Generation, Plan, make_plan
-from .prompt import Job, parse
-from .samplers import canonical_sampler
+from ..errors import MultipassError
+from ..infotext import generation_params, infotext
+from ..masks.masking import gray_image
+from ..options import MultipassOptions
+from ..plan import Generation, Plan, make_plan
+from ..prompt import Job, parse
+from ..samplers import canonical_sampler
+from .flags import add_option_flags, flag_values
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -118,7 +118,7 @@ class Outputs:
 
 
 def run_job(args: argparse.Namespace, plan: Plan, engine: Any, model: str) -> int:
-    from .runner import run
+    from ..runner import run
 
     params = generation_params(plan, model)
     outputs = Outputs(args.out, infotext(args.prompt, args.negative, params))
