@@ -23,8 +23,8 @@ from skimage import data  # noqa: E402
 from timing import best  # noqa: E402
 
 from lib_multipass.engines.diffusers import DiffusersEngine, load_pipeline  # noqa: E402
+from lib_multipass.face_passes import face_request  # noqa: E402
 from lib_multipass.faces.detect import MediaPipeFaceDetector, face_mask  # noqa: E402
-from lib_multipass.faces.stage import face_request  # noqa: E402
 from lib_multipass.options import MultipassOptions  # noqa: E402
 from lib_multipass.plan import Generation, make_plan  # noqa: E402
 from lib_multipass.prompt import parse  # noqa: E402

@@ -16,7 +16,7 @@ from PIL import Image
 
 from .engines.base import ControlInput, Engine, GenerateRequest, InpaintRequest
 from .errors import MultipassError, PassInterrupted
-from .faces.stage import run_faces
+from .face_passes import run_faces
 from .faces.swap import load_references
 from .images import open_image
 from .masks import masking

@@ -9,8 +9,8 @@ from PIL import Image
 from skimage import data
 
 from lib_multipass.engines.recording import RecordingEngine
+from lib_multipass.face_passes import face_request
 from lib_multipass.faces.detect import Face, MediaPipeFaceDetector, assign_faces, ellipse_mask, face_mask, select_faces
-from lib_multipass.faces.stage import face_request
 from lib_multipass.options import MultipassOptions
 from lib_multipass.plan import Generation, make_plan
 from lib_multipass.prompt import parse

@@ -12,8 +12,8 @@ from skimage import data
 
 from lib_multipass.engines.recording import RecordingEngine
 from lib_multipass.errors import ModelNotFoundError, MultipassError
+from lib_multipass.face_passes import run_faces
 from lib_multipass.faces.detect import Face, MediaPipeFaceDetector, face_mask
-from lib_multipass.faces.stage import run_faces
 from lib_multipass.faces.swap import FaceSwapper, find_model
 from lib_multipass.options import MultipassOptions
 from lib_multipass.plan import Generation, make_plan

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..engines.base import Engine, GenerateRequest, InpaintRequest
-from ..errors import MultipassError, PassInterrupted
-from ..masks import masking
-from ..plan import FaceSpec, Pass, Plan
-from .detect import Face, assign_faces, face_mask, select_faces
-from .swap import RECOGNIZER_FILE, SWAPPER_FILE, FaceSwapper, find_model, load_references
+from .engines.base import Engine, GenerateRequest, InpaintRequest
+from .errors import MultipassError, PassInterrupted
+from .faces.detect import Face, assign_faces, face_mask, select_faces
+from .faces.swap import RECOGNIZER_FILE, SWAPPER_FILE, FaceSwapper, find_model, load_references
+from .masks import masking
+from .plan import FaceSpec, Pass, Plan
 
 
 def face_request(p: Pass, image: Image.Image, face: Face, number: int) -> InpaintRequest:
