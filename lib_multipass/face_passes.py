@@ -46,7 +46,7 @@ def load_swapper(p: Pass, spec: FaceSpec, engine: Engine, warnings: list[str],
     try:
         return FaceSwapper(find_model(SWAPPER_FILE, spec.swap_model, dirs),
                            find_model(RECOGNIZER_FILE, spec.recognition_model, dirs), EngineDetector(engine),
-                           spec.swap_upscale)
+                           spec.swap_upscale, engine.models)
     except MultipassError as err:
         warnings.append(f"face swap for {p.name} skipped: {err}")
         return None
@@ -55,7 +55,7 @@ def load_swapper(p: Pass, spec: FaceSpec, engine: Engine, warnings: list[str],
 def _swap(p: Pass, spec: FaceSpec, swapper: FaceSwapper, image: Image.Image, faces: list[Face],
           warnings: list[str]) -> Image.Image:
     try:
-        identity = swapper.identity(load_references(spec.swap_images))
+        identity = swapper.identity(load_references(spec.swap_images, swapper.models))
         for face in faces:
             image = swapper.swap(image, face, identity, face_mask(image, face))
     except MultipassError as err:

@@ -67,7 +67,7 @@ def run(
     input_image = open_image(options.input_image, "input image").convert("RGB") if options.input_image else None
     hint_file = open_image(options.controlnet_image, "control image") if options.controlnet_image else None
     if options.face_swap:
-        load_references(options.face_swap_images)  # unreadable or missing reference photos fail here
+        load_references(options.face_swap_images, engine.models)  # unreadable or missing reference photos fail here
     hints = Hints(engine, input_image, hint_file)
     base_image = base if base is not None else input_image if plan.base.kind == "input" else None
     size = base_image.size if base_image is not None else (plan.generation.width, plan.generation.height)

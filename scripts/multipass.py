@@ -13,7 +13,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:  # the WebUI puts an extension on sys.path only while importing its scripts
     sys.path.insert(0, _ROOT)
 
-from lib_multipass.webui import api, hooks, settings, xyz  # noqa: E402
+from lib_multipass.webui import api, hooks, models, settings, xyz  # noqa: E402
 from lib_multipass.webui.args import normalize_pasted  # noqa: E402
 
 
@@ -62,3 +62,4 @@ script_callbacks.on_infotext_pasted(normalize_pasted)
 xyz.add_axes()
 script_callbacks.on_before_ui(xyz.add_axes)
 script_callbacks.on_app_started(api.add_routes)
+script_callbacks.on_script_unloaded(models.MODELS.clear)  # Reload UI: the models go with this code

@@ -15,6 +15,7 @@ from lib_multipass.errors import ModelNotFoundError, MultipassError
 from lib_multipass.face_passes import run_faces
 from lib_multipass.faces.detect import Face, MediaPipeFaceDetector, face_mask
 from lib_multipass.faces.swap import FaceSwapper, find_model
+from lib_multipass.model_cache import ModelCache
 from lib_multipass.options import MultipassOptions
 from lib_multipass.plan import Generation, make_plan
 from lib_multipass.prompt import parse
@@ -149,11 +150,35 @@ def test_models_and_references_load_once_per_file(tmp_path, astronaut, monkeypat
     real_session, real_open = faceswap._session, faceswap.open_image
     monkeypatch.setattr(faceswap, "_session", lambda path: sessions.append(path) or real_session(path))
     monkeypatch.setattr(faceswap, "open_image", lambda *a: reads.append(a[0]) or real_open(*a))
-    for _ in range(3):  # three jobs, each with its own engine and detector
-        swapper = FaceSwapper(swap, recognize, MediaPipeFaceDetector())
-        faceswap.load_references([str(tmp_path)])
-        swapper.identity(faceswap.load_references([str(tmp_path / "ref.png")]))
+    models = ModelCache()  # an engine's: it lives as long as the engine
+    for _ in range(3):  # three jobs on one engine, each with its own swapper and detector
+        swapper = FaceSwapper(swap, recognize, MediaPipeFaceDetector(), models=models)
+        faceswap.load_references([str(tmp_path)], models)
+        swapper.identity(faceswap.load_references([str(tmp_path / "ref.png")], models))
     assert len(sessions) == 2 and len(reads) == 1
     Image.new("RGB", (32, 32)).save(tmp_path / "ref.png")  # a changed file is read again
-    faceswap.load_references([str(tmp_path / "ref.png")])
+    faceswap.load_references([str(tmp_path / "ref.png")], models)
     assert len(reads) == 2
+    FaceSwapper(swap, recognize, MediaPipeFaceDetector(), models=ModelCache())  # a new engine loads its own
+    assert len(sessions) == 4
+
+
+def test_model_cache_keeps_the_recent_and_one_of_a_kind():
+    loads: list[str] = []
+    cache = ModelCache(capacity=2)
+
+    def load(name):
+        return lambda: loads.append(name) or name
+
+    assert cache.get(("a", 1), load("a1")) == "a1" and cache.get(("a", 1), load("again")) == "a1"
+    cache.get(("b", 1), load("b1"))
+    cache.get(("a", 1), load("again"))  # a1 is now the most recent
+    cache.get(("c", 1), load("c1"))  # b1, the least recent, goes
+    assert len(cache) == 2 and cache.get(("b", 1), load("b1 anew")) == "b1 anew"
+    cache.get(("a", 2), load("a2"), one_of_kind=True)  # a setting changed: a1 goes
+    assert cache.get(("a", 1), load("a1 anew")) == "a1 anew"
+    with pytest.raises(RuntimeError):
+        cache.get(("d", 1), lambda: (_ for _ in ()).throw(RuntimeError("broken file")))
+    assert ("d", 1) not in cache._items  # a failed load is not kept
+    cache.clear()
+    assert len(cache) == 0

@@ -16,6 +16,7 @@ from webui_support import PROMPT, SCRIPT, base_calls, clean, job, nested_calls, 
 from modules import processing, script_callbacks, shared
 
 from lib_multipass.webui.args import UI_FIELDS, infotext_label, normalize_pasted, options_from_args
+from lib_multipass.webui.hooks import shared_segmenter  # the real one: the `clean` fixture replaces it
 
 
 def passes_of(processed, index=0):
@@ -283,3 +284,19 @@ def test_batch_4x4_with_mixed_outcomes_keeps_every_image_independent(monkeypatch
         assert tuple(final[2, 62]) == base and tuple(final[32, 20]) != base  # outside kept, person painted
     for index in (5, 9):
         assert (np.asarray(processed.images[index]) == processing.colour("a forest, photo", 100 + index)).all()
+
+
+def test_models_live_as_long_as_the_extension():
+    """One segmenter for every job and both tabs; a changed setting drops the old weights; the
+    WebUI's "Reload UI" (script_unloaded) empties the extension's models."""
+    from lib_multipass.webui.models import MODELS
+
+    MODELS.clear()
+    first = shared_segmenter("models/clipseg", "cpu")
+    assert shared_segmenter("models/clipseg", "cpu") is first and len(MODELS) == 1
+    other = shared_segmenter("other/clipseg", "cpu")
+    assert other is not first and len(MODELS) == 1
+    assert MODELS.clear in script_callbacks.callbacks["script_unloaded"]
+    for callback in script_callbacks.callbacks["script_unloaded"]:
+        callback()
+    assert len(MODELS) == 0

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ..faces.detect import Face
+from ..model_cache import ModelCache
 from ..plan import Pass
 from ..prompt import LoraTag
 
@@ -62,6 +63,9 @@ class InpaintRequest:
 
 
 class Engine(Protocol):
+    #: models kept between this engine's jobs (face swap sessions, reference photos)
+    models: ModelCache
+
     def check_loras(self, names: Sequence[str]) -> None:
         """Raise `ModelNotFoundError` (listing what exists) for a LoRA that cannot be found."""
 

@@ -39,6 +39,7 @@ from ..faces.detect import Face, FaceDetector, make_face_detector
 from ..lora_files import find_loras
 from ..masks.crop import crop_box, paste
 from ..masks.segmenters import Segmenter
+from ..model_cache import ModelCache
 from ..prompt import LoraTag
 from ..samplers import canonical_sampler
 from .base import ControlInput, GenerateRequest, InpaintRequest
@@ -153,6 +154,7 @@ class DiffusersEngine:
         self._pipes: dict[tuple[str, bool, str | None], Any] = {("txt2img", False, None): pipe}
         self._controlnets: dict[str, ControlNetModel] = {}
         self._stop = False
+        self.models = ModelCache()  # face swap's sessions and references, for this engine's lifetime
 
     # -- Engine protocol --------------------------------------------------------------------
 

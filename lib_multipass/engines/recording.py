@@ -15,6 +15,7 @@ from PIL import Image
 from ..errors import ModelNotFoundError, PassInterrupted
 from ..faces.detect import Face
 from ..masks.crop import paste
+from ..model_cache import ModelCache
 from .base import GenerateRequest, InpaintRequest
 
 
@@ -32,6 +33,7 @@ class RecordingEngine:
     stop_during: int | None = None  # the user stops in-paint number N (1-based) midway
     faces: list[Face] = field(default_factory=list)  # what detect_faces finds
     requests: list[object] = field(default_factory=list)
+    models: ModelCache = field(default_factory=ModelCache)
 
     def check_loras(self, names: Sequence[str]) -> None:
         missing = [name for name in names if name not in self.loras]

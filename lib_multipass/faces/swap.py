@@ -21,6 +21,7 @@ from PIL import Image
 
 from ..errors import ModelNotFoundError, MultipassError
 from ..images import is_inline, open_image
+from ..model_cache import ModelCache, file_stamp
 from .detect import Face, FaceDetector, five_points, select_faces
 
 #: what face swap needs beyond the WebUI's own packages (install.py does not add it for everyone;
@@ -123,29 +124,15 @@ def match_colour(swapped: np.ndarray, original: np.ndarray, mask: np.ndarray) ->
     return cv2.cvtColor(np.clip(src, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB).astype(np.float32)
 
 
-def _stamp(path: Path) -> tuple[str, int, int]:
-    """A file's identity for caches: replacing the file loads it again."""
-    stat = path.stat()
-    return str(path.resolve()), stat.st_mtime_ns, stat.st_size
-
-
-@functools.lru_cache(maxsize=2)
-def _load_swapper(stamp: tuple[str, int, int]) -> Swapper:
-    return Swapper(Path(stamp[0]))
-
-
-@functools.lru_cache(maxsize=2)
-def _load_recognizer(stamp: tuple[str, int, int]) -> Recognizer:
-    return Recognizer(Path(stamp[0]))
-
-
 class FaceSwapper:
     """Swaps faces to one identity (the mean embedding of the reference photos). Cheap to make:
-    the ONNX sessions behind it are loaded once per model file and process."""
+    the ONNX sessions behind it are kept in `models` (the engine's), once per model file."""
 
-    def __init__(self, swapper: Path, recognizer: Path, detector: FaceDetector, upscale: bool = False):
-        self.swapper = _load_swapper(_stamp(Path(swapper)))
-        self.recognizer = _load_recognizer(_stamp(Path(recognizer)))
+    def __init__(self, swapper: Path, recognizer: Path, detector: FaceDetector, upscale: bool = False,
+                 models: ModelCache | None = None):
+        self.models = models = ModelCache() if models is None else models
+        self.swapper = models.get(("swapper", file_stamp(swapper)), lambda: Swapper(Path(swapper)))
+        self.recognizer = models.get(("recognizer", file_stamp(recognizer)), lambda: Recognizer(Path(recognizer)))
         self.detector = detector
         self.upscale = upscale
 
@@ -205,25 +192,25 @@ def reference_sources(sources: Sequence[str]) -> list[str]:
     return found
 
 
-def load_references(sources: Sequence[str]) -> list[Image.Image]:
-    """Reference photos (see `reference_sources`), each read once while it is unchanged."""
+def load_references(sources: Sequence[str], models: ModelCache | None = None) -> list[Image.Image]:
+    """Reference photos (see `reference_sources`), each read once into `models` while unchanged."""
+    models = ModelCache() if models is None else models
     images = []
     for source in reference_sources(sources):
         key = ("inline", hash(source), len(source)) if is_inline(source) else _reference_stamp(source)
-        images.append(_read_reference(key, source))
+        images.append(models.get(("reference", key), functools.partial(_read_reference, source)))
     return images
 
 
 def _reference_stamp(source: str) -> tuple[str, int, int]:
     try:
-        return _stamp(Path(source))
+        return file_stamp(source)
     except OSError:
         open_image(source, "face swap reference")  # names the missing or unreadable file
         raise
 
 
-@functools.lru_cache(maxsize=16)
-def _read_reference(key: tuple, source: str) -> Image.Image:
+def _read_reference(source: str) -> Image.Image:
     image = open_image(source, "face swap reference").convert("RGB")
     image.thumbnail((REFERENCE_SIDE, REFERENCE_SIDE), Image.Resampling.LANCZOS)
     return image

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from ..masks.crop import paste
 from ..masks.segmenters import Segmenter
 from ..prompt import with_tags
 from .controlnet import controlnet_for_nested
+from .models import MODELS
 from .settings import DEFAULT_WHITELIST
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,7 @@ class WebUIEngine:
         self.whitelist = whitelist
         self.progress = progress or JobProgress()
         self.used: dict[str, str] = {}  # which segmenter and face detector ran, for the infotext
+        self.models = MODELS  # face swap's sessions and references, kept for the WebUI's lifetime
 
     def check_loras(self, names: Sequence[str]) -> None:
         known = available_loras()
@@ -209,11 +210,15 @@ class WebUIEngine:
         return bool(state.interrupted or state.skipped or getattr(state, "stopping_generation", False))
 
 
-@functools.lru_cache(maxsize=1)
 def webui_face_detector(insightface_root: str) -> tuple[FaceDetector, str]:
     """(detector, why it is the fallback): insightface's detector (5 landmarks, which face swap
     needs) when it and buffalo_l are installed; otherwise OpenCV's cascade (mediapipe cannot
-    run beside the WebUI's protobuf)."""
+    run beside the WebUI's protobuf). Loaded once into the extension's models."""
+    return MODELS.get(("face detector", insightface_root), lambda: _load_face_detector(insightface_root),
+                      one_of_kind=True)
+
+
+def _load_face_detector(insightface_root: str) -> tuple[FaceDetector, str]:
     try:
         return InsightFaceDetector(insightface_root), ""
     except ModelNotFoundError as err:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,18 +13,20 @@ from ..options import MultipassOptions
 from ..prompt import BREAK_RE, LORA_RE
 from .args import options_from_args
 from .job import MultipassJob, reject
+from .models import MODELS
 from .settings import setting
 
 log = logging.getLogger(__name__)
 WEBUI_CLIPSEG_HINT = (f"put {DEFAULT_CLIPSEG} (config.json, model.safetensors, the tokenizer files) in "
                       "models/clipseg, or name its folder in Settings > Multipass, or give a mask image")
 
-@functools.lru_cache(maxsize=1)
+
 def shared_segmenter(source: str | None, device: str) -> Segmenter:
     """One segmenter for both tabs, loaded on first use and kept between jobs. CLIPSeg only:
     the offline fallback (mediapipe) cannot run beside the WebUI's protobuf, so missing
     weights are said as such, with where they go."""
-    return ClipSegSegmenter(source or DEFAULT_CLIPSEG, device, missing_hint=WEBUI_CLIPSEG_HINT)
+    return MODELS.get(("segmenter", source, device), one_of_kind=True,
+                      load=lambda: ClipSegSegmenter(source or DEFAULT_CLIPSEG, device, missing_hint=WEBUI_CLIPSEG_HINT))
 
 
 def current_segmenter() -> Segmenter:

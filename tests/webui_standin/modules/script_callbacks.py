@@ -1,7 +1,7 @@
 """modules/script_callbacks.py: registration functions keep (name, callback); tests call them."""
 
 callbacks: dict[str, list] = {"app_started": [], "ui_settings": [], "before_ui": [], "infotext_pasted": [],
-                              "after_component": []}
+                              "after_component": [], "script_unloaded": []}
 
 
 def _add(kind, callback, name=None):
@@ -26,3 +26,7 @@ def on_infotext_pasted(callback, *, name=None):
 
 def on_after_component(callback, *, name=None):
     _add("after_component", callback, name)
+
+
+def on_script_unloaded(callback, *, name=None):
+    _add("script_unloaded", callback, name)
