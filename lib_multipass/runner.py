@@ -25,7 +25,6 @@ from .plan import ControlSpec, MaskSpec, Pass, Plan
 log = logging.getLogger(__name__)
 
 ImageCallback = Callable[[str, Image.Image], None]
-ProgressCallback = Callable[[str], None]
 
 
 @dataclass
@@ -55,7 +54,6 @@ def run(
     plan: Plan,
     engine: Engine,
     on_image: ImageCallback | None = None,
-    on_progress: ProgressCallback | None = None,
     base: Image.Image | None = None,
 ) -> RunResult:
     """Run every pass of `plan`; `base`: a base image the host made already (the WebUI).
@@ -78,7 +76,6 @@ def run(
         result.warnings.extend(user_mask[1])
     if options.hires_denoising_strength is not None:
         result.warnings.append("the harmonizing pass (hires_denoising_strength) is not built yet: ignored")
-    say = on_progress or (lambda message: log.info(message))
 
     def keep(name: str, image: Image.Image) -> None:
         result.images[name] = image
@@ -90,10 +87,10 @@ def run(
         result.interrupted = True
         return result
     if base_image is not None:
-        say(f"[1/{total}] base: given image ({base_image.width}x{base_image.height})")
+        log.info(f"[1/{total}] base: given image ({base_image.width}x{base_image.height})")
         keep("base", base_image)
     else:
-        say(f"[1/{total}] {plan.base.kind} pass: {_describe(plan.base)}")
+        log.info(f"[1/{total}] {plan.base.kind} pass: {_describe(plan.base)}")
         started = time.perf_counter()
         request = GenerateRequest.from_pass(plan.base, base_control)
         try:
@@ -104,11 +101,11 @@ def run(
         except PassInterrupted as err:
             _stopped(result, err.named("base"))
             return result
-        say(f"[1/{total}] base pass done in {time.perf_counter() - started:.1f}s")
+        log.info(f"[1/{total}] base pass done in {time.perf_counter() - started:.1f}s")
     if len(plan.passes) == 1:
         return result
     try:
-        masks = _run_persons(plan, engine, result, keep, say, user_mask[0] if user_mask else None, hints)
+        masks = _run_persons(plan, engine, result, keep, user_mask[0] if user_mask else None, hints)
 
         def keep_face(name: str, image: Image.Image, alpha: np.ndarray | None) -> None:
             if alpha is not None:
@@ -130,7 +127,7 @@ def run(
 
 
 def _run_persons(
-    plan: Plan, engine: Engine, result: RunResult, keep: ImageCallback, say: ProgressCallback,
+    plan: Plan, engine: Engine, result: RunResult, keep: ImageCallback,
     user_mask: np.ndarray | None, hints: Hints,
 ) -> list[np.ndarray | None]:
     """The person passes; returns each person's mask (None where skipped), for the faces."""
@@ -156,7 +153,7 @@ def _run_persons(
             result.warnings.append(f"{p.name} skipped: denoise 0 keeps the image as it is")
             continue
         result.alphas[p.name] = pass_mask.alpha
-        say(f"[{step}/{total}] {p.name} pass: {_describe(p)}, mask {masking.area(pass_mask.mask):.1%}")
+        log.info(f"[{step}/{total}] {p.name} pass: {_describe(p)}, mask {masking.area(pass_mask.mask):.1%}")
         started = time.perf_counter()
         request = InpaintRequest(
             GenerateRequest.from_pass(p, hints.control(p.control, current.size)), current, pass_mask.mask,
@@ -168,7 +165,7 @@ def _run_persons(
         except PassInterrupted as err:
             raise err.named(p.name) from None
         keep(p.name, current)
-        say(f"[{step}/{total}] {p.name} pass done in {time.perf_counter() - started:.1f}s")
+        log.info(f"[{step}/{total}] {p.name} pass done in {time.perf_counter() - started:.1f}s")
     return [m.mask if m is not None else None for m in masks]
 
 

@@ -66,11 +66,15 @@ def run_args(tiny, out, prompt, *extra):
             "--sampler", "euler", "--out", str(out), *extra]
 
 
-def test_run_writes_every_file(tiny, tmp_path):
+def test_run_writes_every_file(tiny, tmp_path, capsys):
     out = tmp_path / "out"
     prompt = f"a forest BREAK photo BREAK ohwx man <lora:{LORA_NAME}:1> --mask_threshold 0.6 --mask_dilate 0"
     code = main(run_args(tiny, out, prompt, "--options", '{"mask_min_area": 0}'))
     assert code == 0
+    err = capsys.readouterr().err  # progress, from the runner's logger, in order
+    lines = [line for line in err.splitlines() if line.startswith(("[", "loading", "wrote"))]
+    assert lines[0].startswith("loading") and lines[1].startswith("[1/2] base pass:")
+    assert lines[-2].startswith("[2/2] person_1 pass done") and lines[-1].startswith("wrote base.png")
     assert sorted(p.name for p in out.iterdir()) == [
         "base.png", "final.png", "infotext.txt", "mask.png", "person_1.png", "plan.json"]
     mask = np.asarray(Image.open(out / "mask.png"))

@@ -20,6 +20,8 @@ from ..prompt import parse
 from .job import EXIT_USAGE, add_job_arguments, plan_from_args, prepare_out, run_job
 from .mask import add_parser as add_mask_parser
 
+log = logging.getLogger(__name__)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lib_multipass", description=__doc__.splitlines()[0])
@@ -70,7 +72,7 @@ def command_run(args: argparse.Namespace) -> int:
     segmenter = make_segmenter(args.segmenter, device=device)
     if plan.persons and not plan.options.mask_image:
         segmenter.prepare(plan.options.mask_prompt + plan.options.mask_negative)
-    print(f"loading {args.checkpoint}", file=sys.stderr)
+    log.info("loading %s", args.checkpoint)
     pipe = load_pipeline(args.checkpoint, args.config, device)
     engine = DiffusersEngine(pipe, args.lora_dir, segmenter)
     return run_job(args, plan, engine, Path(args.checkpoint).stem)
@@ -87,11 +89,31 @@ def _quiet_libraries() -> None:
     transformers_logging.disable_progress_bar()
 
 
+class _Plain(logging.Formatter):
+    """Progress as it is; warnings and errors say what they are."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"{record.levelname.lower()}: " if record.levelno >= logging.WARNING else ""
+        return prefix + record.getMessage()
+
+
+def log_to_stderr() -> None:
+    """The one path of progress, warnings and errors: the `lib_multipass` loggers, to stderr
+    (inside the WebUI the same records reach its console, warnings and up)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Plain())
+    ours = logging.getLogger("lib_multipass")
+    ours.handlers[:] = [handler]
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")  # the libraries' own
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "parse":
         _quiet_libraries()
-        logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    log_to_stderr()
     try:
         if args.command == "parse":
             job = parse(args.prompt, args.negative)
@@ -115,5 +137,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(args.out, args.cache)
     except MultipassError as err:
-        print(f"error: {err}", file=sys.stderr)
+        log.error("%s", err)
         return EXIT_USAGE

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ DEMO_PROMPT = (
     "BREAK ohwx man wearing hiking clothes and shoes <lora:ohwx_man:1.0> --mask_dilate 8"
 )
 DEMO_NEGATIVE = "blurry, lowres"
+log = logging.getLogger(__name__)
 NOTICE = """\
 The images are noise: the demo's models have random weights (built in seconds, no download).
 The passes, masks, LoRA switching and paste-back are the real ones. On a real checkpoint:
@@ -43,7 +44,7 @@ def run_demo(out: Path, cache: Path) -> int:
     from ..tiny_models import build_tiny_models
     from .job import add_job_arguments, plan_from_args, run_job
 
-    print(f"building tiny random models in {cache} (once)", file=sys.stderr)
+    log.info("building tiny random models in %s (once)", cache)
     models = build_tiny_models(cache)
     parser = argparse.ArgumentParser()
     add_job_arguments(parser)
@@ -57,5 +58,5 @@ def run_demo(out: Path, cache: Path) -> int:
     base, final = Image.open(out / "base.png"), Image.open(out / "final.png")
     alpha = np.asarray(Image.open(out / "mask.png"), np.float32) / 255.0
     overview(base, alpha, final).save(out / "overview.png")
-    print(NOTICE, file=sys.stderr)
+    log.info("%s", NOTICE)
     return code

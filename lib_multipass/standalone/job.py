@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from ..samplers import canonical_sampler
 from .flags import add_option_flags, flag_values
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+log = logging.getLogger(__name__)
 
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
@@ -124,7 +125,7 @@ def run_job(args: argparse.Namespace, plan: Plan, engine: Any, model: str) -> in
     outputs = Outputs(args.out, infotext(args.prompt, args.negative, params))
     previous = signal.signal(signal.SIGINT, lambda *_: engine.interrupt())
     try:
-        result = run(plan, engine, on_image=outputs.image, on_progress=lambda m: print(m, file=sys.stderr))
+        result = run(plan, engine, on_image=outputs.image)
     finally:
         signal.signal(signal.SIGINT, previous)
     extra = {"Multipass warnings": "; ".join(result.warnings) or None,
@@ -134,8 +135,8 @@ def run_job(args: argparse.Namespace, plan: Plan, engine: Any, model: str) -> in
         outputs.image(f"{result.interrupted_pass}-interrupted", result.partial)
     outputs.finish(plan, result)
     for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    print(f"wrote {', '.join(outputs.written) or 'nothing'} to {args.out}", file=sys.stderr)
+        log.warning("%s", warning)
+    log.info("wrote %s to %s", ", ".join(outputs.written) or "nothing", args.out)
     if result.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if result.error else 0
