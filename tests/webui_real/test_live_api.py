@@ -57,6 +57,15 @@ def test_mask_route_and_parse_route_answer(sd1):
     assert sd1.post("/multipass/v1/parse", {"prompt": ["a", "b"]}).status_code == 422
 
 
+def test_options_route_is_the_schema_of_the_options_dict(sd1):
+    from lib_multipass.options import MultipassOptions, option_specs
+
+    schema = sd1.get("/multipass/v1/options").json()
+    assert list(schema["properties"]) == list(option_specs())
+    defaults = {name: item["default"] for name, item in schema["properties"].items()}
+    assert MultipassOptions.from_dict(defaults) == MultipassOptions()
+
+
 def test_inline_mask_image_is_used_and_not_written_out(sd1):
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (8, 8, 40, 56))
