@@ -87,6 +87,37 @@ def test_lora_loaded_once_and_switched(tiny, half_mask, monkeypatch):
     assert len(loads) == 1 and fresh.adapters == {LORA_NAME: f"mp_{LORA_NAME}"}
 
 
+def test_lora_switch_gives_pefts_own_result_without_walking_the_model(tiny, monkeypatch):
+    """Base (no LoRA) -> person (LoRA at 0.7) -> base -> person: each image equals the one made
+    with diffusers' own set_adapters/disable_lora, and our passes never call those (they walk
+    every module of the UNet and text encoder)."""
+    import dataclasses
+
+    from lib_multipass.prompt import LoraTag
+
+    pipe = load_pipeline(str(tiny.checkpoint), device="cpu")
+    fresh = DiffusersEngine(pipe, tiny.lora_dir)
+    plain = GenerateRequest("ohwx man", "", (), 5, 3, 7.0, "euler", 64, 64)
+    person = dataclasses.replace(plain, loras=(LoraTag(LORA_NAME, 0.7),))
+    walks = []
+    for name in ("set_adapters", "disable_lora", "enable_lora"):
+        monkeypatch.setattr(pipe, name, lambda *a, _o=getattr(pipe, name), _n=name, **k: walks.append(_n) or _o(*a, **k))
+    ours = [pixels(fresh.txt2img(r)) for r in (plain, person, plain, person)]
+    assert walks == [] and fresh.loras.layers
+    assert np.array_equal(ours[0], ours[2]) and np.array_equal(ours[1], ours[3]) and not np.array_equal(ours[0], ours[1])
+
+    def pefts_own(loras):
+        if loras:
+            pipe.enable_lora()
+            pipe.set_adapters([f"mp_{LORA_NAME}"], adapter_weights=[sum(lora.weight for lora in loras)])
+        else:
+            pipe.disable_lora()
+
+    monkeypatch.setattr(fresh, "use_loras", pefts_own)
+    theirs = [pixels(fresh.txt2img(r)) for r in (plain, person, plain)]
+    assert all(np.array_equal(a, b) for a, b in zip(theirs, ours))
+
+
 def test_passes_share_one_set_of_components(engine):
     inpaint = engine.inpaint_pipe
     for name in ("unet", "vae", "text_encoder", "tokenizer"):

@@ -43,6 +43,7 @@ from ..model_cache import ModelCache
 from ..prompt import LoraTag
 from ..samplers import canonical_sampler
 from .base import ControlInput, GenerateRequest, InpaintRequest
+from .lora_switch import LoraSwitch
 
 #: canonical sampler name -> (scheduler class, config overrides)
 SCHEDULERS: dict[str, tuple[type, dict[str, Any]]] = {
@@ -150,6 +151,7 @@ class DiffusersEngine:
         self.lora_dir = lora_dir
         self.segmenter = segmenter
         self.adapters: dict[str, str] = {}  # LoRA name -> loaded adapter name
+        self.loras = LoraSwitch()  # the LoRA layers, and which adapters they run now
         self._scheduler_config = self.pipe.scheduler.config
         self._pipes: dict[tuple[str, bool, str | None], Any] = {("txt2img", False, None): pipe}
         self._controlnets: dict[str, ControlNetModel] = {}
@@ -257,18 +259,17 @@ class DiffusersEngine:
         for lora in loras:
             weights[lora.name] = weights.get(lora.name, 0.0) + lora.weight
         files = find_loras(self.lora_dir, list(weights))
+        loaded = False
         for name, path in files.items():
             if name not in self.adapters:
                 adapter = _adapter_name(name)
                 self.pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter)
                 self.adapters[name] = adapter
-        if not self.adapters:
-            return
-        if weights:
-            self.pipe.enable_lora()
-            self.pipe.set_adapters([self.adapters[n] for n in weights], adapter_weights=list(weights.values()))
-        else:
-            self.pipe.disable_lora()
+                loaded = True
+        if loaded:
+            self.loras.find_layers(self.pipe.unet, self.pipe.text_encoder)
+        if self.adapters:
+            self.loras.apply({self.adapters[name]: weight for name, weight in weights.items()})
 
     def _call(self, pipeline, request: GenerateRequest, **kwargs: Any) -> Image.Image:
         sampler = canonical_sampler(request.sampler)
