@@ -28,6 +28,7 @@ REFUSED = [
     ((), {"prompt": "a BREAK b --mask_prompt person--mask_dilate 4"}, "stuck to the word before it"),
     ((), {"prompt": PROMPT, "extra": ("--controlnet", "pose")}, "nothing to guide it"),
     ((), {"prompt": "a BREAK a car --mask_prompt car", "extra": ("--segmenter", "selfie")}, "people only"),
+    ((), {"prompt": PROMPT, "extra": ("--fast", "--device", "cpu")}, "--fast needs a CUDA device"),
 ]
 
 

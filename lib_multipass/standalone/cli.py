@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--segmenter", default=None, help="CLIPSeg folder or hub id (default CIDAS/clipseg-rd64-refined), "
                    "or 'selfie' for the offline person segmenter")
     r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    r.add_argument("--fast", action="store_true", help="CUDA: compiled UNet, channels-last (the first pass of each "
+                   "size and LoRA state compiles, about a minute)")
     add_job_arguments(r)
     r.add_argument("--out", required=True, type=Path, help="output folder")
 
@@ -69,12 +71,16 @@ def command_run(args: argparse.Namespace) -> int:
                              "lllyasviel/control_v11p_sd15_openpose)")
     prepare_out(args.out)
     device = args.device or default_device()
+    if args.fast and not device.startswith("cuda"):
+        raise MultipassError("--fast needs a CUDA device (compiling on the CPU takes longer than it saves)")
     segmenter = make_segmenter(args.segmenter, device=device)
     if plan.persons and not plan.options.mask_image:
         segmenter.prepare(plan.options.mask_prompt + plan.options.mask_negative)
     log.info("loading %s", args.checkpoint)
     pipe = load_pipeline(args.checkpoint, args.config, device)
     engine = DiffusersEngine(pipe, args.lora_dir, segmenter)
+    if args.fast:
+        engine.enable_fast_path()
     return run_job(args, plan, engine, Path(args.checkpoint).stem)
 
 
