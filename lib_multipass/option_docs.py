@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .options import MultipassOptions, Spec, format_value, number_text, option_specs, to_json
+from .options import MultipassOptions, Spec, cli_names, format_value, option_specs, range_text, to_json
 
 _JSON_TYPES = {"bool": "boolean", "int": "integer", "float": "number", "str": "string", "image": "string",
                "choice": "string", "length": ["integer", "string"], "terms": ["array", "string"]}
@@ -16,8 +16,8 @@ def value_text(spec: Spec) -> str:
     """What a value may be, in a few words."""
     if spec.choices:
         return ", ".join(spec.choices)
-    if spec.lo is not None and spec.hi is not None:
-        return f"{number_text(spec.lo)}..{number_text(spec.hi)}"
+    if range_text(spec):
+        return range_text(spec)
     return {"bool": "true/false", "length": "px, or % of the short side", "terms": "terms, \\| between",
             "image": "file or base64", "str": "text"}.get(spec.kind, spec.kind)
 
@@ -28,7 +28,8 @@ def surfaces(name: str, spec: Spec) -> str:
     if spec.flag:
         where.append(f"prompt `--{name}`")
     if spec.cli:
-        where.append(f"CLI `--{name.replace('_', '-')}`" + (f" (`--{spec.cli_alias}`)" if spec.cli_alias else ""))
+        flag, *alias = cli_names(name, spec)
+        where.append(f"CLI `{flag}`" + "".join(f" (`{a}`)" for a in alias))
     if spec.control:
         where.append(f"UI {spec.control.tab or 'top row'}")
     if spec.axis:

@@ -86,7 +86,6 @@ class Control:
     step: float = 1.0
     top: float | None = None
     unset: Any = None
-    initial: Any = None  # what the control starts at, when not the option's default
     listing: Literal["", "samplers", "controlnet_models"] = ""
     group: str = ""
     rgba: bool = False  # an image upload that keeps its alpha (a mask)
@@ -127,7 +126,7 @@ class MultipassOptions:
     args (API clients that send the UI's list rely on it): add a new option at the end."""
 
     enabled: bool = _opt(True, "bool", "Multipass enabled", "run the multipass passes", axis="Enable", cli=False,
-                         control=_ui("", "Enable multipass", "checkbox", initial=False))
+                         control=_ui("", "Enable multipass", "checkbox"))  # off in a new tab, as in a pasted plain job
     denoising_strength: float = _opt(
         0.75, "float", "Multipass denoise", "strength of the person pass", lo=0, hi=1, flag=True, axis="Person denoise",
         control=_ui("Person pass", "Person denoise", "slider", step=0.01))
@@ -326,6 +325,16 @@ def convert(name: str, value: Any) -> Any:
 def number_text(x: float) -> str:
     """A bound as people write it: 4294967295, not 4.29497e+09; 0.5 stays 0.5."""
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def range_text(spec: Spec) -> str:
+    """`0..1` for a bounded number, else empty."""
+    return f"{number_text(spec.lo)}..{number_text(spec.hi)}" if spec.lo is not None and spec.hi is not None else ""
+
+
+def cli_names(name: str, spec: Spec) -> list[str]:
+    """An option's CLI flag as --help and README show it: dashes, then an older alias."""
+    return [f"--{name.replace('_', '-')}"] + ([f"--{spec.cli_alias}"] if spec.cli_alias else [])
 
 
 def _describe_range(spec: Spec) -> str:

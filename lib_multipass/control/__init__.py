@@ -1,1 +1,1 @@
-"""control"""
+"""ControlNet hints made from photos."""

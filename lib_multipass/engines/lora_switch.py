@@ -19,18 +19,17 @@ class LoraSwitch:
         self.state: tuple[tuple[str, float], ...] | None = None  # None: not known (set it anew)
 
     def find_layers(self, *models: Any) -> None:
-        """After a LoRA file is loaded: its layers join the list, and the state is set anew."""
+        """After a LoRA file is loaded: the LoRA layers found anew, and the state set anew."""
         from peft.tuners.tuners_utils import BaseTunerLayer
 
         self.layers = [m for model in models for m in model.modules() if isinstance(m, BaseTunerLayer)]
         self.state = None
 
-    def apply(self, weights: Mapping[str, float]) -> bool:
-        """Run exactly the adapters in `weights` (adapter -> weight; empty: none). True when
-        anything changed."""
+    def apply(self, weights: Mapping[str, float]) -> None:
+        """Run exactly the adapters in `weights` (adapter -> weight; empty: none)."""
         state = tuple(weights.items())
         if state == self.state:
-            return False
+            return
         names = list(weights)
         for layer in self.layers:
             if not names:
@@ -42,4 +41,3 @@ class LoraSwitch:
                 layer.set_scale(name, weights[name])
             layer._disable_adapters = False  # enable_adapters(True) would make them trainable again
         self.state = state
-        return True

@@ -1,1 +1,1 @@
-"""faces"""
+"""Faces: detection (and which person a face belongs to) and face swap."""

@@ -1,1 +1,1 @@
-"""masks"""
+"""Masks: segmenters, mask operations and the in-paint crop."""

@@ -1,1 +1,1 @@
-"""standalone"""
+"""`python -m lib_multipass`: the run, mask, parse and options commands, and the demo."""

@@ -13,19 +13,18 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from ..options import Spec, number_text, option_specs
+from ..options import Spec, cli_names, option_specs, range_text
 
 _METAVAR = {"int": "N", "float": "X", "length": "PX|N%", "str": "TEXT", "image": "FILE", "terms": "TERM"}
 
 
-def cli_names(name: str, spec: Spec) -> list[str]:
-    """The flag's shown spellings: dashes, and an older alias."""
-    return [f"--{name.replace('_', '-')}"] + ([f"--{spec.cli_alias}"] if spec.cli_alias else [])
-
-
 def _help(spec: Spec) -> str:
-    bounds = f" ({number_text(spec.lo)}..{number_text(spec.hi)})" if spec.lo is not None and spec.hi is not None else ""
+    bounds = f" ({range_text(spec)})" if range_text(spec) else ""
     return f"{spec.help}{bounds}".replace("%", "%%")  # argparse formats help with %
+
+
+def _cli_options(names: Iterable[str] | None) -> list[str]:
+    return list(names) if names is not None else [name for name, spec in option_specs().items() if spec.cli]
 
 
 def add_option_flags(parser: argparse.ArgumentParser, names: Iterable[str] | None = None) -> None:
@@ -35,7 +34,7 @@ def add_option_flags(parser: argparse.ArgumentParser, names: Iterable[str] | Non
     # `--mask-dilate -20%` is a value, not a flag (argparse knows only plain negative numbers)
     parser._negative_number_matcher = re.compile(r"^-\d+(\.\d+)?%?$")
     group = parser.add_argument_group("multipass options (also in --options JSON; a flag wins)")
-    for name in names if names is not None else [n for n, s in specs.items() if s.cli]:
+    for name in _cli_options(names):
         spec = specs[name]
         kwargs: dict[str, Any] = {"dest": name}
         if spec.kind == "bool":
@@ -53,7 +52,7 @@ def flag_values(args: argparse.Namespace, names: Iterable[str] | None = None) ->
     """{option: raw value} of the flags given (left-out flags are absent), for `from_dict`."""
     specs = option_specs()
     values: dict[str, Any] = {}
-    for name in names if names is not None else [n for n, s in specs.items() if s.cli]:
+    for name in _cli_options(names):
         value = getattr(args, name, None)
         if value is None:
             continue

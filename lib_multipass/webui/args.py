@@ -13,24 +13,15 @@ from typing import Any
 from ..images import encode_png
 from ..options import Control, MultipassOptions, format_value, option_specs
 
-_SPECS = option_specs()
-
-
-def _control(name: str) -> Control:
-    control = _SPECS[name].control
-    if control is None:
-        raise KeyError(f"option {name!r} has no WebUI control")
-    return control
-
-
-#: option names of the ui() components, in the order ui() returns them (declaration order)
-UI_FIELDS: tuple[str, ...] = tuple(name for name, spec in _SPECS.items() if spec.control)
+#: the WebUI control of each option that has one, in the order ui() returns them (declaration order)
+CONTROLS: dict[str, Control] = {name: spec.control for name, spec in option_specs().items() if spec.control}
+UI_FIELDS: tuple[str, ...] = tuple(CONTROLS)
 #: options with no control in the accordion (API dict, infotext, prompt flags and CLI only)
-API_ONLY: tuple[str, ...] = tuple(name for name, spec in _SPECS.items() if not spec.control)
+API_ONLY: tuple[str, ...] = tuple(name for name in option_specs() if name not in CONTROLS)
 #: options whose UI control is an upload (an image, or files): their values travel inline
-UPLOADS: tuple[str, ...] = tuple(name for name in UI_FIELDS if _control(name).widget in ("image", "files"))
+UPLOADS: tuple[str, ...] = tuple(name for name, control in CONTROLS.items() if control.widget in ("image", "files"))
 #: what a control shows for an option left unset ("as the main settings", "no ControlNet")
-UNSET_SHOWN_AS: dict[str, Any] = {name: _control(name).unset for name in UI_FIELDS if _control(name).unset is not None}
+UNSET_SHOWN_AS: dict[str, Any] = {name: control.unset for name, control in CONTROLS.items() if control.unset is not None}
 
 #: infotext key that says a job ran with multipass (its value is the version)
 ENABLED_KEY = "Multipass"

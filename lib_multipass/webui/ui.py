@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..faces.swap import RECOGNIZER_FILE, SWAPPER_FILE
-from ..options import Control, MultipassOptions, Spec, option_specs
-from .args import UI_FIELDS, infotext_label, ui_value
+from ..options import Control, Spec, option_specs
+from .args import CONTROLS, UI_FIELDS, infotext_label, ui_paste_value
 from .controlnet import external_code
 from .preview import MASK_CONTROLS
 from .summary import summary_html
@@ -44,19 +44,9 @@ def controlnet_status(models: list[str]) -> str:
 TABS = ("Mask", "Person pass", "Faces", "ControlNet")
 
 
-def control_value(name: str, control: Control, defaults: MultipassOptions) -> Any:
-    """What a control starts at: its declared initial value, what it shows for unset, or the default."""
-    if control.initial is not None:
-        return control.initial
-    value = getattr(defaults, name)
-    return control.unset if value is None and control.unset is not None else ui_value(value)
-
-
-def make_control(gr: Any, name: str, spec: Spec, value: Any, elem_id: str, listings: dict[str, list[str]]) -> Any:
+def make_control(gr: Any, spec: Spec, control: Control, value: Any, elem_id: str,
+                 listings: dict[str, list[str]]) -> Any:
     """The gradio widget of one option, from its declaration."""
-    control = spec.control
-    if control is None:
-        raise ValueError(f"option {name!r} has no control")
     if control.widget == "checkbox":
         return gr.Checkbox(value=bool(value), label=control.label, elem_id=elem_id)
     if control.widget == "slider":
@@ -83,7 +73,6 @@ def build_ui(script: Any, is_img2img: bool, preview_mask: Callable[..., Any] | N
     from modules import sd_samplers, shared
 
     tab = "img2img" if is_img2img else "txt2img"
-    defaults = MultipassOptions()
     specs = option_specs()
     cn_models = controlnet_models()
     listings = {"samplers": [s.name for s in sd_samplers.all_samplers], "controlnet_models": cn_models}
@@ -94,19 +83,18 @@ def build_ui(script: Any, is_img2img: bool, preview_mask: Callable[..., Any] | N
     by_name: dict[str, Any] = {}
 
     def controls(where: str, group: str = "") -> None:
-        """The declared controls of one tab (or one collapsed group of it), row by row."""
-        chosen = [(name, spec) for name, spec in specs.items()
-                  if spec.control and spec.control.tab == where and spec.control.group == group]
-        for row in sorted({spec.control.row for _, spec in chosen if spec.control}):
+        """The declared controls of one tab (or one collapsed group of it), row by row; each
+        starts at what pasting a plain job's infotext gives (the defaults, multipass off)."""
+        chosen = {name: c for name, c in CONTROLS.items() if c.tab == where and c.group == group}
+        for row in sorted({c.row for c in chosen.values()}):
             with gr.Row():
-                for name, spec in chosen:
-                    if spec.control and spec.control.row == row:
-                        value = control_value(name, spec.control, defaults)
-                        by_name[name] = make_control(gr, name, spec, value, eid(name), listings)
+                for name, control in chosen.items():
+                    if control.row == row:
+                        by_name[name] = make_control(gr, specs[name], control, ui_paste_value(name, {}), eid(name),
+                                                     listings)
 
     def groups(where: str) -> list[str]:
-        return list(dict.fromkeys(s.control.group for s in specs.values()
-                                  if s.control and s.control.tab == where and s.control.group))
+        return list(dict.fromkeys(c.group for c in CONTROLS.values() if c.tab == where and c.group))
 
     preview: dict[str, Any] = {}
     with gr.Accordion("Multipass", open=False, elem_id=f"multipass_{tab}", elem_classes=["multipass"]):
