@@ -69,10 +69,10 @@ def command_run(args: argparse.Namespace) -> int:
     if plan.options.controlnet and model and not Path(model).exists() and not HUB_ID.fullmatch(model):
         raise MultipassError(f"--controlnet-model {model!r}: no such file or folder (nor a hub id like "
                              "lllyasviel/control_v11p_sd15_openpose)")
-    prepare_out(args.out)
     device = args.device or default_device()
     if args.fast and not device.startswith("cuda"):
         raise MultipassError("--fast needs a CUDA device (compiling on the CPU takes longer than it saves)")
+    prepare_out(args.out)
     segmenter = make_segmenter(args.segmenter, device=device)
     if plan.persons and not plan.options.mask_image:
         segmenter.prepare(plan.options.mask_prompt + plan.options.mask_negative)
@@ -117,7 +117,7 @@ def log_to_stderr() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command != "parse":
+    if args.command in ("run", "mask", "demo"):  # the commands that load models
         _quiet_libraries()
     log_to_stderr()
     try:
