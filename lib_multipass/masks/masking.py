@@ -169,6 +169,20 @@ def segment_subjects(segment: Segment, image: Image.Image, spec: MaskSpec) -> tu
     return prob, subject_mask(prob, negative, spec)
 
 
+@dataclass(frozen=True)
+class Subjects:
+    """What the mask prompt found: the probability map, all subjects, and each one."""
+
+    prob: np.ndarray
+    mask: np.ndarray
+    instances: list[np.ndarray]
+
+
+def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec) -> Subjects:
+    prob, mask = segment_subjects(segment, image, spec)
+    return Subjects(prob, mask, split_instances(mask))
+
+
 def pass_mask(subjects: np.ndarray, spec: MaskSpec, instances: list[np.ndarray] | None = None) -> np.ndarray | None:
     """Pick the pass's instance, then dilate and invert; None when that subject is absent.
 
