@@ -61,7 +61,7 @@ def face_found(face: tuple[int, int, int, int], found: list[tuple[int, int, int,
 
 def measure(scene: Scene, spec, segmenter, detector) -> dict:
     started = time.perf_counter()
-    subjects = masking.find_subjects(segmenter.probabilities, scene.image, spec)
+    subjects = masking.find_subjects(segmenter.probabilities, scene.image, spec, detector.detect)
     seconds = time.perf_counter() - started
     started = time.perf_counter()
     faces = [f.box for f in detector.detect(scene.image)]

@@ -16,7 +16,10 @@ import numpy as np
 from PIL import Image
 
 from ..images import open_image
+from ..faces.detect import Face
 from ..plan import MaskSpec
+from . import people
+from .segmenters import PERSON_TERMS
 
 Segment = Callable[[Image.Image, Sequence[str]], np.ndarray]  # (image, terms) -> probability map
 
@@ -178,9 +181,23 @@ class Subjects:
     instances: list[np.ndarray]
 
 
-def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec) -> Subjects:
-    prob, mask = segment_subjects(segment, image, spec)
-    return Subjects(prob, mask, split_instances(mask))
+def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
+                  detect_faces: Callable[[Image.Image], list[Face]] | None = None) -> Subjects:
+    """The subjects of `spec`'s mask prompt minus its negative, each one apart.
+
+    People (person terms, with a face detector) are found first and segmented one by one
+    (masks/people.py); other prompts are segmented on the whole image and split into parts.
+    """
+    if detect_faces is None or not all(term.lower() in PERSON_TERMS for term in spec.prompt):
+        prob, mask = segment_subjects(segment, image, spec)
+        return Subjects(prob, mask, split_instances(mask))
+    found = people.find_people(lambda im: segment(im, spec.prompt), image, detect_faces(image), spec.speck,
+                               spec.threshold)
+    negative = segment(image, spec.negative) if spec.negative else None
+    instances = [mask for mask in (subject_mask(p.prob, negative, spec) for p in found) if mask.any()]
+    prob = np.max([p.prob for p in found], axis=0) if found else np.zeros((image.height, image.width), np.float32)
+    mask = np.any(instances, axis=0) if instances else np.zeros(prob.shape, bool)
+    return Subjects(prob, mask, instances)
 
 
 def pass_mask(subjects: np.ndarray, spec: MaskSpec, instances: list[np.ndarray] | None = None) -> np.ndarray | None:

@@ -44,7 +44,7 @@ class Segmenter(Protocol):
 def square_views(width: int, height: int) -> list[tuple[int, int, int]]:
     """(x, y, side) squares covering the image: one letter-box, or tiles along the long side."""
     short, long = min(width, height), max(width, height)
-    if long <= short * MAX_LETTERBOX_ASPECT:
+    if long == short:
         return [(0, 0, long)]
     count = math.ceil(long / short) + 1  # overlapping, so no subject is cut at a tile edge only
     starts = [round(i * (long - short) / (count - 1)) for i in range(count)]
