@@ -71,8 +71,9 @@ def measure(scene: Scene, spec, segmenter, detector) -> dict:
     return {
         "iou": iou(subjects.mask, truth), "flood": flooding(subjects.mask, truth), "flooded": flooded(subjects.mask, truth),
         "count": len(instances), "people": len(scene.people), "order": order_right(instances, scene.people),
+        "instance_iou": float(np.mean([max((iou(a, b) for a in instances), default=0.0) for b in scene.people])),
         "faces": [(face[3] - face[1], face_found(face, faces)) for face in scene.faces],
-        "seconds": seconds, "face_seconds": face_seconds, "mask": subjects.mask,
+        "seconds": seconds, "face_seconds": face_seconds, "mask": subjects.mask, "instances": instances,
     }
 
 
@@ -88,13 +89,14 @@ def report(rows: list[tuple[Scene, dict]]) -> None:
         else:
             groups[f"group {c['group']}"].append(row)
     print(f"{'category':<24}{'n':>4}{'mean IoU':>10}{'worst':>8}{'flooded':>9}{'flood %':>9}{'count ok':>10}"
-          f"{'order ok':>10}{'s/img':>7}")
+          f"{'order ok':>10}{'inst IoU':>10}{'s/img':>7}")
     for name in sorted(groups, key=lambda n: (n[0] == "g", n[0] == "r", -float(n.split("%")[0]) if "%" in n else 0, n)):
         rs = groups[name]
         ious = [r["iou"] for r in rs]
         print(f"{name:<24}{len(rs):>4}{np.mean(ious):>10.3f}{min(ious):>8.3f}{sum(r['flooded'] for r in rs):>9}"
               f"{100 * np.mean([r['flood'] for r in rs]):>9.2f}{sum(r['count'] == r['people'] for r in rs):>10}"
-              f"{sum(r['order'] for r in rs):>10}{np.mean([r['seconds'] for r in rs]):>7.3f}")
+              f"{sum(r['order'] for r in rs):>10}{np.mean([r['instance_iou'] for r in rs]):>10.3f}"
+              f"{np.mean([r['seconds'] for r in rs]):>7.3f}")
     all_rows = [r for _, r in rows]
     print(f"flooded cases: {sum(r['flooded'] for r in all_rows)} of {len(all_rows)}")
     faces = [face for r in all_rows for face in r["faces"]]
@@ -121,7 +123,9 @@ def main() -> None:
             if args.save:
                 args.save.mkdir(parents=True, exist_ok=True)
                 shown = np.asarray(scene.image).copy()
-                shown[row["mask"]] = shown[row["mask"]] // 2 + np.array([0, 127, 0], np.uint8)
+                colours = np.array([[0, 127, 0], [127, 0, 0], [0, 0, 127], [127, 127, 0], [0, 127, 127]], np.uint8)
+                for i, instance in enumerate(row["instances"]):
+                    shown[instance] = shown[instance] // 2 + colours[i % len(colours)]
                 Image.fromarray(shown).save(args.save / f"{scene.name}-{row['iou']:.2f}.png")
     report(rows)
 

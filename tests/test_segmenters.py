@@ -10,7 +10,7 @@ from lib_multipass.masks.segmenters import (
     FallbackSegmenter,
     SelfieSegmenter,
     merge_views,
-    square_views,
+    views_of,
     view_pixels,
 )
 
@@ -18,11 +18,12 @@ from lib_multipass.masks.segmenters import (
 @pytest.mark.parametrize("size", [(512, 512), (640, 480), (480, 640), (1024, 512), (300, 1000), (97, 61)])
 def test_views_cover_the_image_and_map_back_exactly(size):
     width, height = size
-    views = square_views(width, height)
+    views = views_of(width, height)
     covered = np.zeros((height, width), bool)
-    for x, y, side in views:
-        covered[y : y + side, x : x + side] = True
-        assert side >= min(width, height)
+    for x, y, w, h in views:
+        assert x >= 0 and y >= 0 and x + w <= width and y + h <= height  # never past the edge: no padding
+        assert max(w, h) <= 1.5 * min(w, h)
+        covered[y : y + h, x : x + w] = True
     assert covered.all()
     # an identity "segmenter" (the view's own pixels) must give back the image
     ramp = np.tile(np.linspace(0, 1, width, dtype=np.float32), (height, 1))
@@ -31,10 +32,10 @@ def test_views_cover_the_image_and_map_back_exactly(size):
     assert np.allclose(merge_views(maps, views, size), ramp, atol=1e-6)
 
 
-def test_long_images_are_tiled_and_letterboxed_otherwise():
-    assert square_views(600, 500) == [(0, 0, 600)]
-    tiles = square_views(1024, 512)
-    assert len(tiles) == 3 and tiles[0] == (0, 0, 512) and tiles[-1] == (512, 0, 512)
+def test_long_images_are_tiled_and_others_seen_whole():
+    assert views_of(768, 512) == [(0, 0, 768, 512)]
+    tiles = views_of(1024, 512)
+    assert len(tiles) == 3 and tiles[0] == (0, 0, 512, 512) and tiles[-1] == (512, 0, 512, 512)
 
 
 def test_clipseg_wiring_on_a_tiny_model(tiny):

@@ -85,10 +85,12 @@ class MediaPipeFaceDetector:
 
     name = "mediapipe face detection (tiled)"
     TILE_SIDES = (128, 384)
+    LARGE = 40  # px: a face this large is seen well; below `large_score` it is a texture
 
-    def __init__(self, min_score: float = 0.7, sure: float = 0.85):
+    def __init__(self, min_score: float = 0.7, sure: float = 0.85, large_score: float = 0.8):
         self.min_score = min_score
         self.sure = sure
+        self.large_score = large_score
         self._model: Any = None
 
     def _look(self, pixels: np.ndarray, x: int, y: int, w: int, h: int) -> list[Face]:
@@ -111,7 +113,8 @@ class MediaPipeFaceDetector:
         height, width = pixels.shape[:2]
         seen = [face for side in (*self.TILE_SIDES, max(width, height)) for t in tiles(width, height, side)
                 for face in self._look(pixels, *t)]
-        return [face for face in suppress(seen) if face.score >= self.sure or self._again(pixels, face)]
+        return [face for face in suppress(seen) if face.score >= self.sure
+                or (face.score >= self.large_score or face.size < self.LARGE) and self._again(pixels, face)]
 
     def _again(self, pixels: np.ndarray, face: Face) -> bool:
         """Found again in a crop three faces wide centred on it."""

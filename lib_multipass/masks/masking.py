@@ -179,6 +179,7 @@ class Subjects:
     prob: np.ndarray
     mask: np.ndarray
     instances: list[np.ndarray]
+    notes: list[str]  # what was left out, for the job's warnings
 
 
 def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
@@ -190,14 +191,14 @@ def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
     """
     if detect_faces is None or not all(term.lower() in PERSON_TERMS for term in spec.prompt):
         prob, mask = segment_subjects(segment, image, spec)
-        return Subjects(prob, mask, split_instances(mask))
-    found = people.find_people(lambda im: segment(im, spec.prompt), image, detect_faces(image), spec.speck,
-                               spec.threshold)
+        return Subjects(prob, mask, split_instances(mask), [])
+    found, notes = people.find_people(lambda im: segment(im, spec.prompt), detect_faces, image, spec.speck,
+                                      spec.threshold)
     negative = segment(image, spec.negative) if spec.negative else None
     instances = [mask for mask in (subject_mask(p.prob, negative, spec) for p in found) if mask.any()]
     prob = np.max([p.prob for p in found], axis=0) if found else np.zeros((image.height, image.width), np.float32)
     mask = np.any(instances, axis=0) if instances else np.zeros(prob.shape, bool)
-    return Subjects(prob, mask, instances)
+    return Subjects(prob, mask, instances, notes)
 
 
 def pass_mask(subjects: np.ndarray, spec: MaskSpec, instances: list[np.ndarray] | None = None) -> np.ndarray | None:

@@ -20,12 +20,10 @@ from PIL import Image
 
 from ..faces.detect import Face
 
-#: a region this tall or taller has a face the detector finds (20 px, a person 8 faces tall):
-#: without one it is not taken for a person (a cat, a cup, a flower the segmenter misreads)
-FACELESS_MAX_HEIGHT = 160
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
 Segment = Callable[[Image.Image], np.ndarray]  # an image -> its (H, W) probability map
-CROP_MARGIN = 0.15  # of the person's longer side, each way: the crop the mask is made in
+Detect = Callable[[Image.Image], list[Face]]
+CROP_MARGIN = 0.1  # of the person's longer side, each way: the crop the mask is made in
 
 
 @dataclass(frozen=True)
@@ -55,12 +53,18 @@ def square_crop(box: Box, size: tuple[int, int], margin: float = CROP_MARGIN) ->
 
 
 def body_box(face: Face, size: tuple[int, int]) -> Box:
-    """Where a face's body can be: 2.5 faces each side, 8 faces down (a standing person)."""
+    """Where a face's body can be: 3 faces each side (arms, what they hold), 7 below."""
     x0, y0, x1, y1 = face.box
     s = max(x1 - x0, y1 - y0)
     cx = (x0 + x1) / 2
-    return (max(0, round(cx - 2.5 * s)), max(0, round(y0 - 0.6 * s)), min(size[0], round(cx + 2.5 * s)),
+    return (max(0, round(cx - 3 * s)), max(0, round(y0 - 0.6 * s)), min(size[0], round(cx + 3 * s)),
             min(size[1], round(y1 + 7 * s)))
+
+
+def inside(box: Box, shape: tuple[int, ...]) -> np.ndarray:
+    out = np.zeros(shape[:2], bool)
+    out[box[1] : box[3], box[0] : box[2]] = True
+    return out
 
 
 def segment_in(segment: Segment, image: Image.Image, crop: Box) -> np.ndarray:
@@ -78,10 +82,12 @@ def touching(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
     return np.isin(labels, hit[hit > 0]) if count > 1 else mask
 
 
-def refine(segment: Segment, image: Image.Image, seed: np.ndarray, box: Box, cut: float) -> tuple[np.ndarray, np.ndarray]:
-    """(mask, prob) of the person at `seed`, segmented in a square crop around `box`."""
+def refine(segment: Segment, image: Image.Image, seed: np.ndarray, box: Box, cut: float,
+           bound: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, prob) of the person at `seed`, segmented in a square crop around `box`, within
+    `bound` when given (where that person's body can be)."""
     prob = segment_in(segment, image, square_crop(box, image.size))
-    mask = touching(prob >= cut, seed)
+    mask = touching(prob >= cut if bound is None else (prob >= cut) & bound, seed)
     return mask, np.where(mask, prob, 0.0).astype(np.float32)
 
 
@@ -94,72 +100,95 @@ def from_face(segment: Segment, image: Image.Image, face: Face, cut: float) -> P
     s = max(x1 - x0, y1 - y0)
     seed = np.zeros((image.height, image.width), bool)
     seed[y0 : y1 + 2 * s, max(0, (x0 + x1) // 2 - s // 2) : (x0 + x1) // 2 + s // 2 + 1] = True
-    first, _ = refine(segment, image, seed, body_box(face, image.size), cut)
+    body = body_box(face, image.size)
+    bound = inside(body, seed.shape)
+    first, _ = refine(segment, image, seed, body, 0.6 * cut, bound)  # only for the box: lenient
     box = box_of(first)
     if box is None:
         return None
-    mask, prob = refine(segment, image, first, box, cut)
+    mask, prob = refine(segment, image, first, box, cut, bound)
     return Person(mask, prob, face) if mask.any() else None
 
 
-def from_region(segment: Segment, image: Image.Image, region: np.ndarray, cut: float) -> Person | None:
-    box = box_of(region)
-    if box is None:
-        return None
-    mask, prob = refine(segment, image, region, box, cut)
-    return Person(mask, prob, None) if mask.any() else None
-
-
-def separate(image: Image.Image, people: Sequence[Person]) -> list[np.ndarray]:
-    """Each person's own pixels where masks overlap (people who touch): a watershed on the
-    image from what only that person holds, plus their face and the strip below it."""
+def separate(people: Sequence[Person]) -> list[np.ndarray]:
+    """Each person's own pixels where masks overlap (people who touch: each crop holds the
+    neighbour too). A contested pixel goes to the person whose body axis (the face, and the
+    line below it) is nearest, in units of that person's face size; a person found without a
+    face is measured from the middle of their own pixels."""
     masks = [p.mask for p in people]
-    if len(masks) < 2:
+    claims = np.sum(masks, axis=0) if masks else None
+    if claims is None or claims.max() <= 1:
         return list(masks)
-    claims = np.sum(masks, axis=0)
-    if claims.max() <= 1:
-        return list(masks)
-    markers = np.zeros(claims.shape, np.int32)
-    markers[claims == 0] = 1
-    for i, person in enumerate(people, start=2):
-        own = person.mask & (claims == 1)
+    height, width = claims.shape
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    distance = []
+    for person in people:
         if person.face is not None:
             x0, y0, x1, y1 = person.face.box
-            inner = max(1, (x1 - x0) // 4)
-            own = own.copy()
-            own[y0:, x0 + inner : x1 - inner] |= person.mask[y0:, x0 + inner : x1 - inner]
-        markers[own] = i
-    pixels = cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
-    labels = cv2.watershed(np.ascontiguousarray(pixels), markers)
-    union = claims > 0
+        else:
+            x0, y0, x1, y1 = box_of(person.mask & (claims == 1)) or box_of(person.mask) or (0, 0, 1, 1)
+            y1 = y0 + (x1 - x0)
+        size = max(1.0, float(max(x1 - x0, y1 - y0)))
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        dy = np.where(ys > cy, 0.0, ys - cy)  # below the face centre: the distance to the axis
+        distance.append(np.where(person.mask, np.hypot(xs - cx, dy) / size, np.inf))
+    nearest = np.argmin(distance, axis=0)
     out = []
-    for i, person in enumerate(people, start=2):
-        own = (labels == i) & union
-        out.append(touching(own, markers == i) if own.any() else own)
+    for i, person in enumerate(people):
+        own = person.mask & ((claims == 1) | (nearest == i))
+        out.append(own)
     return out
 
 
-def find_people(segment: Segment, image: Image.Image, faces: Sequence[Face], min_area: float, cut: float = 0.5) -> list[Person]:
-    """Every person: one per face whose body the segmenter finds, and one per part of the
-    whole-image map that no such person holds; smaller than `min_area` of the image: dropped."""
+def face_in(detect_faces: Detect, image: Image.Image, region: np.ndarray) -> Face | None:
+    """The best face on `region` or just above it (a segmenter that sees a small person
+    often misses the head), looked for in a crop around it: a small person's face is too
+    small for the whole-image look, not for a crop the model's own size."""
+    box = box_of(region)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    box = (x0, max(0, y0 - (y1 - y0) // 2), x1, y1)
+    crop = square_crop(box, image.size, margin=0.0)
+    faces = [Face((f.box[0] + crop[0], f.box[1] + crop[1], f.box[2] + crop[0], f.box[3] + crop[1]), f.score)
+             for f in detect_faces(image.crop(crop))]
+    on = [f for f in faces if box[0] <= (f.box[0] + f.box[2]) / 2 <= box[2] and box[1] <= (f.box[1] + f.box[3]) / 2 <= box[3]]
+    return max(on, key=lambda f: f.score) if on else None
+
+
+def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, min_area: float,
+                cut: float = 0.5) -> tuple[list[Person], list[str]]:
+    """Every person, left to right, and notes on what was left out.
+
+    One person per face whose body the segmenter finds; then each part of the whole-image
+    map that none of them holds, if a face is found on it (a cat, a cup or a flower the
+    segmenter misreads has none). Smaller than `min_area` of the image: dropped.
+    """
     people: list[Person] = []
-    for face in sorted(faces, key=lambda f: -f.score):
+    for face in sorted(detect_faces(image), key=lambda f: -f.score):
         person = from_face(segment, image, face, cut)
         if person is not None:
             people.append(person)
     whole = segment(image) >= cut
     taken = np.any([p.mask for p in people], axis=0) if people else np.zeros(whole.shape, bool)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(whole.astype(np.uint8), connectivity=8)
+    notes = []
     for label in range(1, count):
         part = labels == label
         if stats[label, cv2.CC_STAT_AREA] < min_area * whole.size or (part & taken).sum() > 0.3 * part.sum():
             continue
-        if stats[label, cv2.CC_STAT_HEIGHT] >= FACELESS_MAX_HEIGHT:
+        face = face_in(detect_faces, image, part & ~taken)
+        person = from_face(segment, image, face, cut) if face is not None else None
+        if person is not None and (person.mask & taken).sum() > 0.5 * person.mask.sum():
+            continue  # someone already found (their face seen again from nearer)
+        if person is None:
+            x, y, w, h = stats[label, :4]
+            notes.append(f"a region at x {x}-{x + w}, y {y}-{y + h} looks like a person to the segmenter but has no "
+                         "face: left out (give a mask image to include it)")
             continue
-        person = from_region(segment, image, part & ~taken, cut)
-        if person is not None:
-            people.append(person)
-    masks = separate(image, people)
+        people.append(person)
+        taken |= person.mask
+    masks = separate(people)
     kept = [Person(mask, np.where(mask, p.prob, 0.0).astype(np.float32), p.face)
             for p, mask in zip(people, masks) if mask.sum() >= min_area * mask.size]
-    return sorted(kept, key=lambda p: int(np.nonzero(p.mask.any(axis=0))[0][0]))
+    return sorted(kept, key=lambda p: int(np.nonzero(p.mask.any(axis=0))[0][0])), notes

@@ -2,8 +2,9 @@
 
 CLIPSeg (transformers) reads any text; mediapipe's selfie segmentation finds people
 with weights that ship in its wheel, so it works offline. Both take images of any size
-and aspect: the image is cut into square views (one letter-boxed view, or overlapping
-tiles for long images) and the maps are put back exactly where the views came from.
+and aspect: the image is one view, or overlapping square tiles when it is long, and the
+maps are put back exactly where the views came from. Nothing is padded: edge pixels
+repeated into a letter-box smear a person at the border into streaks.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CLIPSEG = "CIDAS/clipseg-rd64-refined"
 PERSON_TERMS = frozenset({"person", "people", "persons", "human", "humans", "man", "woman", "men", "women",
                           "boy", "girl", "child", "foreground", "subject", "body"})
-MAX_LETTERBOX_ASPECT = 1.5  # longer images are tiled: letter-boxing them would waste the input
+MAX_VIEW_ASPECT = 1.5  # longer images are cut into square tiles
 
 
 class Segmenter(Protocol):
@@ -38,29 +39,30 @@ class Segmenter(Protocol):
         """Free the model; it loads again when next needed."""
 
 
-# -- square views -------------------------------------------------------------------------
+# -- views ------------------------------------------------------------------------------
+
+View = tuple[int, int, int, int]  # x, y, w, h
 
 
-def square_views(width: int, height: int) -> list[tuple[int, int, int]]:
-    """(x, y, side) squares covering the image: one letter-box, or tiles along the long side."""
+def views_of(width: int, height: int) -> list[View]:
+    """Rectangles covering the image, never past its edge: the whole image up to
+    MAX_VIEW_ASPECT (the model's own resize stretches it a little), else overlapping squares
+    along the long side (a panorama squeezed into a square view loses its people)."""
     short, long = min(width, height), max(width, height)
-    if long == short:
-        return [(0, 0, long)]
+    if long <= short * MAX_VIEW_ASPECT:
+        return [(0, 0, width, height)]
     count = math.ceil(long / short) + 1  # overlapping, so no subject is cut at a tile edge only
     starts = [round(i * (long - short) / (count - 1)) for i in range(count)]
-    return [(s, 0, short) if width >= height else (0, s, short) for s in starts]
+    return [(s, 0, short, short) if width >= height else (0, s, short, short) for s in starts]
 
 
-def view_pixels(pixels: np.ndarray, view: tuple[int, int, int]) -> np.ndarray:
-    """The view's square of an (H, W, 3) image; outside the image: edge pixels (letter-box)."""
-    x, y, side = view
-    crop = pixels[y : y + side, x : x + side]
-    pad_y, pad_x = side - crop.shape[0], side - crop.shape[1]
-    return np.pad(crop, ((0, pad_y), (0, pad_x), (0, 0)), mode="edge") if pad_x or pad_y else crop
+def view_pixels(pixels: np.ndarray, view: View) -> np.ndarray:
+    x, y, w, h = view
+    return np.ascontiguousarray(pixels[y : y + h, x : x + w])
 
 
-def merge_views(maps: Sequence[np.ndarray], views: Sequence[tuple[int, int, int]], size: tuple[int, int]) -> np.ndarray:
-    """Blend the views' maps (each any square size) back onto a (H, W) image.
+def merge_views(maps: Sequence[np.ndarray], views: Sequence[View], size: tuple[int, int]) -> np.ndarray:
+    """Blend the views' maps (each any size) back onto a (H, W) image.
 
     Each view counts most at its centre (a pyramid weight): near a tile's edge a subject is
     cut, and the neighbouring tile that sees it whole knows better.
@@ -68,13 +70,13 @@ def merge_views(maps: Sequence[np.ndarray], views: Sequence[tuple[int, int, int]
     width, height = size
     total = np.zeros((height, width), np.float32)
     weight = np.zeros((height, width), np.float32)
-    for prob, (x, y, side) in zip(maps, views):
-        scaled = cv2.resize(prob.astype(np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
-        ramp = np.minimum(np.arange(side) + 1, side - np.arange(side)).astype(np.float32)
-        pyramid = np.minimum(ramp[:, None], ramp[None, :])
-        h, w = min(side, height - y), min(side, width - x)
-        total[y : y + h, x : x + w] += (scaled * pyramid)[:h, :w]
-        weight[y : y + h, x : x + w] += pyramid[:h, :w]
+    for prob, (x, y, w, h) in zip(maps, views):
+        scaled = cv2.resize(prob.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        ramp_x = np.minimum(np.arange(w) + 1, w - np.arange(w)).astype(np.float32)
+        ramp_y = np.minimum(np.arange(h) + 1, h - np.arange(h)).astype(np.float32)
+        pyramid = np.minimum(ramp_y[:, None], ramp_x[None, :])
+        total[y : y + h, x : x + w] += scaled * pyramid
+        weight[y : y + h, x : x + w] += pyramid
     return total / np.maximum(weight, 1e-6)
 
 
@@ -127,7 +129,7 @@ class ClipSegSegmenter:
 
         self.load()
         pixels = np.asarray(image.convert("RGB"))
-        views = square_views(image.width, image.height)
+        views = views_of(image.width, image.height)
         crops = [Image.fromarray(view_pixels(pixels, v)) for v in views]
         texts = [term for term in terms for _ in views]
         inputs = self._processor(
@@ -145,15 +147,18 @@ class ClipSegSegmenter:
 
 
 class SelfieSegmenter:
-    """People only, offline: mediapipe's selfie segmentation (landscape model)."""
+    """People only, offline: mediapipe's selfie segmentation, its square (general) and
+    landscape models averaged. Each alone misses parts the other finds (a dark suit, a
+    camera held to the face); the mean of the two is right more often than either (see
+    bench/bench_masks.py)."""
 
     name = "mediapipe selfie segmentation"
 
     def __init__(self) -> None:
-        self._model: Any = None
+        self._models: list[Any] = []
 
     def load(self) -> None:
-        if self._model is not None:
+        if self._models:
             return
         try:
             from mediapipe.python.solutions import selfie_segmentation
@@ -161,12 +166,12 @@ class SelfieSegmenter:
             raise ModelNotFoundError(
                 "mediapipe is not installed: `pip install mediapipe==0.10.14` for the offline person segmenter"
             ) from None
-        self._model = selfie_segmentation.SelfieSegmentation(model_selection=1)
+        self._models = [selfie_segmentation.SelfieSegmentation(model_selection=m) for m in (0, 1)]
 
     def unload(self) -> None:
-        if self._model is not None:
-            self._model.close()
-        self._model = None
+        for model in self._models:
+            model.close()
+        self._models = []
 
     def prepare(self, terms: Sequence[str]) -> None:
         """Refuse, before any pass, mask prompts this segmenter cannot answer."""
@@ -181,8 +186,9 @@ class SelfieSegmenter:
     def probabilities(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
         self.prepare(terms)
         pixels = np.ascontiguousarray(np.asarray(image.convert("RGB")))
-        views = square_views(image.width, image.height)
-        maps = [self._model.process(np.ascontiguousarray(view_pixels(pixels, v))).segmentation_mask for v in views]
+        views = views_of(image.width, image.height)
+        maps = [np.mean([m.process(view_pixels(pixels, v)).segmentation_mask for m in self._models],
+                        axis=0) for v in views]
         return np.clip(merge_views(maps, views, image.size), 0.0, 1.0)
 
 
