@@ -23,11 +23,12 @@ import numpy as np  # noqa: E402
 from mask_scenes import Scene, scenes  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from lib_multipass.faces.detect import make_face_detector  # noqa: E402
+from lib_multipass.faces.detect import faces_in, make_face_detector  # noqa: E402
 from lib_multipass.masks import masking  # noqa: E402
 from lib_multipass.masks.segmenters import SelfieSegmenter  # noqa: E402
 from lib_multipass.options import MultipassOptions  # noqa: E402
 from lib_multipass.plan import mask_spec  # noqa: E402
+from lib_multipass.standalone.mask import segment_with  # noqa: E402
 
 FACE_SIZES = ((0, 20), (20, 40), (40, 80), (80, 10_000))
 
@@ -61,7 +62,8 @@ def face_found(face: tuple[int, int, int, int], found: list[tuple[int, int, int,
 
 def measure(scene: Scene, spec, segmenter, detector) -> dict:
     started = time.perf_counter()
-    subjects = masking.find_subjects(segmenter.probabilities, scene.image, spec, detector.detect)
+    subjects = masking.find_subjects(segment_with(segmenter), scene.image, spec,
+                                      lambda image, box: faces_in(detector.detect, image, box))
     seconds = time.perf_counter() - started
     started = time.perf_counter()
     faces = [f.box for f in detector.detect(scene.image)]

@@ -29,9 +29,11 @@ FACES = {"astronaut": (174, 68, 278, 172), "camera": (200, 123, 276, 199)}
 
 
 def _backgrounds() -> dict[str, np.ndarray]:
-    gray = np.stack([data.brick()] * 3, axis=-1)
-    return {"coffee": data.coffee(), "chelsea": data.chelsea(), "rocket": data.rocket(), "grass": np.stack([data.grass()] * 3, -1),
-            "gravel": np.stack([data.gravel()] * 3, -1), "brick": gray, "motorcycle": data.stereo_motorcycle()[0]}
+    def rgb(gray: np.ndarray) -> np.ndarray:
+        return np.stack([gray] * 3, axis=-1)
+
+    return {"coffee": data.coffee(), "chelsea": data.chelsea(), "rocket": data.rocket(), "grass": rgb(data.grass()),
+            "gravel": rgb(data.gravel()), "brick": rgb(data.brick()), "motorcycle": data.stereo_motorcycle()[0]}
 
 
 @dataclass

@@ -18,6 +18,8 @@ DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,", re.IGNORECASE)
 BASE64_MAGIC = ("iVBORw0KGgo", "/9j/", "UklGR", "R0lGOD")
 
 
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (x1, y1 exclusive)
+
 def is_inline(source: str | Path) -> bool:
     """True for a base64 image (data URL or bare base64), False for a path."""
     return isinstance(source, str) and (bool(DATA_URL.match(source)) or source.startswith(BASE64_MAGIC))

@@ -20,6 +20,7 @@ from .face_passes import run_faces
 from .faces.swap import load_references
 from .images import open_image
 from .masks import masking
+from .masks.crop import mask_box
 from .plan import ControlSpec, MaskSpec, Pass, Plan
 
 log = logging.getLogger(__name__)
@@ -219,19 +220,26 @@ def _person_masks(
     spec = mask_of(plan.persons[0])
     if user_mask is not None:
         subjects = user_mask
+        instances = masking.split_instances(subjects) if len(plan.persons) > 1 else None
         described = f"mask image {spec.image!r}"
     else:
-        _, subjects = masking.segment_subjects(engine.segment, image, spec)
+        found = masking.find_subjects(engine.segment, image, spec, engine.detect_faces)
+        subjects, instances = found.mask, found.instances
         described = f"mask prompt {' | '.join(spec.prompt)!r}"
-    instances = masking.split_instances(subjects) if len(plan.persons) > 1 else None
+        warnings.extend(f"mask: {note}" for note in found.notes)
+    if instances is not None and len(plan.persons) > 1 and len(instances) > len(plan.persons):
+        warnings.append(f"{described} found {len(instances)} subjects ({where(instances)}) for "
+                        f"{len(plan.persons)} person prompts: they go to the first {len(plan.persons)} from the left; "
+                        "the others stay as the base pass made them")
     out: list[masking.PassMask | None] = []
     for p in plan.persons:
         own = mask_of(p)
         mask = masking.pass_mask(subjects, own, instances)
         if mask is None:
             warnings.append(
-                f"{p.name} skipped: {described} found {len(instances or ())} subject(s) for "
-                f"{len(plan.persons)} person prompts"
+                f"{p.name} skipped: {described} found {len(instances or ())} subject(s)"
+                f"{f' ({where(instances)})' if instances else ''} for {len(plan.persons)} person prompts; "
+                "person prompts take the subjects from the left"
             )
         elif masking.area(mask) < own.min_area:
             warnings.append(
@@ -241,6 +249,12 @@ def _person_masks(
             mask = None
         out.append(None if mask is None else masking.finish(mask, own))
     return out
+
+
+def where(instances: list[np.ndarray]) -> str:
+    """Where each subject is, for a warning: 'x 10-200, x 250-400'."""
+    boxes = [mask_box(instance) for instance in instances]
+    return ", ".join(f"x {box[0]}-{box[2]}" for box in boxes if box is not None)
 
 
 def _describe(p: Pass) -> str:

@@ -31,8 +31,9 @@ def test_base_then_persons_with_their_masks_left_to_right():
     plan = plan_for("scene BREAK photo BREAK man <lora:a> BREAK woman <lora:b>", mask_blur=0, mask_dilate=0)
     result = run(plan, engine)
     kinds = [type(r).__name__ if not isinstance(r, tuple) else r[0] for r in engine.requests]
-    assert kinds == ["GenerateRequest", "segment", "InpaintRequest", "InpaintRequest"]
-    first, second = engine.requests[2], engine.requests[3]
+    # no face anywhere, none near either subject: the whole-image map, split left to right
+    assert kinds == ["GenerateRequest", "segment", "faces", "faces", "faces", "InpaintRequest", "InpaintRequest"]
+    first, second = engine.requests[5], engine.requests[6]
     assert first.mask[:, :30].any() and not first.mask[:, 30:].any()
     assert second.mask[:, 30:].any() and not second.mask[:, :30].any()
     assert [lora.name for lora in first.generate.loras] == ["a"]
@@ -49,14 +50,15 @@ def test_base_request_has_no_lora_and_base_prompt():
     run(plan_for("scene BREAK man <lora:a:0.7>"), engine)
     base = engine.requests[0]
     assert isinstance(base, GenerateRequest) and base.loras == () and base.prompt == "scene"
-    assert isinstance(engine.requests[2], InpaintRequest) and engine.requests[2].generate.loras[0].weight == 0.7
+    person = [r for r in engine.requests if isinstance(r, InpaintRequest)][0]
+    assert person.generate.loras[0].weight == 0.7
 
 
 def test_more_prompts_than_subjects_skips_with_warning():
     engine = RecordingEngine({"person": lambda img: two_people(img) * (np.arange(64) < 30)}, loras=())
     result = run(plan_for("scene BREAK photo BREAK man BREAK woman"), engine)
     assert list(result.images) == ["base", "person_1"]
-    assert "person_2 skipped" in result.warnings[0] and "1 subject(s) for 2 person prompts" in result.warnings[0]
+    assert "person_2 skipped" in result.warnings[0] and "1 subject(s) (x 5-20) for 2 person prompts" in result.warnings[0]
 
 
 def test_empty_mask_skips_and_keeps_base():

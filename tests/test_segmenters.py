@@ -10,8 +10,8 @@ from lib_multipass.masks.segmenters import (
     FallbackSegmenter,
     SelfieSegmenter,
     merge_views,
-    views_of,
     view_pixels,
+    views_of,
 )
 
 

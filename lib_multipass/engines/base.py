@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ..faces.detect import Face
+from ..masks.crop import Box
 from ..model_cache import ModelCache
 from ..plan import Pass
 from ..prompt import LoraTag
@@ -81,11 +82,13 @@ class Engine(Protocol):
     def inpaint(self, request: InpaintRequest) -> Image.Image:
         """The whole image with the masked region regenerated and pasted back."""
 
-    def segment(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
-        """Probability (H, W) float32 in 0..1 that any of `terms` is at each pixel."""
+    def segment(self, image: Image.Image, terms: Sequence[str], box: Box | None = None) -> np.ndarray:
+        """Probability (H, W) float32 in 0..1 that any of `terms` is at each pixel of the crop
+        `box` of the image (the whole image when None): people are segmented one by one."""
 
-    def detect_faces(self, image: Image.Image) -> list[Face]:
-        """The faces in the image (any order)."""
+    def detect_faces(self, image: Image.Image, box: Box | None = None) -> list[Face]:
+        """The faces in the crop `box` of the image (all of it when None), any order, in the
+        image's coordinates."""
 
     def interrupted(self) -> bool:
         """True when the user asked to stop; checked before every pass."""

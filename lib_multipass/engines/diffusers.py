@@ -35,9 +35,9 @@ from PIL import Image
 
 from ..control.hints import inpaint_condition, make_hint
 from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
-from ..faces.detect import Face, FaceDetector, make_face_detector
+from ..faces.detect import Face, FaceDetector, faces_in, make_face_detector
 from ..lora_files import find_loras
-from ..masks.crop import crop_box, paste
+from ..masks.crop import Box, crop_box, paste
 from ..masks.segmenters import Segmenter
 from ..model_cache import ModelCache
 from ..prompt import LoraTag
@@ -197,13 +197,13 @@ class DiffusersEngine:
     def hint(self, kind: str, image: Image.Image) -> tuple[Image.Image, bool]:
         return make_hint(kind, image), True
 
-    def segment(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
+    def segment(self, image: Image.Image, terms: Sequence[str], box: Box | None = None) -> np.ndarray:
         if self.segmenter is None:
             raise ModelNotFoundError("no segmenter was given; pass --segmenter (CLIPSeg folder or hub id) or --mask-image")
-        return self.segmenter.probabilities(image, terms)
+        return self.segmenter.probabilities(image if box is None else image.crop(box), terms)
 
-    def detect_faces(self, image: Image.Image) -> list[Face]:
-        return self.face_detector.detect(image)
+    def detect_faces(self, image: Image.Image, box: Box | None = None) -> list[Face]:
+        return faces_in(self.face_detector.detect, image, box)
 
     def interrupted(self) -> bool:
         return self._stop

@@ -14,7 +14,7 @@ from PIL import Image
 
 from ..errors import ModelNotFoundError, PassInterrupted
 from ..faces.detect import Face
-from ..masks.crop import paste
+from ..masks.crop import Box, paste
 from ..model_cache import ModelCache
 from .base import GenerateRequest, InpaintRequest
 
@@ -64,20 +64,25 @@ class RecordingEngine:
 
         return make_hint(kind, image), True
 
-    def segment(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
-        self.requests.append(("segment", tuple(terms)))
+    def segment(self, image: Image.Image, terms: Sequence[str], box: Box | None = None) -> np.ndarray:
+        """The recorded map of each term (an array, or a function of the whole image), cut
+        to `box`; the most likely of them per pixel."""
+        self.requests.append(("segment", tuple(terms)) if box is None else ("segment", tuple(terms), box))
+        x0, y0, x1, y1 = box or (0, 0, image.width, image.height)
         maps = []
         for term in terms:
             found = self.segments.get(term)
             if found is None:
-                maps.append(np.zeros(image.size[::-1], np.float32))
+                maps.append(np.zeros((y1 - y0, x1 - x0), np.float32))
             else:
-                maps.append(found(image) if callable(found) else found)
+                maps.append(np.asarray(found(image) if callable(found) else found)[y0:y1, x0:x1])
         return np.max(maps, axis=0)
 
-    def detect_faces(self, image: Image.Image) -> list[Face]:
-        self.requests.append(("faces",))
-        return list(self.faces)
+    def detect_faces(self, image: Image.Image, box: Box | None = None) -> list[Face]:
+        """The recorded faces (in the base image's coordinates) whose centre is in `box`."""
+        self.requests.append(("faces",) if box is None else ("faces", box))
+        x0, y0, x1, y1 = box or (0, 0, image.width, image.height)
+        return [f for f in self.faces if x0 <= (f.box[0] + f.box[2]) / 2 < x1 and y0 <= (f.box[1] + f.box[3]) / 2 < y1]
 
     def interrupted(self) -> bool:
         passes = [r for r in self.requests if not isinstance(r, tuple)]

@@ -8,7 +8,7 @@ Face-shaped masks come from mediapipe's face mesh, or an ellipse in the box with
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ModelNotFoundError
+from ..images import Box
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,16 @@ class FaceDetector(Protocol):
 
     def detect(self, image: Image.Image) -> list[Face]:
         """Faces in the image, any order."""
+
+
+def faces_in(detect: Callable[[Image.Image], list[Face]], image: Image.Image, box: Box | None = None) -> list[Face]:
+    """The faces `detect` finds in the crop `box` of the image, in the image's coordinates."""
+    if box is None:
+        return detect(image)
+    x, y = box[0], box[1]
+    return [Face((f.box[0] + x, f.box[1] + y, f.box[2] + x, f.box[3] + y), f.score,
+                 None if f.points is None else tuple((px + x, py + y) for px, py in f.points))
+            for f in detect(image.crop(box))]
 
 
 def _clip_box(x: float, y: float, w: float, h: float, size: tuple[int, int]) -> tuple[int, int, int, int]:

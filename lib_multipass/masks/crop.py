@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (x1, y1 exclusive)
+from ..images import Box
 
 
 def mask_box(mask: np.ndarray) -> Box | None:

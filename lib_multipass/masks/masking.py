@@ -7,21 +7,29 @@ Masks are `bool` arrays (H, W); the paste-back alpha is `float32` in 0..1.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from ..images import open_image
 from ..faces.detect import Face
+from ..images import open_image
 from ..plan import MaskSpec
 from . import people
+from .crop import Box
 from .segmenters import PERSON_TERMS
 
-Segment = Callable[[Image.Image, Sequence[str]], np.ndarray]  # (image, terms) -> probability map
+log = logging.getLogger(__name__)
+
+
+class Segment(Protocol):
+    def __call__(self, image: Image.Image, terms: Sequence[str], box: Box | None = None) -> np.ndarray:
+        """The probability map of `terms` on the crop `box` of the image (None: all of it)."""
 
 
 # -- pure operations ----------------------------------------------------------------------
@@ -165,13 +173,6 @@ def subject_mask(prob: np.ndarray, negative: np.ndarray | None, spec: MaskSpec) 
     return remove_specks(threshold(subtract(prob, negative), spec.threshold), spec.speck)
 
 
-def segment_subjects(segment: Segment, image: Image.Image, spec: MaskSpec) -> tuple[np.ndarray, np.ndarray]:
-    """(probability map, subjects mask) of `spec`'s prompt minus its negative, by `segment`."""
-    prob = segment(image, spec.prompt)
-    negative = segment(image, spec.negative) if spec.negative else None
-    return prob, subject_mask(prob, negative, spec)
-
-
 @dataclass(frozen=True)
 class Subjects:
     """What the mask prompt found: the probability map, all subjects, and each one."""
@@ -183,22 +184,25 @@ class Subjects:
 
 
 def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
-                  detect_faces: Callable[[Image.Image], list[Face]] | None = None) -> Subjects:
-    """The subjects of `spec`'s mask prompt minus its negative, each one apart.
+                  detect_faces: Callable[[Image.Image, Box | None], list[Face]] | None = None) -> Subjects:
+    """The subjects of `spec`'s mask prompt minus its negative, each one apart, left to right.
 
     People (person terms, with a face detector) are found first and segmented one by one
-    (masks/people.py); other prompts are segmented on the whole image and split into parts.
+    (masks/people.py); other prompts, and people when no face is found, are segmented on the
+    whole image and split into parts.
     """
-    if detect_faces is None or not all(term.lower() in PERSON_TERMS for term in spec.prompt):
-        prob, mask = segment_subjects(segment, image, spec)
-        return Subjects(prob, mask, split_instances(mask), [])
-    found, notes = people.find_people(lambda im: segment(im, spec.prompt), detect_faces, image, spec.speck,
-                                      spec.threshold)
+    prob = segment(image, spec.prompt)
     negative = segment(image, spec.negative) if spec.negative else None
-    instances = [mask for mask in (subject_mask(p.prob, negative, spec) for p in found) if mask.any()]
-    prob = np.max([p.prob for p in found], axis=0) if found else np.zeros((image.height, image.width), np.float32)
-    mask = np.any(instances, axis=0) if instances else np.zeros(prob.shape, bool)
-    return Subjects(prob, mask, instances, notes)
+    if detect_faces is not None and all(term.lower() in PERSON_TERMS for term in spec.prompt):
+        found, notes = people.find_people(lambda box: segment(image, spec.prompt, box),
+                                          lambda box: detect_faces(image, box), image, prob, spec.speck, spec.threshold)
+        if found:
+            instances = [mask for mask in (subject_mask(p.prob, negative, spec) for p in found) if mask.any()]
+            mask = np.any(instances, axis=0) if instances else np.zeros(prob.shape, bool)
+            return Subjects(np.max([p.prob for p in found], axis=0), mask, instances, notes)
+        log.info("no face found: the person mask is the segmenter's map of the whole image")
+    mask = subject_mask(prob, negative, spec)
+    return Subjects(prob, mask, split_instances(mask), [])
 
 
 def pass_mask(subjects: np.ndarray, spec: MaskSpec, instances: list[np.ndarray] | None = None) -> np.ndarray | None:

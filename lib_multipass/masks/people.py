@@ -19,10 +19,10 @@ import numpy as np
 from PIL import Image
 
 from ..faces.detect import Face
+from .crop import Box, mask_box
 
-Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
-Segment = Callable[[Image.Image], np.ndarray]  # an image -> its (H, W) probability map
-Detect = Callable[[Image.Image], list[Face]]
+Segment = Callable[[Box | None], np.ndarray]  # a crop of the image (None: all of it) -> its probability map
+Detect = Callable[[Box | None], list[Face]]  # a crop of the image (None: all of it) -> its faces
 CROP_MARGIN = 0.1  # of the person's longer side, each way: the crop the mask is made in
 
 
@@ -31,13 +31,6 @@ class Person:
     mask: np.ndarray  # (H, W) bool
     prob: np.ndarray  # (H, W) float32, 0 outside the person's crop
     face: Face | None
-
-
-def box_of(mask: np.ndarray) -> Box | None:
-    ys, xs = np.nonzero(mask)
-    if not len(xs):
-        return None
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
 def square_crop(box: Box, size: tuple[int, int], margin: float = CROP_MARGIN) -> Box:
@@ -71,7 +64,7 @@ def segment_in(segment: Segment, image: Image.Image, crop: Box) -> np.ndarray:
     """The segmenter's map of `crop`, placed in a full-size map (0 elsewhere)."""
     x0, y0, x1, y1 = crop
     out = np.zeros((image.height, image.width), np.float32)
-    out[y0:y1, x0:x1] = segment(image.crop(crop))
+    out[y0:y1, x0:x1] = segment(crop)
     return out
 
 
@@ -103,7 +96,7 @@ def from_face(segment: Segment, image: Image.Image, face: Face, cut: float) -> P
     body = body_box(face, image.size)
     bound = inside(body, seed.shape)
     first, _ = refine(segment, image, seed, body, 0.6 * cut, bound)  # only for the box: lenient
-    box = box_of(first)
+    box = mask_box(first)
     if box is None:
         return None
     mask, prob = refine(segment, image, first, box, cut, bound)
@@ -126,7 +119,7 @@ def separate(people: Sequence[Person]) -> list[np.ndarray]:
         if person.face is not None:
             x0, y0, x1, y1 = person.face.box
         else:
-            x0, y0, x1, y1 = box_of(person.mask & (claims == 1)) or box_of(person.mask) or (0, 0, 1, 1)
+            x0, y0, x1, y1 = mask_box(person.mask & (claims == 1)) or mask_box(person.mask) or (0, 0, 1, 1)
             y1 = y0 + (x1 - x0)
         size = max(1.0, float(max(x1 - x0, y1 - y0)))
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
@@ -144,50 +137,50 @@ def face_in(detect_faces: Detect, image: Image.Image, region: np.ndarray) -> Fac
     """The best face on `region` or just above it (a segmenter that sees a small person
     often misses the head), looked for in a crop around it: a small person's face is too
     small for the whole-image look, not for a crop the model's own size."""
-    box = box_of(region)
+    box = mask_box(region)
     if box is None:
         return None
     x0, y0, x1, y1 = box
     box = (x0, max(0, y0 - (y1 - y0) // 2), x1, y1)
-    crop = square_crop(box, image.size, margin=0.0)
-    faces = [Face((f.box[0] + crop[0], f.box[1] + crop[1], f.box[2] + crop[0], f.box[3] + crop[1]), f.score)
-             for f in detect_faces(image.crop(crop))]
+    faces = detect_faces(square_crop(box, image.size, margin=0.0))
     on = [f for f in faces if box[0] <= (f.box[0] + f.box[2]) / 2 <= box[2] and box[1] <= (f.box[1] + f.box[3]) / 2 <= box[3]]
     return max(on, key=lambda f: f.score) if on else None
 
 
-def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, min_area: float,
+def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whole: np.ndarray, min_area: float,
                 cut: float = 0.5) -> tuple[list[Person], list[str]]:
-    """Every person, left to right, and notes on what was left out.
+    """Every person with a face, left to right, and a note on what was left out.
 
     One person per face whose body the segmenter finds; then each part of the whole-image
-    map that none of them holds, if a face is found on it (a cat, a cup or a flower the
-    segmenter misreads has none). Smaller than `min_area` of the image: dropped.
+    map (`whole`, the segmenter's probabilities) that none of them holds, if a face is found in a crop around it (a small person's
+    face). A part with no face is left out: a cat, a cup or a flower the segmenter misreads
+    has none. No person at all: the caller falls back to the whole-image map.
+    Smaller than `min_area` of the image: dropped.
     """
     people: list[Person] = []
-    for face in sorted(detect_faces(image), key=lambda f: -f.score):
+    for face in sorted(detect_faces(None), key=lambda f: -f.score):
         person = from_face(segment, image, face, cut)
         if person is not None:
             people.append(person)
-    whole = segment(image) >= cut
     taken = np.any([p.mask for p in people], axis=0) if people else np.zeros(whole.shape, bool)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(whole.astype(np.uint8), connectivity=8)
-    notes = []
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((whole >= cut).astype(np.uint8), connectivity=8)
+    faceless = []
     for label in range(1, count):
         part = labels == label
         if stats[label, cv2.CC_STAT_AREA] < min_area * whole.size or (part & taken).sum() > 0.3 * part.sum():
             continue
-        face = face_in(detect_faces, image, part & ~taken)
-        person = from_face(segment, image, face, cut) if face is not None else None
-        if person is not None and (person.mask & taken).sum() > 0.5 * person.mask.sum():
-            continue  # someone already found (their face seen again from nearer)
+        near = face_in(detect_faces, image, part & ~taken)
+        person = from_face(segment, image, near, cut) if near is not None else None
         if person is None:
             x, y, w, h = stats[label, :4]
-            notes.append(f"a region at x {x}-{x + w}, y {y}-{y + h} looks like a person to the segmenter but has no "
-                         "face: left out (give a mask image to include it)")
-            continue
-        people.append(person)
-        taken |= person.mask
+            faceless.append(f"x {x}-{x + w}, y {y}-{y + h}")
+        elif (person.mask & taken).sum() <= 0.5 * person.mask.sum():  # else someone found before, seen from nearer
+            people.append(person)
+            taken |= person.mask
+    notes = []
+    if faceless and people:
+        notes.append(f"left out what the segmenter took for a person at {'; '.join(faceless)}: no face found "
+                     "there (give a mask image to include it)")
     masks = separate(people)
     kept = [Person(mask, np.where(mask, p.prob, 0.0).astype(np.float32), p.face)
             for p, mask in zip(people, masks) if mask.sum() >= min_area * mask.size]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,10 @@ import numpy as np
 from PIL import Image
 
 from ..errors import MultipassError
+from ..faces.detect import Face
 from ..images import open_image
 from ..masks import masking
-from ..masks.crop import mask_box
+from ..masks.crop import Box, mask_box
 from ..options import MultipassOptions, option_specs
 from ..plan import mask_spec
 from .flags import add_option_flags, flag_values
@@ -37,6 +39,14 @@ def add_parser(commands) -> None:
     add_option_flags(m, MASK_FLAGS)
 
 
+def segment_with(segmenter) -> masking.Segment:
+    """A segmenter as the mask stage calls it: terms on a crop of the image."""
+    def segment(image: Image.Image, terms, box=None) -> np.ndarray:
+        return segmenter.probabilities(image if box is None else image.crop(box), terms)
+
+    return segment
+
+
 def overlay(image: Image.Image, alpha: np.ndarray) -> Image.Image:
     """The image with the mask tinted red."""
     pixels = np.asarray(image.convert("RGB"), np.float32)
@@ -44,11 +54,13 @@ def overlay(image: Image.Image, alpha: np.ndarray) -> Image.Image:
     return Image.fromarray(np.rint(pixels * (1 - a) + np.array([255.0, 0, 0]) * a).astype(np.uint8))
 
 
-def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, persons: int = 1):
-    """(probability map, paste alpha, report) for one image: the mask stage alone."""
+def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, persons: int = 1,
+                 detect_faces: Callable[[Image.Image, Box | None], list[Face]] | None = None):
+    """(probability map, paste alpha, report) for one image: the mask stage alone, as a job
+    with `persons` person prompts would have it."""
     spec = mask_spec(options, None)
-    prob, subjects = masking.segment_subjects(segmenter.probabilities, image, spec)
-    instances = masking.split_instances(subjects)
+    found = masking.find_subjects(segment_with(segmenter), image, spec, detect_faces)
+    prob, subjects, instances = found.prob, found.mask, found.instances
     specs = [spec] if persons <= 1 else [mask_spec(options, i) for i in range(persons)]
     alpha = np.zeros(prob.shape, np.float32)
     for one in specs:
@@ -61,7 +73,7 @@ def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, perso
         "instances": [{"box": list(mask_box(part) or ()), "area": round(masking.area(part), 5)} for part in instances],
         "options": {k: v for k, v in options.to_dict().items() if k.startswith("mask_")},
     }
-    warnings = []
+    warnings = list(found.notes)
     if persons > 1 and len(instances) < persons:
         warnings.append(f"{len(instances)} subject(s) found for {persons} persons: the others would be skipped")
     if report["area"] < options.mask_min_area:
@@ -75,6 +87,7 @@ def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, perso
 
 
 def command_mask(args: argparse.Namespace) -> dict:
+    from ..faces.detect import faces_in, make_face_detector
     from ..masks.segmenters import make_segmenter
 
     options = MultipassOptions.from_dict({"mask_prompt": args.prompt, **flag_values(args, MASK_FLAGS)})
@@ -83,7 +96,9 @@ def command_mask(args: argparse.Namespace) -> dict:
     image = open_image(args.image, "image").convert("RGB")
     segmenter = make_segmenter(args.segmenter)
     segmenter.prepare(options.mask_prompt + options.mask_negative)
-    prob, alpha, report = compute_mask(image, options, segmenter, args.persons)
+    detector = make_face_detector()
+    prob, alpha, report = compute_mask(image, options, segmenter, args.persons,
+                                       lambda image, box: faces_in(detector.detect, image, box))
     args.out.mkdir(parents=True, exist_ok=True)
     masking.gray_image(prob).save(args.out / "prob.png")
     masking.gray_image(alpha).save(args.out / "mask.png")

@@ -22,8 +22,8 @@ from PIL import Image
 
 from ..engines.base import GenerateRequest, InpaintRequest
 from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
-from ..faces.detect import Face, FaceDetector, InsightFaceDetector, make_face_detector
-from ..masks.crop import paste
+from ..faces.detect import Face, FaceDetector, InsightFaceDetector, faces_in, make_face_detector
+from ..masks.crop import Box, paste
 from ..masks.segmenters import Segmenter
 from ..prompt import with_tags
 from .controlnet import controlnet_for_nested
@@ -192,16 +192,16 @@ class WebUIEngine:
         nested.script_args = outer.script_args
         return nested
 
-    def detect_faces(self, image: Image.Image) -> list[Face]:
+    def detect_faces(self, image: Image.Image, box: Box | None = None) -> list[Face]:
         detector, note = webui_face_detector(str(Path(shared.models_path) / "insightface"))
         self.used["face detector"] = f"{detector.name}{note}"
-        return detector.detect(image)
+        return faces_in(detector.detect, image, box)
 
     def hint(self, kind: str, image: Image.Image) -> tuple[Image.Image, bool]:
         return image, False  # the ControlNet extension's own preprocessor makes the hint
 
-    def segment(self, image: Image.Image, terms: Sequence[str]) -> np.ndarray:
-        found = self.segmenter.probabilities(image, terms)
+    def segment(self, image: Image.Image, terms: Sequence[str], box: Box | None = None) -> np.ndarray:
+        found = self.segmenter.probabilities(image if box is None else image.crop(box), terms)
         self.used["segmenter"] = getattr(self.segmenter, "name", type(self.segmenter).__name__)
         return found
 
