@@ -28,7 +28,7 @@ HEIGHTS = (1.0, 0.5, 0.25, 0.12)
 FACES = {"astronaut": (174, 68, 278, 172), "camera": (200, 123, 276, 199)}
 
 
-def _backgrounds() -> dict[str, np.ndarray]:
+def backgrounds() -> dict[str, np.ndarray]:
     def rgb(gray: np.ndarray) -> np.ndarray:
         return np.stack([gray] * 3, axis=-1)
 
@@ -127,7 +127,7 @@ def compose(name: str, category: dict[str, str], background: np.ndarray, size: t
 def scenes(seed: int = 0) -> Iterator[Scene]:
     """Every benchmark scene, the same for the same seed."""
     rng = random.Random(seed)
-    backs = _backgrounds()
+    backs = backgrounds()
     names = sorted(backs)
     cuts = cutouts()
     for real in FACES:

@@ -1,0 +1,147 @@
+"""People first: each person found (by face, or by the segmenter and a face near it) and
+segmented in a crop of their own; on real cut-outs pasted onto real photos (exact truth)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lib_multipass.faces.detect import Face, MediaPipeFaceDetector, faces_in
+from lib_multipass.masks import masking, people
+from lib_multipass.masks.segmenters import SelfieSegmenter
+from lib_multipass.options import MultipassOptions
+from lib_multipass.plan import mask_spec
+from lib_multipass.standalone.mask import segment_with
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from mask_scenes import FRAMES, backgrounds, compose, cutouts  # noqa: E402
+
+SPEC = mask_spec(MultipassOptions(), None)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+@pytest.fixture(scope="module")
+def tools():
+    segmenter, detector = SelfieSegmenter(), MediaPipeFaceDetector()
+    return segment_with(segmenter), lambda image, box: faces_in(detector.detect, image, box)
+
+
+def scene(background: str, frame: str, placed):
+    """A scene of astronauts: (height fraction, x, y from the bottom) each."""
+    cut = cutouts()[0]
+    size = FRAMES[frame]
+    rows = []
+    for height, x, lift in placed:
+        scale = height * size[1] / cut.rgba.height
+        rows.append((cut, False, scale, x, size[1] - round(cut.rgba.height * scale) - lift))
+    return compose("test", {}, backgrounds()[background], size, rows)
+
+
+def test_a_person_on_the_bottom_edge_of_a_landscape_frame_is_found_whole(tools):
+    """The case edge-padded views smeared into streaks."""
+    made = scene("coffee", "landscape", [(0.5, 100, 0)])
+    found = masking.find_subjects(tools[0], made.image, SPEC, tools[1])
+    assert len(found.instances) == 1 and iou(found.mask, made.subjects) >= 0.85
+
+
+def test_a_person_a_quarter_of_the_frame_high_in_a_wide_shot(tools):
+    made = scene("grass", "square", [(0.25, 300, 40)])
+    found = masking.find_subjects(tools[0], made.image, SPEC, tools[1])
+    assert len(found.instances) == 1 and iou(found.mask, made.subjects) >= 0.85
+
+
+def test_a_cat_the_segmenter_takes_for_a_person_is_left_out_and_said(tools):
+    """The selfie model marks the cat's face; it has no human face, the person has one."""
+    made = scene("chelsea", "panorama", [(0.5, 700, 0)])
+    whole = tools[0](made.image, ["person"]) >= 0.5
+    assert (whole & ~masking.dilate(made.subjects, 4)).mean() > 0.1  # the segmenter alone floods
+    found = masking.find_subjects(tools[0], made.image, SPEC, tools[1])
+    assert (found.mask & ~masking.dilate(made.subjects, 4)).mean() < 0.01
+    assert iou(found.mask, made.subjects) >= 0.85
+    assert any("no face found there" in note for note in found.notes)
+
+
+def test_two_people_apart_are_two_instances_left_to_right(tools):
+    made = scene("brick", "landscape", [(0.5, 60, 0), (0.5, 420, 20)])
+    found = masking.find_subjects(tools[0], made.image, SPEC, tools[1])
+    assert len(found.instances) == 2
+    assert [iou(a, b) >= 0.8 for a, b in zip(found.instances, made.people)] == [True, True]
+
+
+def test_faces_of_about_20_px_in_a_wide_shot_are_found():
+    made = scene("gravel", "landscape", [(0.2, 80, 10), (0.2, 400, 60)])
+    assert all(18 <= face[3] - face[1] <= 24 for face in made.faces)
+    found = MediaPipeFaceDetector().detect(made.image)
+    for x0, y0, x1, y1 in made.faces:
+        assert any(f.box[0] <= (x0 + x1) / 2 <= f.box[2] and f.box[1] <= (y0 + y1) / 2 <= f.box[3] for f in found)
+    assert len(found) == 2
+
+
+# -- the pure parts ----------------------------------------------------------------------
+
+
+def test_square_crop_moves_inside_the_image_and_is_cut_only_where_it_must():
+    assert people.square_crop((10, 10, 30, 50), (100, 100), margin=0.1) == (0, 6, 48, 54)
+    assert people.square_crop((90, 80, 100, 100), (100, 100), margin=0.0) == (80, 80, 100, 100)
+    assert people.square_crop((0, 0, 100, 60), (100, 60), margin=0.1) == (0, 0, 100, 60)
+
+
+def test_touching_people_split_by_the_nearest_body_axis():
+    """Two overlapping masks: each contested pixel goes to the nearer face's axis."""
+    a = np.zeros((60, 100), bool)
+    a[10:60, 0:70] = True
+    b = np.zeros((60, 100), bool)
+    b[10:60, 30:100] = True
+    left = people.Person(a, a.astype(np.float32), Face((15, 10, 25, 20), 0.9))
+    right = people.Person(b, b.astype(np.float32), Face((75, 10, 85, 20), 0.9))
+    mine, yours = people.separate([left, right])
+    assert not (mine & yours).any() and (mine | yours).sum() == (a | b).sum()
+    assert mine[40, 45] and yours[40, 55]  # the middle is 50: each side to its own person
+
+
+def map_of(boxes, size=(200, 100)):
+    prob = np.zeros(size[::-1], np.float32)
+    for x0, y0, x1, y1 in boxes:
+        prob[y0:y1, x0:x1] = 0.9
+    return prob
+
+
+def test_find_people_leaves_out_a_region_without_a_face_and_says_where():
+    """A person (with a face) and a blob (none): the blob is left out, with its place."""
+    prob = map_of([(20, 20, 50, 100), (120, 40, 190, 90)])
+    image = Image.new("RGB", (200, 100))
+
+    def segment(box):
+        x0, y0, x1, y1 = box or (0, 0, 200, 100)
+        return prob[y0:y1, x0:x1]
+
+    def detect(box):
+        face = Face((28, 22, 42, 36), 0.9)
+        if box is None or (box[0] <= 35 < box[2] and box[1] <= 29 < box[3]):
+            return [face]
+        return []
+
+    found, notes = people.find_people(segment, detect, image, prob, 0.002)
+    assert len(found) == 1 and found[0].mask[50, 35] and not found[0].mask[60, 150]
+    assert notes and "x 120-190, y 40-90" in notes[0]
+
+
+def test_with_no_face_anywhere_the_whole_map_is_the_mask():
+    """People seen from behind: no face, the segmenter's map as before (split in parts)."""
+    prob = map_of([(20, 20, 50, 100), (120, 40, 160, 100)])
+    image = Image.new("RGB", (200, 100))
+
+    def segment(image, terms, box=None):
+        x0, y0, x1, y1 = box or (0, 0, 200, 100)
+        return prob[y0:y1, x0:x1]
+
+    found = masking.find_subjects(segment, image, SPEC, lambda image, box: [])
+    assert len(found.instances) == 2 and np.array_equal(found.mask, prob >= SPEC.threshold)
+    assert found.notes == []
