@@ -193,7 +193,7 @@ class WebUIEngine:
         return nested
 
     def detect_faces(self, image: Image.Image, box: Box | None = None) -> list[Face]:
-        detector, note = webui_face_detector(str(Path(shared.models_path) / "insightface"))
+        detector, note = webui_face_detector(insightface_root())
         self.used["face detector"] = f"{detector.name}{note}"
         return faces_in(detector.detect, image, box)
 
@@ -208,6 +208,15 @@ class WebUIEngine:
     def interrupted(self) -> bool:
         state = shared.state
         return bool(state.interrupted or state.skipped or getattr(state, "stopping_generation", False))
+
+
+def insightface_root() -> str:
+    return str(Path(shared.models_path) / "insightface")
+
+
+def find_faces(image: Image.Image, box: Box | None = None) -> list[Face]:
+    """The faces the WebUI's detector finds in the crop `box` (the mask preview and route)."""
+    return faces_in(webui_face_detector(insightface_root())[0].detect, image, box)
 
 
 def webui_face_detector(insightface_root: str) -> tuple[FaceDetector, str]:
