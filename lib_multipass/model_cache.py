@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+#: a model named on the Hugging Face hub (owner/name), not a path
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
 def file_stamp(path: str | Path) -> tuple[str, int, int]:

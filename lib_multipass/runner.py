@@ -223,7 +223,7 @@ def _person_masks(
         instances = masking.split_instances(subjects) if len(plan.persons) > 1 else None
         described = f"mask image {spec.image!r}"
     else:
-        found = masking.find_subjects(engine.segment, image, spec, engine.detect_faces)
+        found = masking.find_subjects(engine.segment, image, spec, engine.detect_faces, engine.refine_masks)
         subjects, instances = found.mask, found.instances
         described = f"mask prompt {' | '.join(spec.prompt)!r}"
         warnings.extend(f"mask: {note}" for note in found.notes)

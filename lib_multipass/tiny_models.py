@@ -24,6 +24,7 @@ class TinyModels:
     lora_dir: Path  # holds f"{LORA_NAME}.safetensors"
     segmenter: Path  # a CLIPSeg folder
     controlnet: Path  # a ControlNet folder for that UNet
+    sam: Path  # a SAM folder (mask edges)
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -131,6 +132,26 @@ def build_controlnet(folder: Path, pipe, seed: int = 2) -> None:
     controlnet.save_pretrained(folder)
 
 
+def build_sam(folder: Path, seed: int = 0) -> None:
+    """A random SAM (the architecture of facebook/sam-vit-*, 0.2 M parameters) and its processor."""
+    import torch
+    from transformers import SamConfig, SamModel, SamProcessor
+
+    try:  # transformers 5 without torchvision: the PIL one
+        from transformers import SamImageProcessorPil as ImageProcessor  # type: ignore[attr-defined]
+    except ImportError:
+        from transformers import SamImageProcessor as ImageProcessor  # type: ignore[assignment]
+    torch.manual_seed(seed)
+    config = SamConfig(
+        vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=64, output_channels=32,
+                           global_attn_indexes=[1], window_size=4, num_pos_feats=16),
+        prompt_encoder_config=dict(hidden_size=32),
+        mask_decoder_config=dict(hidden_size=32, mlp_dim=64, num_hidden_layers=2, num_attention_heads=2,
+                                 iou_head_hidden_dim=32))
+    save_safetensors(SamModel(config), folder)
+    SamProcessor(image_processor=ImageProcessor()).save_pretrained(folder)
+
+
 def build_segmenter(folder: Path, seed: int = 0) -> None:
     """A random CLIPSeg model and processor saved as a folder (64 px input)."""
     import torch
@@ -171,13 +192,15 @@ def save_safetensors(model, folder: Path) -> None:
 def build_tiny_models(root: Path, seed: int = 0) -> TinyModels:
     """Build (once; later calls reuse the files) every tiny model under `root`."""
     root = Path(root)
-    models = TinyModels(root / "tiny-sd", root / "loras", root / "tiny-clipseg", root / "tiny-controlnet")
-    done = root / ".complete-v2"  # bumped when the set of tiny models changes
+    models = TinyModels(root / "tiny-sd", root / "loras", root / "tiny-clipseg", root / "tiny-controlnet",
+                        root / "tiny-sam")
+    done = root / ".complete-v3"  # bumped when the set of tiny models changes
     if done.exists():
         return models
     pipe = build_pipeline(models.checkpoint, seed)
     write_lora(models.lora_dir / f"{LORA_NAME}.safetensors", pipe, seed + 1)
     build_segmenter(models.segmenter, seed)
     build_controlnet(models.controlnet, pipe, seed + 2)
+    build_sam(models.sam, seed + 3)
     done.write_text("ok\n")
     return models

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lib_multipass.errors import ModelNotFoundError
 from lib_multipass.faces.detect import Face, MediaPipeFaceDetector, faces_in
-from lib_multipass.masks import masking, people
+from lib_multipass.masks import masking, people, refine
 from lib_multipass.masks.segmenters import SelfieSegmenter
 from lib_multipass.options import MultipassOptions
 from lib_multipass.plan import mask_spec
@@ -145,3 +146,65 @@ def test_with_no_face_anywhere_the_whole_map_is_the_mask():
     found = masking.find_subjects(segment, image, SPEC, lambda image, box: [])
     assert len(found.instances) == 2 and np.array_equal(found.mask, prob >= SPEC.threshold)
     assert found.notes == []
+
+
+# -- SAM for the edges -------------------------------------------------------------------
+
+
+def test_closest_takes_the_candidate_like_the_rough_mask_or_keeps_the_rough_one():
+    rough = np.zeros((40, 40), bool)
+    rough[10:30, 10:30] = True
+    shirt, whole, other = rough.copy(), rough.copy(), np.zeros_like(rough)
+    shirt[10:20] = False
+    whole[9:31, 9:31] = True
+    other[0:5, 0:5] = True
+    assert refine.closest([shirt, whole, other], rough) is whole
+    assert refine.closest([other, shirt[:, ::-1] & False], rough) is rough  # nothing agrees: keep the rough mask
+
+
+def test_sam_on_tiny_random_weights_redraws_each_mask_from_its_box(tiny):
+    sam = refine.SamRefiner(str(tiny.sam))
+    image = Image.new("RGB", (96, 64), (120, 90, 60))
+    first = np.zeros((64, 96), bool)
+    first[10:50, 5:40] = True
+    second = np.zeros((64, 96), bool)
+    second[20:60, 55:90] = True
+    out = sam.refine(image, [first, second, np.zeros((64, 96), bool)])
+    assert len(out) == 3 and all(m.shape == (64, 96) and m.dtype == bool for m in out)
+    assert not out[2].any()  # an empty mask has no box: left as it is
+    model = sam._model
+    assert all(np.array_equal(a, b) for a, b in zip(out, sam.refine(image, [first, second, out[2]])))
+    assert sam._model is model  # loaded once
+
+
+def test_sam_weights_found_in_the_models_folder_or_said_missing(tmp_path, tiny, monkeypatch):
+    import shutil
+
+    models = tmp_path / "sam"
+    shutil.copytree(tiny.sam, models / "facebook--sam-vit-base")
+    assert refine.local_weights("facebook/sam-vit-base", models) == str(models / "facebook--sam-vit-base")
+    assert refine.local_weights(str(tiny.sam), models) == str(tiny.sam)  # a folder is itself
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    missing = refine.SamRefiner("nobody/no-such-sam", models_dir=models)
+    with pytest.raises(ModelNotFoundError, match="could not be downloaded.*nobody--no-such-sam"):
+        missing.load()
+    with pytest.raises(ModelNotFoundError):  # said once, not tried again per job
+        missing.refine(Image.new("RGB", (8, 8)), [np.ones((8, 8), bool)])
+
+
+def test_refined_masks_are_what_the_person_passes_get():
+    """A face gives a person; the engine's refiner redraws the mask; the pass uses that."""
+    from lib_multipass.engines.recording import RecordingEngine
+    from lib_multipass.plan import Generation, make_plan
+    from lib_multipass.prompt import parse
+    from lib_multipass.runner import run
+
+    prob = map_of([(20, 20, 50, 96)], size=(200, 96))
+    shrunk = np.zeros_like(prob, dtype=bool)
+    shrunk[30:90, 25:45] = True
+    engine = RecordingEngine({"person": prob}, faces=[Face((28, 22, 42, 36), 0.9)], refine=lambda mask: mask & shrunk)
+    plan = make_plan(parse("scene BREAK man"), MultipassOptions.from_dict({"mask_dilate": 0, "mask_blur": 0}),
+                     Generation(seed=1, steps=2, width=200, height=96))
+    result = run(plan, engine)
+    assert ("refine", 1) in engine.requests
+    assert np.array_equal(engine.requests[-1].mask, shrunk) and not result.warnings

@@ -300,3 +300,31 @@ def test_models_live_as_long_as_the_extension():
     for callback in script_callbacks.callbacks["script_unloaded"]:
         callback()
     assert len(MODELS) == 0
+
+
+class Everywhere:
+    """A segmenter stand-in that takes every pixel of any crop for a person."""
+
+    def probabilities(self, image, terms):
+        return np.full((image.height, image.width), 0.9, np.float32)
+
+
+@pytest.mark.parametrize("weights", ["tiny", "missing"])
+def test_person_mask_edges_from_sam_or_said_why_not(monkeypatch, tiny, tmp_path, weights):
+    """A face gives a person (people first); SAM (Settings > Multipass) redraws the edges, or,
+    without its weights, the job goes on with the segmenter's edges and the infotext says why."""
+    from lib_multipass.webui import hooks
+    from lib_multipass.webui.models import MODELS
+
+    MODELS.clear()
+    one_face(monkeypatch)
+    monkeypatch.setattr(hooks, "shared_segmenter", lambda source, device: Everywhere())
+    shared.opts.data["multipass_refiner"] = str(tiny.sam) if weights == "tiny" else str(tmp_path / "no-sam")
+    p, _, _, _ = job(PROMPT)
+    processed = run(p)
+    assert len(nested_calls()) == 1
+    info = processed.infotexts[0]
+    if weights == "tiny":
+        assert f"Multipass mask edges: SAM ({tiny.sam})" in info
+    else:
+        assert "Multipass mask edges: \"the segmenter" in info and "no such folder (nor a hub id" in info

@@ -90,5 +90,8 @@ class Engine(Protocol):
         """The faces in the crop `box` of the image (all of it when None), any order, in the
         image's coordinates."""
 
+    def refine_masks(self, image: Image.Image, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Each person's mask with crisper edges (masks/refine.py), or as it is without a refiner."""
+
     def interrupted(self) -> bool:
         """True when the user asked to stop; checked before every pass."""

@@ -38,8 +38,9 @@ from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
 from ..faces.detect import Face, FaceDetector, faces_in, make_face_detector
 from ..lora_files import find_loras
 from ..masks.crop import Box, crop_box, paste
+from ..masks.refine import SamRefiner
 from ..masks.segmenters import Segmenter
-from ..model_cache import ModelCache
+from ..model_cache import HUB_ID, ModelCache
 from ..prompt import LoraTag
 from ..samplers import canonical_sampler
 from .base import ControlInput, GenerateRequest, InpaintRequest
@@ -57,8 +58,6 @@ SCHEDULERS: dict[str, tuple[type, dict[str, Any]]] = {
     "lcm": (LCMScheduler, {}),
     "tcd": (TCDScheduler, {}),
 }
-
-HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 #: pipeline classes by (mode, with ControlNet); all are made with `from_pipe` on one set of modules
 PIPELINES = {
@@ -143,13 +142,15 @@ class DiffusersEngine:
     """The `Engine` protocol on one loaded diffusers pipeline."""
 
     def __init__(self, pipe: Any, lora_dir: str | Path | None = None,
-                 segmenter: Segmenter | None = None, face_detector: FaceDetector | None = None):
+                 segmenter: Segmenter | None = None, face_detector: FaceDetector | None = None,
+                 refiner: SamRefiner | None = None):
         """`pipe`: a StableDiffusionPipeline (typed loosely: diffusers adds its modules and LoRA
         methods at run time, which a type checker cannot see)."""
         self.pipe = pipe
         self.face_detector = face_detector or make_face_detector()
         self.lora_dir = lora_dir
         self.segmenter = segmenter
+        self.refiner = refiner
         self.adapters: dict[str, str] = {}  # LoRA name -> loaded adapter name
         self.loras = LoraSwitch()  # the LoRA layers, and which adapters they run now
         self._scheduler_config = self.pipe.scheduler.config
@@ -204,6 +205,15 @@ class DiffusersEngine:
 
     def detect_faces(self, image: Image.Image, box: Box | None = None) -> list[Face]:
         return faces_in(self.face_detector.detect, image, box)
+
+    def refine_masks(self, image: Image.Image, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """SAM's edges; without its weights (said once in the log), the segmenter's."""
+        if self.refiner is None:
+            return list(masks)
+        try:
+            return self.refiner.refine(image, masks)
+        except ModelNotFoundError:
+            return list(masks)
 
     def interrupted(self) -> bool:
         return self._stop

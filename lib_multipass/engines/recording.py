@@ -32,6 +32,7 @@ class RecordingEngine:
     stop_after: int | None = None  # report an interrupt once this many passes have run
     stop_during: int | None = None  # the user stops in-paint number N (1-based) midway
     faces: list[Face] = field(default_factory=list)  # what detect_faces finds
+    refine: Callable[[np.ndarray], np.ndarray] | None = None  # what refine_masks does to each mask
     requests: list[object] = field(default_factory=list)
     models: ModelCache = field(default_factory=ModelCache)
 
@@ -83,6 +84,11 @@ class RecordingEngine:
         self.requests.append(("faces",) if box is None else ("faces", box))
         x0, y0, x1, y1 = box or (0, 0, image.width, image.height)
         return [f for f in self.faces if x0 <= (f.box[0] + f.box[2]) / 2 < x1 and y0 <= (f.box[1] + f.box[3]) / 2 < y1]
+
+    def refine_masks(self, image: Image.Image, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """As they are, or through `refine` (a function of one mask) when the test gives one."""
+        self.requests.append(("refine", len(masks)))
+        return [self.refine(mask) for mask in masks] if self.refine else list(masks)
 
     def interrupted(self) -> bool:
         passes = [r for r in self.requests if not isinstance(r, tuple)]

@@ -184,7 +184,8 @@ class Subjects:
 
 
 def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
-                  detect_faces: Callable[[Image.Image, Box | None], list[Face]] | None = None) -> Subjects:
+                  detect_faces: Callable[[Image.Image, Box | None], list[Face]] | None = None,
+                  refine: Callable[[Image.Image, list[np.ndarray]], list[np.ndarray]] | None = None) -> Subjects:
     """The subjects of `spec`'s mask prompt minus its negative, each one apart, left to right.
 
     People (person terms, with a face detector) are found first and segmented one by one
@@ -197,6 +198,9 @@ def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
         found, notes = people.find_people(lambda box: segment(image, spec.prompt, box),
                                           lambda box: detect_faces(image, box), image, prob, spec.speck, spec.threshold)
         if found:
+            if refine is not None:  # crisp edges: the refined mask, sure inside, nothing outside
+                found = [people.Person(mask, mask.astype(np.float32), p.face)
+                         for p, mask in zip(found, refine(image, [p.mask for p in found]))]
             instances = [mask for mask in (subject_mask(p.prob, negative, spec) for p in found) if mask.any()]
             mask = np.any(instances, axis=0) if instances else np.zeros(prob.shape, bool)
             return Subjects(np.max([p.prob for p in found], axis=0), mask, instances, notes)

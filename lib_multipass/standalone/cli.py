@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import MultipassError
+from ..masks.refine import REFINER_HELP
 from ..options import MultipassOptions
 from ..plan import Generation, dry_run_view, make_plan
 from ..prompt import parse
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--lora-dir", help="folder of LoRA .safetensors files, looked up by name")
     r.add_argument("--segmenter", default=None, help="CLIPSeg folder or hub id (default CIDAS/clipseg-rd64-refined), "
                    "or 'selfie' for the offline person segmenter")
+    r.add_argument("--refiner", default=None, help=REFINER_HELP)
     r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     r.add_argument("--fast", action="store_true", help="CUDA: compiled UNet, channels-last (the first pass of each "
                    "size and LoRA state compiles, about a minute)")
@@ -57,8 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def command_run(args: argparse.Namespace) -> int:
     _, plan = plan_from_args(args)
-    from ..engines.diffusers import HUB_ID, DiffusersEngine, default_device, load_pipeline
+    from ..engines.diffusers import DiffusersEngine, default_device, load_pipeline
+    from ..model_cache import HUB_ID
     from ..lora_files import find_loras
+    from ..masks.refine import make_refiner
     from ..masks.segmenters import make_segmenter
     from ..runner import all_lora_names
 
@@ -78,7 +82,7 @@ def command_run(args: argparse.Namespace) -> int:
         segmenter.prepare(plan.options.mask_prompt + plan.options.mask_negative)
     log.info("loading %s", args.checkpoint)
     pipe = load_pipeline(args.checkpoint, args.config, device)
-    engine = DiffusersEngine(pipe, args.lora_dir, segmenter)
+    engine = DiffusersEngine(pipe, args.lora_dir, segmenter, refiner=make_refiner(args.refiner, device))
     if args.fast:
         engine.enable_fast_path()
     return run_job(args, plan, engine, Path(args.checkpoint).stem)

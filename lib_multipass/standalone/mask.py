@@ -20,6 +20,7 @@ from ..faces.detect import Face
 from ..images import open_image
 from ..masks import masking
 from ..masks.crop import Box, mask_box
+from ..masks.refine import REFINER_HELP, SamRefiner
 from ..options import MultipassOptions, option_specs
 from ..plan import mask_spec
 from .flags import add_option_flags, flag_values
@@ -35,6 +36,7 @@ def add_parser(commands) -> None:
     m.add_argument("--prompt", required=True, help="what to mask, e.g. 'person' or 'red dress | hat'")
     m.add_argument("--persons", type=int, default=1, help="split into this many subjects, left to right")
     m.add_argument("--segmenter", default=None, help="CLIPSeg folder or hub id, or 'selfie' (offline, people only)")
+    m.add_argument("--refiner", default=None, help=REFINER_HELP)
     m.add_argument("--out", type=Path, required=True)
     add_option_flags(m, MASK_FLAGS)
 
@@ -55,11 +57,13 @@ def overlay(image: Image.Image, alpha: np.ndarray) -> Image.Image:
 
 
 def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, persons: int = 1,
-                 detect_faces: Callable[[Image.Image, Box | None], list[Face]] | None = None):
+                 detect_faces: Callable[[Image.Image, Box | None], list[Face]] | None = None,
+                 refiner: SamRefiner | None = None):
     """(probability map, paste alpha, report) for one image: the mask stage alone, as a job
     with `persons` person prompts would have it."""
     spec = mask_spec(options, None)
-    found = masking.find_subjects(segment_with(segmenter), image, spec, detect_faces)
+    found = masking.find_subjects(segment_with(segmenter), image, spec, detect_faces,
+                                  None if refiner is None else refiner.refine)
     prob, subjects, instances = found.prob, found.mask, found.instances
     specs = [spec] if persons <= 1 else [mask_spec(options, i) for i in range(persons)]
     alpha = np.zeros(prob.shape, np.float32)
@@ -88,6 +92,7 @@ def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, perso
 
 def command_mask(args: argparse.Namespace) -> dict:
     from ..faces.detect import faces_in, make_face_detector
+    from ..masks.refine import make_refiner
     from ..masks.segmenters import make_segmenter
 
     options = MultipassOptions.from_dict({"mask_prompt": args.prompt, **flag_values(args, MASK_FLAGS)})
@@ -98,7 +103,8 @@ def command_mask(args: argparse.Namespace) -> dict:
     segmenter.prepare(options.mask_prompt + options.mask_negative)
     detector = make_face_detector()
     prob, alpha, report = compute_mask(image, options, segmenter, args.persons,
-                                       lambda image, box: faces_in(detector.detect, image, box))
+                                       lambda image, box: faces_in(detector.detect, image, box),
+                                       make_refiner(args.refiner))
     args.out.mkdir(parents=True, exist_ok=True)
     masking.gray_image(prob).save(args.out / "prob.png")
     masking.gray_image(alpha).save(args.out / "mask.png")

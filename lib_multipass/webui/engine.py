@@ -17,18 +17,19 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from modules import paths, processing, shared
+from modules import devices, paths, processing, shared
 from PIL import Image
 
 from ..engines.base import GenerateRequest, InpaintRequest
 from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
 from ..faces.detect import Face, FaceDetector, InsightFaceDetector, faces_in, make_face_detector
 from ..masks.crop import Box, paste
+from ..masks.refine import SamRefiner
 from ..masks.segmenters import Segmenter
 from ..prompt import with_tags
 from .controlnet import controlnet_for_nested
 from .models import MODELS
-from .settings import DEFAULT_WHITELIST
+from .settings import DEFAULT_WHITELIST, setting
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,21 @@ class WebUIEngine:
         self.used["face detector"] = f"{detector.name}{note}"
         return faces_in(detector.detect, image, box)
 
+    def refine_masks(self, image: Image.Image, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """SAM's edges (Settings > Multipass); unavailable SAM weights leave the masks as they
+        are and say why in the infotext (a download is tried once per loaded extension)."""
+        source = setting("multipass_refiner")
+        if not source:
+            return list(masks)
+        refiner = shared_refiner(source, str(devices.device))
+        try:
+            refined = refiner.refine(image, masks)
+        except ModelNotFoundError as err:
+            self.used["mask edges"] = f"the segmenter's ({err})"
+            return list(masks)
+        self.used["mask edges"] = refiner.name
+        return refined
+
     def hint(self, kind: str, image: Image.Image) -> tuple[Image.Image, bool]:
         return image, False  # the ControlNet extension's own preprocessor makes the hint
 
@@ -208,6 +224,12 @@ class WebUIEngine:
     def interrupted(self) -> bool:
         state = shared.state
         return bool(state.interrupted or state.skipped or getattr(state, "stopping_generation", False))
+
+
+def shared_refiner(source: str, device: str) -> SamRefiner:
+    """One SAM for both tabs, in the extension's models (emptied by Reload UI)."""
+    return MODELS.get(("refiner", source, device), one_of_kind=True,
+                      load=lambda: SamRefiner(source, device, models_dir=Path(shared.models_path) / "sam"))
 
 
 def insightface_root() -> str:

@@ -10,6 +10,7 @@ DEFAULT_WHITELIST = ("dynamic_prompting", "dynamic_thresholding", "wildcards", "
 SETTINGS_DEFAULTS = {
     "multipass_segmenter": "",  # CLIPSeg folder or hub id; blank: models/clipseg, else CIDAS/clipseg-rd64-refined
     "multipass_default_mask_prompt": "person",
+    "multipass_refiner": "facebook/sam-vit-base",  # SAM for the person mask edges; blank: off
     "multipass_keep_segmenter": True,
     "multipass_save_passes": False,
     "multipass_max_persons": 4,
@@ -28,6 +29,8 @@ SECTION = ("multipass", "Multipass")
 LABELS = {
     "multipass_segmenter": "CLIPSeg weights: folder or hub id (blank: models/clipseg, else CIDAS/clipseg-rd64-refined)",
     "multipass_default_mask_prompt": "Default mask prompt",
+    "multipass_refiner": "Person mask edges: SAM weights, folder or hub id (a hub id is downloaded once into "
+                         "models/sam: facebook/sam-vit-base is 375 MB); blank: the segmenter's own edges",
     "multipass_keep_segmenter": "Keep the segmenter loaded between jobs",
     "multipass_save_passes": "Always save the intermediate passes (base, mask, each person)",
     "multipass_max_persons": "Max person prompts per image",

@@ -1,0 +1,132 @@
+"""Crisp person edges: SAM, prompted with each person's box, redraws the rough masks.
+
+The segmenters that find people (CLIPSeg at 352 px, mediapipe at 256 px) give soft,
+blobby outlines; the LoRA pass then repaints a halo of background or clips hair and
+fingers. SAM (Segment Anything, Apache-2.0) draws an object's edge at 1024 px from a box.
+It does not know what a person is, so it only redraws: of its three candidates per box the
+one closest to the rough mask is taken, and only when it agrees with it (IoU >= 0.5).
+
+Weights: a folder or hub id; the default is downloaded on first use into the models folder
+given (the WebUI's `models/sam`), with a log line saying what and how large.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ModelNotFoundError
+from ..model_cache import HUB_ID
+from .crop import mask_box
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SAM = "facebook/sam-vit-base"
+KNOWN_SIZES = {"facebook/sam-vit-base": "375 MB", "facebook/sam-vit-large": "1.25 GB", "facebook/sam-vit-huge": "2.56 GB"}
+AGREE = 0.5  # least IoU between SAM's mask and the rough one for SAM's to be taken
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return float(np.count_nonzero(a & b) / union) if union else 0.0
+
+
+def closest(candidates: Sequence[np.ndarray], rough: np.ndarray) -> np.ndarray:
+    """The candidate most like `rough` when it agrees with it, else `rough`."""
+    scores = [iou(c, rough) for c in candidates]
+    best = int(np.argmax(scores)) if scores else -1
+    return candidates[best] if best >= 0 and scores[best] >= AGREE else rough
+
+
+def local_weights(source: str, models_dir: Path | None) -> str:
+    """`source` as a folder: itself, or its copy under `models_dir`, fetched there on first use."""
+    if Path(source).is_dir() or models_dir is None:
+        return source
+    if not HUB_ID.fullmatch(source):
+        raise ModelNotFoundError(f"SAM weights {source!r}: no such folder (nor a hub id like {DEFAULT_SAM})")
+    folder = models_dir / source.replace("/", "--")
+    if (folder / "config.json").is_file():
+        return str(folder)
+    from huggingface_hub import snapshot_download
+
+    log.info("downloading %s (%s) into %s for the person mask edges (once)", source,
+             KNOWN_SIZES.get(source, "size unknown"), folder)
+    try:
+        snapshot_download(source, local_dir=str(folder), allow_patterns=["*.json", "*.safetensors"])
+    except Exception as err:  # offline, unknown id, disk full: said once by the caller
+        raise ModelNotFoundError(f"SAM weights {source!r} could not be downloaded ({err.__class__.__name__}): "
+                                 f"put them in {folder}, or turn mask refining off") from None
+    return str(folder)
+
+
+REFINER_HELP = ("SAM weights for crisp person mask edges: a folder or hub id (a hub id is downloaded once into "
+                f"models/sam; {DEFAULT_SAM} is {KNOWN_SIZES[DEFAULT_SAM]}); default: the segmenter's own edges")
+
+
+def make_refiner(source: str | None, device: str = "cpu", models_dir: Path = Path("models/sam")) -> SamRefiner | None:
+    return SamRefiner(source, device, models_dir) if source else None
+
+
+class SamRefiner:
+    """Box-prompted SAM through transformers, loaded once on first use."""
+
+    def __init__(self, source: str = DEFAULT_SAM, device: str = "cpu", models_dir: Path | None = None):
+        self.source = source
+        self.device = device
+        self.models_dir = models_dir
+        self._model: Any = None
+        self._processor: Any = None
+        self.error: ModelNotFoundError | None = None  # a failed load is not tried again (no download per job)
+
+    @property
+    def name(self) -> str:
+        return f"SAM ({self.source})"
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        if self.error is not None:
+            raise self.error
+        from transformers import SamModel, SamProcessor
+
+        try:
+            weights = local_weights(self.source, self.models_dir)
+            try:
+                self._processor = SamProcessor.from_pretrained(weights)
+                model: Any = SamModel.from_pretrained(weights)
+            except (OSError, ValueError) as err:
+                raise ModelNotFoundError(f"SAM weights not found at {weights!r} ({err.__class__.__name__}): give a "
+                                         f"folder holding {DEFAULT_SAM} or another SAM, or turn mask refining off") from None
+        except ModelNotFoundError as err:
+            log.warning("%s; person masks keep the segmenter's edges", err)
+            self.error = err
+            raise
+        self._model = model.to(self.device).eval()
+
+    def unload(self) -> None:
+        self._model = self._processor = None
+
+    def refine(self, image: Image.Image, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Each rough mask redrawn by SAM from its box (one image embedding for all)."""
+        import torch
+
+        boxes = {i: box for i, box in enumerate(map(mask_box, masks)) if box is not None}
+        if not boxes:
+            return list(masks)
+        self.load()
+        asked = list(boxes)
+        inputs = self._processor(images=image.convert("RGB"), input_boxes=[[list(boxes[i]) for i in asked]],
+                                 return_tensors="pt").to(self.device)
+        with torch.no_grad():
+            out = self._model(**inputs, multimask_output=True)
+        drawn = self._processor.image_processor.post_process_masks(
+            out.pred_masks.cpu(), inputs["original_sizes"].cpu(), inputs["reshaped_input_sizes"].cpu())[0]
+        refined = list(masks)
+        for row, i in enumerate(asked):
+            refined[i] = closest([np.asarray(c, bool) for c in drawn[row]], masks[i])
+        return refined
