@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from pathlib import Path

@@ -60,10 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 def command_run(args: argparse.Namespace) -> int:
     _, plan = plan_from_args(args)
     from ..engines.diffusers import DiffusersEngine, default_device, load_pipeline
-    from ..model_cache import HUB_ID
     from ..lora_files import find_loras
     from ..masks.refine import make_refiner
     from ..masks.segmenters import make_segmenter
+    from ..model_cache import HUB_ID
     from ..runner import all_lora_names
 
     # everything that can fail does so before the checkpoint loads: LoRA files, output folder,
