@@ -222,7 +222,7 @@ class MultipassOptions:
     face_crop_factor: float = _opt(
         2.0, "float", "Multipass face crop factor", "context around a face: crop = face size x this", lo=1, hi=6
     )
-    face_min_size: int = _opt(32, "int", "Multipass face min size", "smaller faces are left alone, px", lo=0, hi=4096)
+    face_min_size: int = _opt(20, "int", "Multipass face min size", "smaller faces are left alone, px", lo=0, hi=4096)
     face_max_faces: int = _opt(4, "int", "Multipass face max", "the largest faces in-painted per image", lo=1, hi=32)
     face_swap_model: str | None = _opt(
         None, "str", "Multipass face swap model", "path of inswapper_128.onnx (else models/insightface)", optional=True
