@@ -64,7 +64,7 @@ class Length:
 
 
 #: which tab of the WebUI accordion a control sits in ("" = the row above the tabs)
-Tab = Literal["", "Mask", "Person pass", "Faces", "ControlNet"]
+Tab = Literal["", "Mask", "Person pass", "Faces", "ControlNet", "Finish"]
 Widget = Literal["checkbox", "slider", "text", "dropdown", "image", "files"]
 SAME_SAMPLER = "Use same sampler"  # what the sampler dropdown shows for "as the main sampler"
 NONE_CHOICE = "None"  # what a dropdown shows for "none" (no ControlNet)
@@ -243,6 +243,16 @@ class MultipassOptions:
         0.75, "float", "Multipass base denoise", "strength of the base pass when the input image is its init",
         lo=0, hi=1,
     )
+    color_grading: str | None = _opt(
+        None, "str", "Multipass color grading", "a film look (Film Velvia, Film Portra, Ektar) or a .cube LUT file, "
+        "applied to the finished image", optional=True, flag=True, axis="Color grading",
+        control=_ui("Finish", "Colour grading: Film Velvia, Film Portra, Ektar, or a .cube file", "text", unset=""))
+    color_grading_strength: float = _opt(
+        1.0, "float", "Multipass color grading strength", "how much of the look: 0 none, 1 all of it", lo=0, hi=1,
+        flag=True, control=_ui("Finish", "Grading strength", "slider", step=0.05))
+    film_grain: float = _opt(
+        0.0, "float", "Multipass film grain", "grain strength, 0 off; seeded by the image's seed, the last step",
+        lo=0, hi=1, flag=True, axis="Film grain", control=_ui("Finish", "Film grain", "slider", step=0.05))
 
     # -- construction -------------------------------------------------------------------
 

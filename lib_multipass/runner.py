@@ -18,9 +18,11 @@ from .engines.base import ControlInput, Engine, GenerateRequest, InpaintRequest
 from .errors import MultipassError, PassInterrupted
 from .face_passes import run_faces
 from .faces.swap import load_references
+from .finish import finish, grading_lut
 from .images import open_image
 from .masks import masking
 from .masks.crop import mask_box
+from .options import MultipassOptions
 from .plan import ControlSpec, MaskSpec, Pass, Plan
 
 log = logging.getLogger(__name__)
@@ -56,13 +58,18 @@ def run(
     engine: Engine,
     on_image: ImageCallback | None = None,
     base: Image.Image | None = None,
+    finishing: bool = True,
 ) -> RunResult:
     """Run every pass of `plan`; `base`: a base image the host made already (the WebUI).
+    `finishing`: grade and grain the result here (a host with its own last steps, like the
+    WebUI's face restoration, does it after them: `finish_image`).
 
     Input errors found up front raise before anything runs.
     """
     engine.check_loras(all_lora_names(plan))
     options = plan.options
+    if options.color_grading:
+        grading_lut(options.color_grading)  # an unreadable .cube fails here, before any pass
     input_image = open_image(options.input_image, "input image").convert("RGB") if options.input_image else None
     hint_file = open_image(options.controlnet_image, "control image") if options.controlnet_image else None
     if options.face_swap:
@@ -83,10 +90,29 @@ def run(
         if on_image:
             on_image(name, image)
 
+    _passes(plan, engine, result, keep, base_image, base_control, input_image, user_mask, hints)
+    if finishing and result.final is not None and not (result.interrupted or result.error) and finishes(options):
+        keep("finished", finish_image(result.final, options, plan.generation.seed))
+    return result
+
+
+def finishes(options: MultipassOptions) -> bool:
+    return bool(options.color_grading and options.color_grading_strength > 0) or options.film_grain > 0
+
+
+def finish_image(image: Image.Image, options: MultipassOptions, seed: int) -> Image.Image:
+    """The job's last pixel steps (finish.py) on its final image."""
+    return finish(image, options.color_grading, options.color_grading_strength, options.film_grain, seed)
+
+
+def _passes(plan: Plan, engine: Engine, result: RunResult, keep: Callable[[str, Image.Image], None],
+            base_image: Image.Image | None, base_control: ControlInput | None, input_image: Image.Image | None,
+            user_mask: tuple[np.ndarray, list[str]] | None, hints: Hints) -> None:
+    """The base pass, the person passes and the face passes, into `result`."""
     total = len(plan.passes)
     if engine.interrupted():
         result.interrupted = True
-        return result
+        return
     if base_image is not None:
         log.info(f"[1/{total}] base: given image ({base_image.width}x{base_image.height})")
         keep("base", base_image)
@@ -101,10 +127,10 @@ def run(
                 keep("base", engine.txt2img(request))
         except PassInterrupted as err:
             _stopped(result, err.named("base"))
-            return result
+            return
         log.info(f"[1/{total}] base pass done in {time.perf_counter() - started:.1f}s")
     if len(plan.passes) == 1:
-        return result
+        return
     try:
         masks = _run_persons(plan, engine, result, keep, user_mask[0] if user_mask else None, hints)
 
@@ -124,7 +150,6 @@ def run(
         result.error = f"{err.__class__.__name__}: {err}"
     if result.error:
         result.warnings.append(f"{result.error}; the images made before it are kept")
-    return result
 
 
 def _run_persons(

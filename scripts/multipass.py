@@ -48,6 +48,10 @@ class MultipassScript(scripts.Script):
         if self.job is not None:
             self.job.run_batch(p, pp.images, kwargs["batch_number"])
 
+    def postprocess_image_after_composite(self, p, pp, *args):
+        if self.job is not None:
+            self.job.finish_image(p, pp)
+
     def postprocess(self, p, processed, *args):
         job, self.job = self.job, None
         if job is not None and processed.images:

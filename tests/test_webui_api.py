@@ -7,6 +7,7 @@ import base64
 import io
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 from webui_support import PROMPT, LeftHalf, clean, job, nested_calls, run  # noqa: F401
@@ -147,3 +148,33 @@ def test_server_paths_only_inside_the_allowed_folders(tmp_path):
     assert error["field"] == "face_swap_images"
     error = check(request([{"face_swap_model": "/etc/passwd"}]), folders=[allowed])
     assert error["field"] == "face_swap_model"
+
+
+def test_colour_grading_is_a_film_look_or_a_cube_inside_the_allowed_folders(tmp_path):
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    steps = [f"{r} {g} {b}" for b in (0, 1) for g in (0, 1) for r in (0, 1)]
+    (allowed / "look.cube").write_text("LUT_3D_SIZE 2\n" + "\n".join(steps) + "\n")
+    (tmp_path / "look.cube").write_text("LUT_3D_SIZE 2\n" + "\n".join(steps) + "\n")
+    assert check(request([{"color_grading": "Film Portra"}])) is None
+    assert check(request([{"color_grading": str(allowed / "look.cube")}]), folders=[allowed]) is None
+    error = check(request([{"color_grading": str(tmp_path / "look.cube")}]), folders=[allowed])
+    assert error["field"] == "color_grading" and "outside the allowed folders" in error["detail"]
+    error = check(request([{"color_grading": "Kodachrome"}]))
+    assert error["field"] == "color_grading" and "Film Velvia" in error["detail"]
+
+
+def test_grain_and_grading_come_last_after_the_webuis_face_restoration():
+    p, _, _, _ = job(PROMPT, args=({"enabled": True, "mask_blur": 0, "mask_dilate": 0, "film_grain": 0.5,
+                                    "color_grading": "Film Velvia"},), restore_faces=True)
+    processed = run(p)
+    plain, _, _, _ = job(PROMPT, args=({"enabled": True, "mask_blur": 0, "mask_dilate": 0},), restore_faces=True)
+    unfinished = run(plain)
+    before = np.asarray(unfinished.images[0])
+    assert np.array_equal(processing.FACE_RESTORATION_SAW[0], processing.FACE_RESTORATION_SAW[1])  # same job until then
+    from lib_multipass.finish import film_grain, grade
+
+    expected = film_grain(grade(Image.fromarray(before), "Film Velvia"), 0.5, p.seeds[0])
+    assert np.array_equal(np.asarray(processed.images[0]), np.asarray(expected))
+    assert "Multipass film grain: 0.5" in processed.infotexts[0]
+    assert "Multipass color grading: Film Velvia" in processed.infotexts[0]

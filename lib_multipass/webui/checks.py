@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MultipassError, OptionsError
+from ..finish import grading_lut
 from ..images import is_inline, open_image
 from ..options import MultipassOptions
 from ..plan import Generation, Plan, make_plan
@@ -105,6 +106,10 @@ def check_options(options: MultipassOptions, host: Host) -> MultipassOptions:
         value = getattr(options, name)
         for source in value if isinstance(value, tuple) else [value] if value else []:
             check_server_path(name, source, host.folders)
+    if options.color_grading:
+        if options.color_grading.strip().lower().endswith(".cube"):
+            check_server_path("color_grading", options.color_grading.strip(), host.folders)
+        grading_lut(options.color_grading)  # a film look's name, or a .cube that reads
     for name, what in IMAGE_OPTIONS.items():
         source = getattr(options, name)
         if source:

@@ -24,7 +24,7 @@ from ..masks.masking import gray_image
 from ..options import MultipassOptions
 from ..plan import Generation, Plan, make_plan
 from ..prompt import with_tags
-from ..runner import run
+from ..runner import finish_image, finishes, run
 from .prompts import parse_styled
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ class MultipassJob:
         """(the final image or None to keep the base, the pass that was interrupted)."""
         floor = self.progress.reserved - len(plan.persons) if self.progress is not None else 0
         try:
-            result = run(plan, self.engine, base=base)
+            result = run(plan, self.engine, base=base, finishing=False)  # graded after the WebUI's steps
         except MultipassError as err:
             self.warn(index, f"{err}; the base image is kept")
             return None, None
@@ -207,6 +207,18 @@ class MultipassJob:
             self.extra_images.append((image, f"multipass {name}, image {index + 1}"))
             if self.save_image is not None:
                 self.save_image(image, p, index, f"-multipass-{name}")
+
+    def finish_image(self, p, pp) -> None:
+        """Grading and grain on the image as the WebUI will save it: after its face restoration,
+        colour correction and in-paint overlay (`postprocess_image_after_composite`)."""
+        index = p.iteration * p.batch_size + p.batch_index
+        plan = self.plans.get(index)
+        if plan is None or not finishes(plan.options) or index in self.interrupted:
+            return
+        try:
+            pp.image = finish_image(pp.image, plan.options, p.seeds[p.batch_index])
+        except MultipassError as err:
+            self.warn(index, f"{err}; the image is not graded")
 
     # -- postprocess ------------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ def controlnet_status(models: list[str]) -> str:
     return f"<small>{len(models)} ControlNet model(s) installed.</small>"
 
 
-TABS = ("Mask", "Person pass", "Faces", "ControlNet")
+TABS = ("Mask", "Person pass", "Faces", "ControlNet", "Finish")
 
 
 def make_control(gr: Any, spec: Spec, control: Control, value: Any, elem_id: str,

@@ -125,3 +125,17 @@ def test_img2img_tab_job_is_exact_around_the_webuis_img2img(sd1):
     assert outside == 0 and inside > 0
     # (the base is the WebUI's img2img, which is not reproducible by itself: its VAE encode
     # draws from torch's global generator; two plain img2img calls differed by up to 24/255)
+
+
+def test_grading_and_grain_are_the_last_steps_of_the_saved_image(sd1):
+    from PIL import Image
+
+    from lib_multipass.finish import film_grain, grade
+
+    plain = sd1.txt2img(options={"enabled": True}, seed=77)
+    finished = sd1.txt2img(options={"enabled": True, "color_grading": "Film Portra", "film_grain": 0.5}, seed=77)
+    expected = np.asarray(film_grain(grade(Image.fromarray(plain.images[0]), "Film Portra"), 0.5, 77), np.int16)
+    difference = np.abs(finished.images[0].astype(np.int16) - expected)
+    assert (difference <= 2).mean() > 0.999, difference.max()  # another numpy/Pillow in the WebUI's venv
+    params = finished.params()
+    assert params["Multipass film grain"] == "0.5" and params["Multipass color grading"] == "Film Portra"

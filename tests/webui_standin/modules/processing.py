@@ -435,6 +435,9 @@ def process_images_inner(p) -> Processed:
                 pp = scripts.PostprocessImageArgs(image)
                 p.scripts.postprocess_image(p, pp)
                 image = pp.image
+                pp = scripts.PostprocessImageArgs(image)  # 1.10.1: after color correction and the overlay
+                p.scripts.postprocess_image_after_composite(p, pp)
+                image = pp.image
             text = create_infotext(p, p.prompts, p.seeds, p.subseeds, index=i, all_negative_prompts=p.negative_prompts)
             if not p.do_not_save_samples:
                 images.save_image(image, p.outpath_samples, "", p.seeds[i], p.prompts[i], "png", info=text, p=p)

@@ -71,6 +71,9 @@ class Script:
     def postprocess_image(self, p, pp: PostprocessImageArgs, *args):
         pass
 
+    def postprocess_image_after_composite(self, p, pp: PostprocessImageArgs, *args):
+        pass
+
     def postprocess(self, p, processed, *args):
         pass
 
@@ -130,6 +133,9 @@ class ScriptRunner:
 
     def postprocess_image(self, p, pp):
         self._each("postprocess_image", p, pp)
+
+    def postprocess_image_after_composite(self, p, pp):
+        self._each("postprocess_image_after_composite", p, pp)
 
     def postprocess(self, p, processed):
         self._each("postprocess", p, processed)
