@@ -62,7 +62,7 @@ def plan_from_args(args: argparse.Namespace) -> tuple[Job, Plan]:
 
 
 #: the files a job writes (and so the only ones it clears from a reused output folder)
-OWNED = ("base.png", "mask.png", "final.png", "overview.png", "plan.json", "infotext.txt", "person_*.png",
+OWNED = ("base.png", "mask.png", "final.png", "finished.png", "overview.png", "plan.json", "infotext.txt", "person_*.png",
          "faces_*.png", "*-interrupted.png")
 
 
