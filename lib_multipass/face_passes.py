@@ -15,10 +15,11 @@ from .errors import MultipassError, PassInterrupted
 from .faces.detect import Face, assign_faces, face_mask, select_faces
 from .faces.swap import RECOGNIZER_FILE, SWAPPER_FILE, FaceSwapper, find_model, load_references
 from .masks import masking
+from .masks.colour import seam_width
 from .plan import FaceSpec, Pass, Plan
 
 
-def face_request(p: Pass, image: Image.Image, face: Face, number: int) -> InpaintRequest:
+def face_request(p: Pass, image: Image.Image, face: Face, number: int, color_match: bool = True) -> InpaintRequest:
     """The in-paint of one face: face-shaped mask, feather and context scaled to the face."""
     spec = faces_of(p)
     mask = masking.dilate(face_mask(image, face), max(1, face.size // 20))
@@ -26,7 +27,8 @@ def face_request(p: Pass, image: Image.Image, face: Face, number: int) -> Inpain
     padding = int((spec.crop_factor - 1.0) * face.size / 2)
     seed = (p.seed + 1000 * number) % 2**32
     generate = GenerateRequest.from_pass(replace(p, seed=seed))
-    return InpaintRequest(generate, image, mask, masking.feather(mask, blur), spec.denoise, padding, blur)
+    return InpaintRequest(generate, image, mask, masking.feather(mask, blur), spec.denoise, padding, blur,
+                          seam_width(color_match, blur))
 
 
 def faces_of(p: Pass) -> FaceSpec:
@@ -100,7 +102,7 @@ def run_faces(plan: Plan, engine: Engine, image: Image.Image, person_masks: list
                 keep(f"{p.name}_swap", image, None)
             elif step == "inpaint" and spec.inpaint:
                 for number, face in enumerate(group, start=1):
-                    request = face_request(p, image, face, number)
+                    request = face_request(p, image, face, number, plan.options.color_match)
                     try:
                         image = engine.inpaint(request)
                     except PassInterrupted as err:

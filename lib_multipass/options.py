@@ -250,6 +250,10 @@ class MultipassOptions:
     color_grading_strength: float = _opt(
         1.0, "float", "Multipass color grading strength", "how much of the look: 0 none, 1 all of it", lo=0, hi=1,
         flag=True, control=_ui("Finish", "Grading strength", "slider", step=0.05))
+    color_match: bool = _opt(
+        True, "bool", "Multipass color match", "take the in-painted subject's colour cast out near the mask's edge "
+        "(no seam; the subject's own colours stay)", flag=True, axis="Color match",
+        control=_ui("Person pass", "Colour match at the mask's edge", "checkbox", row=1))
     film_grain: float = _opt(
         0.0, "float", "Multipass film grain", "grain strength, 0 off; seeded by the image's seed, the last step",
         lo=0, hi=1, flag=True, axis="Film grain", control=_ui("Finish", "Film grain", "slider", step=0.05))

@@ -21,6 +21,7 @@ from .faces.swap import load_references
 from .finish import finish, grading_lut
 from .images import open_image
 from .masks import masking
+from .masks.colour import seam_width
 from .masks.crop import mask_box
 from .options import MultipassOptions
 from .plan import ControlSpec, MaskSpec, Pass, Plan
@@ -184,7 +185,7 @@ def _run_persons(
         request = InpaintRequest(
             GenerateRequest.from_pass(p, hints.control(p.control, current.size)), current, pass_mask.mask,
             pass_mask.alpha, p.denoise, p.padding,
-            mask_of(p).blur,
+            mask_of(p).blur, seam_width(plan.options.color_match, mask_of(p).blur),
         )
         try:
             current = engine.inpaint(request)

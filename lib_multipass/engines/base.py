@@ -61,6 +61,7 @@ class InpaintRequest:
     denoise: float
     padding: int
     blur: int  # the feather that made `alpha`, for hosts that feather themselves
+    seam: int = 0  # px inside the mask's edge where the patch's colour cast is taken out (masks/colour.py); 0: off
 
 
 class Engine(Protocol):

@@ -37,6 +37,7 @@ from ..control.hints import inpaint_condition, make_hint
 from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
 from ..faces.detect import Face, FaceDetector, faces_in, make_face_detector
 from ..lora_files import find_loras
+from ..masks.colour import matched
 from ..masks.crop import Box, crop_box, paste
 from ..masks.refine import SamRefiner
 from ..masks.segmenters import Segmenter
@@ -193,6 +194,7 @@ class DiffusersEngine:
         )
         patch = np.asarray(out.resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS))
         base = np.asarray(request.image.convert("RGB"))
+        patch = matched(base, patch, box, request.mask, request.seam)  # no colour seam
         return Image.fromarray(paste(base, patch, box, request.alpha))
 
     def hint(self, kind: str, image: Image.Image) -> tuple[Image.Image, bool]:

@@ -23,6 +23,7 @@ from PIL import Image
 from ..engines.base import GenerateRequest, InpaintRequest
 from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
 from ..faces.detect import Face, FaceDetector, InsightFaceDetector, faces_in, make_face_detector
+from ..masks.colour import matched
 from ..masks.crop import Box, paste
 from ..masks.refine import SamRefiner
 from ..masks.segmenters import Segmenter
@@ -170,7 +171,9 @@ class WebUIEngine:
             raise MultipassError("the WebUI returned no image for the person pass")
         box = paste_box(nested, request.image.size)
         patch = processed.images[0].convert("RGB").resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS)
-        return Image.fromarray(paste(np.asarray(request.image.convert("RGB")), np.asarray(patch), box, request.alpha))
+        base = np.asarray(request.image.convert("RGB"))
+        patch = matched(base, np.asarray(patch), box, request.mask, request.seam)  # no colour seam
+        return Image.fromarray(paste(base, patch, box, request.alpha))
 
     def _nested(self, request: InpaintRequest):
         """The nested img2img: the whole feathered region (alpha > 0) regenerated, no blur of its
