@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from .errors import OptionsError
+from .options import MultipassOptions
 
 LUT_POINTS = 33  # per channel, as most .cube files
 
@@ -134,10 +135,16 @@ def film_grain(image: Image.Image, strength: float, seed: int) -> Image.Image:
     return Image.fromarray(np.rint(np.clip(rgb + grain[..., None], 0, 1) * 255).astype(np.uint8))
 
 
-def finish(image: Image.Image, grading: str | None, grading_strength: float, grain: float, seed: int) -> Image.Image:
-    """Grading, then grain (grain is in the film, under the look of the print)."""
-    if grading and grading_strength > 0:
-        image = grade(image, grading, grading_strength)
-    if grain > 0:
-        image = film_grain(image, grain, seed)
+def wanted(options: MultipassOptions) -> bool:
+    """Whether the job asks for any finishing step."""
+    return bool(options.color_grading and options.color_grading_strength > 0) or options.film_grain > 0
+
+
+def finish_image(image: Image.Image, options: MultipassOptions, seed: int) -> Image.Image:
+    """The job's last pixel steps: grading, then grain (grain is in the film, under the
+    look of the print)."""
+    if options.color_grading and options.color_grading_strength > 0:
+        image = grade(image, options.color_grading, options.color_grading_strength)
+    if options.film_grain > 0:
+        image = film_grain(image, options.film_grain, seed)
     return image

@@ -14,16 +14,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from . import finish
 from .engines.base import ControlInput, Engine, GenerateRequest, InpaintRequest
 from .errors import MultipassError, PassInterrupted
 from .face_passes import run_faces
 from .faces.swap import load_references
-from .finish import finish, grading_lut
 from .images import open_image
 from .masks import masking
 from .masks.colour import seam_width
 from .masks.crop import mask_box
-from .options import MultipassOptions
 from .plan import ControlSpec, MaskSpec, Pass, Plan
 
 log = logging.getLogger(__name__)
@@ -63,14 +62,14 @@ def run(
 ) -> RunResult:
     """Run every pass of `plan`; `base`: a base image the host made already (the WebUI).
     `finishing`: grade and grain the result here (a host with its own last steps, like the
-    WebUI's face restoration, does it after them: `finish_image`).
+    WebUI's face restoration, does it after them: `finish.finish_image`).
 
     Input errors found up front raise before anything runs.
     """
     engine.check_loras(all_lora_names(plan))
     options = plan.options
     if options.color_grading:
-        grading_lut(options.color_grading)  # an unreadable .cube fails here, before any pass
+        finish.grading_lut(options.color_grading)  # an unreadable .cube fails here, before any pass
     input_image = open_image(options.input_image, "input image").convert("RGB") if options.input_image else None
     hint_file = open_image(options.controlnet_image, "control image") if options.controlnet_image else None
     if options.face_swap:
@@ -92,18 +91,9 @@ def run(
             on_image(name, image)
 
     _passes(plan, engine, result, keep, base_image, base_control, input_image, user_mask, hints)
-    if finishing and result.final is not None and not (result.interrupted or result.error) and finishes(options):
-        keep("finished", finish_image(result.final, options, plan.generation.seed))
+    if finishing and result.final is not None and not (result.interrupted or result.error) and finish.wanted(options):
+        keep("finished", finish.finish_image(result.final, options, plan.generation.seed))
     return result
-
-
-def finishes(options: MultipassOptions) -> bool:
-    return bool(options.color_grading and options.color_grading_strength > 0) or options.film_grain > 0
-
-
-def finish_image(image: Image.Image, options: MultipassOptions, seed: int) -> Image.Image:
-    """The job's last pixel steps (finish.py) on its final image."""
-    return finish(image, options.color_grading, options.color_grading_strength, options.film_grain, seed)
 
 
 def _passes(plan: Plan, engine: Engine, result: RunResult, keep: Callable[[str, Image.Image], None],

@@ -1,12 +1,12 @@
 """People first, then each person's mask in a crop that suits them.
 
 A segmenter reading a whole wide shot sees a person of 12 % of the frame as a few of its
-input pixels, and reads large flowers or grass as people. So: find the people (faces from a
-tiled detector, and the segmenter's own look at the whole image for people whose face is
-not seen), then segment each one in a square crop around them, at the segmenter's own
-resolution, and map it back exactly. Each person is bounded by their crop, so nothing far
-from a person is marked; people who touch are told apart by a watershed from each one's own
-pixels and face.
+input pixels, and reads a cat's face or a cup as a person. So: find the people by their
+faces (a tiled detector over the image, and a second look in a crop around each part of the
+segmenter's whole-image map), then segment each one in a square crop around them, at the
+segmenter's own resolution, and map it back exactly. Each person is bounded by where their
+body can be, so nothing far from a person is marked; people who touch are told apart by
+the nearest body axis.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ CROP_MARGIN = 0.1  # of the person's longer side, each way: the crop the mask is
 class Person:
     mask: np.ndarray  # (H, W) bool
     prob: np.ndarray  # (H, W) float32, 0 outside the person's crop
-    face: Face | None
+    face: Face
 
 
 def square_crop(box: Box, size: tuple[int, int], margin: float = CROP_MARGIN) -> Box:
@@ -106,8 +106,7 @@ def from_face(segment: Segment, image: Image.Image, face: Face, cut: float) -> P
 def separate(people: Sequence[Person]) -> list[np.ndarray]:
     """Each person's own pixels where masks overlap (people who touch: each crop holds the
     neighbour too). A contested pixel goes to the person whose body axis (the face, and the
-    line below it) is nearest, in units of that person's face size; a person found without a
-    face is measured from the middle of their own pixels."""
+    line below it) is nearest, in units of that person's face size."""
     masks = [p.mask for p in people]
     claims = np.sum(masks, axis=0) if masks else None
     if claims is None or claims.max() <= 1:
@@ -116,21 +115,13 @@ def separate(people: Sequence[Person]) -> list[np.ndarray]:
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     distance = []
     for person in people:
-        if person.face is not None:
-            x0, y0, x1, y1 = person.face.box
-        else:
-            x0, y0, x1, y1 = mask_box(person.mask & (claims == 1)) or mask_box(person.mask) or (0, 0, 1, 1)
-            y1 = y0 + (x1 - x0)
+        x0, y0, x1, y1 = person.face.box
         size = max(1.0, float(max(x1 - x0, y1 - y0)))
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         dy = np.where(ys > cy, 0.0, ys - cy)  # below the face centre: the distance to the axis
         distance.append(np.where(person.mask, np.hypot(xs - cx, dy) / size, np.inf))
     nearest = np.argmin(distance, axis=0)
-    out = []
-    for i, person in enumerate(people):
-        own = person.mask & ((claims == 1) | (nearest == i))
-        out.append(own)
-    return out
+    return [person.mask & ((claims == 1) | (nearest == i)) for i, person in enumerate(people)]
 
 
 def face_in(detect_faces: Detect, image: Image.Image, region: np.ndarray) -> Face | None:
@@ -151,11 +142,11 @@ def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whol
                 cut: float = 0.5) -> tuple[list[Person], list[str]]:
     """Every person with a face, left to right, and a note on what was left out.
 
-    One person per face whose body the segmenter finds; then each part of the whole-image
-    map (`whole`, the segmenter's probabilities) that none of them holds, if a face is found in a crop around it (a small person's
-    face). A part with no face is left out: a cat, a cup or a flower the segmenter misreads
-    has none. No person at all: the caller falls back to the whole-image map.
-    Smaller than `min_area` of the image: dropped.
+    One person per face whose body the segmenter finds; then one per part of `whole` (the
+    segmenter's map of the whole image) that none of them holds and that has a face in a
+    crop around it (a small person's face). A part with no face is left out: a cat, a cup
+    or a flower the segmenter misreads has none. No person at all: the caller falls back to
+    the whole-image map. Smaller than `min_area` of the image: dropped.
     """
     people: list[Person] = []
     for face in sorted(detect_faces(None), key=lambda f: -f.score):

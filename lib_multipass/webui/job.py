@@ -20,11 +20,12 @@ from PIL import Image
 from .. import __version__
 from ..engines.base import Engine
 from ..errors import MultipassError
+from ..finish import finish_image, wanted
 from ..masks.masking import gray_image
 from ..options import MultipassOptions
 from ..plan import Generation, Plan, make_plan
 from ..prompt import with_tags
-from ..runner import finish_image, finishes, run
+from ..runner import run
 from .prompts import parse_styled
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,7 @@ class MultipassJob:
         colour correction and in-paint overlay (`postprocess_image_after_composite`)."""
         index = p.iteration * p.batch_size + p.batch_index
         plan = self.plans.get(index)
-        if plan is None or not finishes(plan.options) or index in self.interrupted:
+        if plan is None or not wanted(plan.options) or index in self.interrupted:
             return
         try:
             pp.image = finish_image(pp.image, plan.options, p.seeds[p.batch_index])
