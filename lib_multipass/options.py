@@ -254,6 +254,9 @@ class MultipassOptions:
         True, "bool", "Multipass color match", "take the in-painted subject's colour cast out near the mask's edge "
         "(no seam; the subject's own colours stay)", flag=True, axis="Color match",
         control=_ui("Person pass", "Colour match at the mask's edge", "checkbox", row=1))
+    use_lpw: bool = _opt(
+        True, "bool", "Multipass prompt weights", "standalone: read (word:1.2), (word), [word] and prompts over 77 "
+        "tokens as the WebUI does (it always does); off: the prompt reaches CLIP as plain text, cut at 77 tokens")
     film_grain: float = _opt(
         0.0, "float", "Multipass film grain", "grain strength, 0 off; seeded by the image's seed, the last step",
         lo=0, hi=1, flag=True, axis="Film grain", control=_ui("Finish", "Film grain", "slider", step=0.05))

@@ -43,6 +43,7 @@ from ..masks.refine import SamRefiner
 from ..masks.segmenters import Segmenter
 from ..model_cache import HUB_ID, ModelCache
 from ..prompt import LoraTag
+from ..prompt_weights import WINDOW, emphasize, weighted_tokens, windows
 from ..samplers import canonical_sampler
 from .base import ControlInput, GenerateRequest, InpaintRequest
 from .lora_switch import LoraSwitch
@@ -152,6 +153,7 @@ class DiffusersEngine:
         self.lora_dir = lora_dir
         self.segmenter = segmenter
         self.refiner = refiner
+        self.weighted_prompts = True  # prompts read as the WebUI reads them (use_lpw); False: as text
         self.adapters: dict[str, str] = {}  # LoRA name -> loaded adapter name
         self.loras = LoraSwitch()  # the LoRA layers, and which adapters they run now
         self._scheduler_config = self.pipe.scheduler.config
@@ -300,8 +302,12 @@ class DiffusersEngine:
         if sampler.startswith("dpm++sde"):
             pipeline.scheduler.noise_sampler_seed = request.seed  # else DPM++ SDE is not reproducible
         generator = torch.Generator(device="cpu").manual_seed(request.seed)
+        if self.weighted_prompts:  # (word:1.2) and long prompts as the WebUI reads them
+            positive, negative = self.encode_prompts(request.prompt, request.negative)
+            kwargs.update(prompt_embeds=positive, negative_prompt_embeds=negative)
+        else:
+            kwargs.update(prompt=request.prompt, negative_prompt=request.negative or None)
         result = pipeline(
-            prompt=request.prompt, negative_prompt=request.negative or None,
             num_inference_steps=at_least_one_step(request.steps, kwargs.get("strength")),
             guidance_scale=request.cfg_scale, generator=generator,
             callback_on_step_end=self._on_step, output_type="pil", **kwargs,
@@ -309,6 +315,32 @@ class DiffusersEngine:
         if self._stop:
             raise PassInterrupted(partial=result.images[0])  # a half-denoised image is never used
         return result.images[0]
+
+    def encode_prompts(self, prompt: str, negative: str) -> tuple[Any, Any]:
+        """Both prompts' embeddings, weighted and in as many CLIP windows as they need (the
+        shorter one padded with windows of the empty prompt, as the WebUI does)."""
+        positive, negative_embeds = self._encode(prompt), self._encode(negative)
+        if positive.shape[1] != negative_embeds.shape[1]:
+            empty = self._encode("")
+            missing = abs(positive.shape[1] - negative_embeds.shape[1]) // empty.shape[1]
+            if positive.shape[1] < negative_embeds.shape[1]:
+                positive = torch.cat([positive, *[empty] * missing], dim=1)
+            else:
+                negative_embeds = torch.cat([negative_embeds, *[empty] * missing], dim=1)
+        return positive, negative_embeds
+
+    def _encode(self, text: str) -> Any:
+        tokenizer, encoder = self.pipe.tokenizer, self.pipe.text_encoder
+        ids, weights = weighted_tokens(text, lambda piece: tokenizer(piece, add_special_tokens=False).input_ids)
+        comma = tokenizer.convert_tokens_to_ids(",</w>")
+        parts = []
+        for window_ids, window_weights in windows(ids, weights, comma if comma != tokenizer.unk_token_id else None):
+            fill = WINDOW - len(window_ids)
+            row = [tokenizer.bos_token_id, *window_ids, tokenizer.eos_token_id] + [tokenizer.pad_token_id] * fill
+            with torch.no_grad():
+                hidden = encoder(torch.tensor([row], device=encoder.device))[0]
+            parts.append(emphasize(hidden, [1.0, *window_weights, 1.0] + [1.0] * fill))
+        return torch.cat(parts, dim=1).to(self.pipe.unet.dtype)
 
     def _on_step(self, pipeline, step: int, timestep: Any, tensors: dict) -> dict:
         if self._stop:

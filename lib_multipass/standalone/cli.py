@@ -83,6 +83,7 @@ def command_run(args: argparse.Namespace) -> int:
     log.info("loading %s", args.checkpoint)
     pipe = load_pipeline(args.checkpoint, args.config, device)
     engine = DiffusersEngine(pipe, args.lora_dir, segmenter, refiner=make_refiner(args.refiner, device))
+    engine.weighted_prompts = plan.options.use_lpw
     if args.fast:
         engine.enable_fast_path()
     return run_job(args, plan, engine, Path(args.checkpoint).stem)

@@ -21,6 +21,7 @@ from ..masks.masking import gray_image
 from ..options import MultipassOptions
 from ..plan import Generation, Plan, make_plan
 from ..prompt import Job, parse
+from ..prompt_weights import parse_weights
 from ..samplers import canonical_sampler
 from .flags import add_option_flags, flag_values
 
@@ -56,8 +57,10 @@ def plan_from_args(args: argparse.Namespace) -> tuple[Job, Plan]:
     sampler = canonical_sampler(args.sampler)
     generation = Generation(args.seed, args.steps, args.cfg, args.width, args.height, sampler)
     plan = make_plan(job, options, generation)
-    for p in plan.passes:  # the standalone engine's samplers, checked before any model loads
+    for p in plan.passes:  # the standalone engine's samplers and prompt weights, checked before any model loads
         canonical_sampler(p.sampler, "person_sampler" if p.kind == "person" else "sampler")
+        if options.use_lpw:
+            parse_weights(p.prompt), parse_weights(p.negative)
     return job, plan
 
 
