@@ -6,6 +6,8 @@ plan, so a dry run (`parse --json`, the UI preview) shows exactly what will run.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
@@ -16,6 +18,25 @@ from .prompt import Job, LoraTag, Segment, join_prompt
 PassKind = Literal["base", "img2img", "input", "person", "faces"]
 HintSource = Literal["input", "hint", "base"]
 MIN_SIDE, MAX_SIDE = 64, 4096  # px: beyond 4096 a pass needs tens of GB and hours, in any host
+
+
+#: aspect ratios by name, as Astria's `ar` takes them; any "W:H" of whole numbers works too
+ASPECT_NAMES = {"square": (1, 1), "portrait": (2, 3), "landscape": (3, 2)}
+
+
+def size_for(ar: str, native: int = 512) -> tuple[int, int]:
+    """(width, height) of the aspect ratio `ar` at the model's native area (`native` squared),
+    in multiples of 8, or of 64 for models of 1024 px (SDXL's buckets)."""
+    text = ar.strip().lower()
+    match = re.fullmatch(r"(\d{1,3})\s*[:x/]\s*(\d{1,3})", text)
+    ratio = ASPECT_NAMES.get(text) or ((int(match.group(1)), int(match.group(2))) if match else None)
+    if ratio is None or 0 in ratio or not 1 / 4 <= ratio[0] / ratio[1] <= 4:
+        raise OptionsError(f"`ar` {ar!r}: give W:H like 16:9, 9:16, 21:9, 3:2, 4:5 (from 1:4 to 4:1) or "
+                           f"{', '.join(ASPECT_NAMES)}", "ar")
+    step = 64 if native >= 1024 else 8
+    width = math.sqrt(native * native * ratio[0] / ratio[1])
+    return (max(MIN_SIDE, int(round(width / step)) * step),
+            max(MIN_SIDE, int(round(native * native / width / step)) * step))
 
 
 @dataclass(frozen=True)

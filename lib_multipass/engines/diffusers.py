@@ -72,6 +72,11 @@ PIPELINES = {
 }
 
 
+def native_side(pipe: Any) -> int:
+    """The side of the images the model was trained at (512 SD 1.x, 768 SD 2.x-v, 1024 SDXL)."""
+    return int(pipe.unet.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
+
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 

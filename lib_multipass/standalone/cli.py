@@ -58,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    sized = args.width is not None and args.height is not None
     _, plan = plan_from_args(args)
-    from ..engines.diffusers import DiffusersEngine, default_device, load_pipeline
+    from ..engines.diffusers import DiffusersEngine, default_device, load_pipeline, native_side
     from ..lora_files import find_loras
     from ..masks.refine import make_refiner
     from ..masks.segmenters import make_segmenter
@@ -84,6 +85,9 @@ def command_run(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args.checkpoint, args.config, device)
     engine = DiffusersEngine(pipe, args.lora_dir, segmenter, refiner=make_refiner(args.refiner, device))
     engine.weighted_prompts = plan.options.use_lpw
+    native = native_side(pipe)
+    if native != 512 and not sized:  # the size comes from --ar, at the model's own area
+        _, plan = plan_from_args(args, native)
     if args.fast:
         engine.enable_fast_path()
     return run_job(args, plan, engine, Path(args.checkpoint).stem)
