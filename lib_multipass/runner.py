@@ -66,6 +66,16 @@ def run(
 
     Input errors found up front raise before anything runs.
     """
+    result = _passes(plan, engine, on_image, base)
+    if finishing and result.final is not None and not (result.interrupted or result.error) and finish.wanted(plan.options):
+        result.images["finished"] = finish.finish_image(result.final, plan.options, plan.generation.seed)
+        if on_image:
+            on_image("finished", result.images["finished"])
+    return result
+
+
+def _passes(plan: Plan, engine: Engine, on_image: ImageCallback | None, base: Image.Image | None) -> RunResult:
+    """The base pass, the person passes and the face passes."""
     engine.check_loras(all_lora_names(plan))
     options = plan.options
     if options.color_grading:
@@ -90,20 +100,10 @@ def run(
         if on_image:
             on_image(name, image)
 
-    _passes(plan, engine, result, keep, base_image, base_control, input_image, user_mask, hints)
-    if finishing and result.final is not None and not (result.interrupted or result.error) and finish.wanted(options):
-        keep("finished", finish.finish_image(result.final, options, plan.generation.seed))
-    return result
-
-
-def _passes(plan: Plan, engine: Engine, result: RunResult, keep: Callable[[str, Image.Image], None],
-            base_image: Image.Image | None, base_control: ControlInput | None, input_image: Image.Image | None,
-            user_mask: tuple[np.ndarray, list[str]] | None, hints: Hints) -> None:
-    """The base pass, the person passes and the face passes, into `result`."""
     total = len(plan.passes)
     if engine.interrupted():
         result.interrupted = True
-        return
+        return result
     if base_image is not None:
         log.info(f"[1/{total}] base: given image ({base_image.width}x{base_image.height})")
         keep("base", base_image)
@@ -118,10 +118,10 @@ def _passes(plan: Plan, engine: Engine, result: RunResult, keep: Callable[[str, 
                 keep("base", engine.txt2img(request))
         except PassInterrupted as err:
             _stopped(result, err.named("base"))
-            return
+            return result
         log.info(f"[1/{total}] base pass done in {time.perf_counter() - started:.1f}s")
     if len(plan.passes) == 1:
-        return
+        return result
     try:
         masks = _run_persons(plan, engine, result, keep, user_mask[0] if user_mask else None, hints)
 
@@ -141,6 +141,7 @@ def _passes(plan: Plan, engine: Engine, result: RunResult, keep: Callable[[str, 
         result.error = f"{err.__class__.__name__}: {err}"
     if result.error:
         result.warnings.append(f"{result.error}; the images made before it are kept")
+    return result
 
 
 def _run_persons(
