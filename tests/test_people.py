@@ -208,3 +208,19 @@ def test_refined_masks_are_what_the_person_passes_get():
     result = run(plan, engine)
     assert ("refine", 1) in engine.requests
     assert np.array_equal(engine.requests[-1].mask, shrunk) and not result.warnings
+
+
+def test_sam_redraws_text_prompted_subjects_too_and_the_negative_still_holds():
+    """`--mask_prompt bottle | cap --mask_negative cap`: the refined bottle, minus the cap."""
+    prob = map_of([(20, 20, 60, 90)])
+    cap = map_of([(20, 20, 60, 35)])
+
+    def segment(image, terms, box=None):
+        return {"bottle": prob, "cap": cap}[terms[0]]
+
+    spec = mask_spec(MultipassOptions.from_dict({"mask_prompt": "bottle", "mask_negative": "cap"}), None)
+    grown = np.zeros((100, 200), bool)
+    grown[18:92, 18:62] = True  # what SAM draws: a little more than the blob, the cap included
+    found = masking.find_subjects(segment, Image.new("RGB", (200, 100)), spec, None, lambda image, masks: [grown])
+    assert len(found.instances) == 1
+    assert found.instances[0][80, 61] and not found.instances[0][25, 40]  # SAM's edge, and no cap

@@ -32,8 +32,9 @@ def test_base_then_persons_with_their_masks_left_to_right():
     result = run(plan, engine)
     kinds = [type(r).__name__ if not isinstance(r, tuple) else r[0] for r in engine.requests]
     # no face anywhere, none near either subject: the whole-image map, split left to right
-    assert kinds == ["GenerateRequest", "segment", "faces", "faces", "faces", "InpaintRequest", "InpaintRequest"]
-    first, second = engine.requests[5], engine.requests[6]
+    assert kinds == ["GenerateRequest", "segment", "faces", "faces", "faces", "refine", "InpaintRequest",
+                     "InpaintRequest"]
+    first, second = engine.requests[6], engine.requests[7]
     assert first.mask[:, :30].any() and not first.mask[:, 30:].any()
     assert second.mask[:, 30:].any() and not second.mask[:, :30].any()
     assert [lora.name for lora in first.generate.loras] == ["a"]

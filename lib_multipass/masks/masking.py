@@ -1,7 +1,8 @@
 """The mask stage: segmentation, then small pure operations on numpy masks (DESIGN.md §4).
 
-Order: probability map -> minus mask_negative -> threshold -> drop specks -> split into
-instances -> dilate/erode -> invert -> feather. A user mask image replaces segmentation.
+Order: probability map -> threshold -> drop specks -> split into subjects (or people first,
+masks/people.py) -> edges redrawn (SAM, when there) -> minus mask_negative -> drop specks ->
+dilate/erode -> invert -> feather. A user mask image replaces segmentation.
 Masks are `bool` arrays (H, W); the paste-back alpha is `float32` in 0..1.
 """
 
@@ -190,23 +191,39 @@ def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
 
     People (person terms, with a face detector) are found first and segmented one by one
     (masks/people.py); other prompts, and people when no face is found, are segmented on the
-    whole image and split into parts.
+    whole image and split into parts. `refine` (SAM) redraws each subject's edges before the
+    negative is taken out, so it cannot draw the clothes back in.
     """
     prob = segment(image, spec.prompt)
     negative = segment(image, spec.negative) if spec.negative else None
+    notes: list[str] = []
+    found: list[people.Person] = []
     if detect_faces is not None and all(term.lower() in PERSON_TERMS for term in spec.prompt):
         found, notes = people.find_people(lambda box: segment(image, spec.prompt, box),
                                           lambda box: detect_faces(image, box), image, prob, spec.speck, spec.threshold)
-        if found:
-            if refine is not None:  # crisp edges: the refined mask, sure inside, nothing outside
-                found = [people.Person(mask, mask.astype(np.float32), p.face)
-                         for p, mask in zip(found, refine(image, [p.mask for p in found]))]
-            instances = [mask for mask in (subject_mask(p.prob, negative, spec) for p in found) if mask.any()]
-            mask = np.any(instances, axis=0) if instances else np.zeros(prob.shape, bool)
-            return Subjects(np.max([p.prob for p in found], axis=0), mask, instances, notes)
-        log.info("no face found: the person mask is the segmenter's map of the whole image")
-    mask = subject_mask(prob, negative, spec)
-    return Subjects(prob, mask, split_instances(mask), [])
+        if not found:
+            log.info("no face found: the person mask is the segmenter's map of the whole image")
+    if found:
+        parts, maps = [p.mask for p in found], [p.prob for p in found]
+        prob = np.max(maps, axis=0)
+    else:
+        parts = split_instances(remove_specks(threshold(prob, spec.threshold), spec.speck))
+        maps = [prob] * len(parts)
+    if refine is not None and parts:
+        parts = refine(image, parts)
+    instances = [mask for mask in (minus_negative(part, own, negative, spec) for part, own in zip(parts, maps))
+                 if mask.any()]
+    return Subjects(prob, np.any(instances, axis=0) if instances else np.zeros(prob.shape, bool), instances, notes)
+
+
+def minus_negative(mask: np.ndarray, prob: np.ndarray, negative: np.ndarray | None, spec: MaskSpec) -> np.ndarray:
+    """`mask` without what the negative takes out (where the probability minus the negative's
+    falls below the threshold, or, on pixels a refiner added, the negative's reaches it),
+    then without specks."""
+    if negative is not None:
+        added = mask & (prob < spec.threshold)
+        mask = mask & ((prob - negative >= spec.threshold) | (added & (negative < spec.threshold)))
+    return remove_specks(mask, spec.speck)
 
 
 def pass_mask(subjects: np.ndarray, spec: MaskSpec, instances: list[np.ndarray] | None = None) -> np.ndarray | None:
