@@ -212,3 +212,34 @@ def test_a_failure_inside_the_person_pass_leaves_the_model_unmodified(engine, ha
     monkeypatch.undo()
     assert list(result.images) == ["base"] and "out of memory" in result.error
     assert np.array_equal(pixels(engine.txt2img(request)), before)  # no LoRA left active, nothing fused
+
+
+def test_kohya_loras_in_the_original_sd_block_names_load_and_act_the_same(tiny, tmp_path):
+    """`lora_unet_input_blocks_4_1_...` (original SD names), as some trainers write them,
+    gives the same image as the same LoRA in diffusers' block names."""
+    import re
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from lib_multipass.prompt import LoraTag
+
+    def original_names(key: str) -> str:
+        for pattern, block in ((r"lora_unet_down_blocks_(\d)_attentions_(\d)_", lambda i, j: f"input_blocks_{3 * i + j + 1}"),
+                               (r"lora_unet_up_blocks_(\d)_attentions_(\d)_", lambda i, j: f"output_blocks_{3 * i + j}")):
+            found = re.match(pattern, key)
+            if found:
+                return f"lora_unet_{block(int(found[1]), int(found[2]))}_1_{key[found.end():]}"
+        return key.replace("lora_unet_mid_block_attentions_0_", "lora_unet_middle_block_1_")
+
+    loras = tmp_path / "loras"
+    loras.mkdir()
+    shutil.copy(tiny.lora_dir / f"{LORA_NAME}.safetensors", loras / "diffusers_names.safetensors")
+    tensors = load_file(str(loras / "diffusers_names.safetensors"))
+    renamed = {original_names(key): value for key, value in tensors.items()}
+    assert any("input_blocks" in key for key in renamed) and any("middle_block" in key for key in renamed)
+    save_file(renamed, str(loras / "sd_names.safetensors"))
+    engine = DiffusersEngine(load_pipeline(str(tiny.checkpoint), device="cpu"), loras)
+    images = [np.asarray(engine.txt2img(GenerateRequest("a forest", "", (LoraTag(name, 1.0),), 3, 2, 5.0, "euler", 64, 64)))
+              for name in ("diffusers_names", "sd_names")]
+    assert np.array_equal(images[0], images[1])

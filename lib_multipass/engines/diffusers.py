@@ -292,7 +292,10 @@ class DiffusersEngine:
         for name, path in files.items():
             if name not in self.adapters:
                 adapter = _adapter_name(name)
-                self.pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter)
+                # unet_config: kohya files in the original SD block names (lora_unet_input_blocks_*)
+                # are mapped onto diffusers' blocks by the UNet's own layout
+                self.pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter,
+                                            unet_config=self.pipe.unet.config)
                 self.adapters[name] = adapter
                 loaded = True
         if loaded:
