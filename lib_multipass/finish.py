@@ -137,12 +137,28 @@ def film_grain(image: Image.Image, strength: float, seed: int) -> Image.Image:
 
 def wanted(options: MultipassOptions) -> bool:
     """Whether the job asks for any finishing step."""
-    return bool(options.color_grading and options.color_grading_strength > 0) or options.film_grain > 0
+    return (bool(options.color_grading and options.color_grading_strength > 0) or options.film_grain > 0
+            or options.super_resolution > 1)
 
 
-def finish_image(image: Image.Image, options: MultipassOptions, seed: int) -> Image.Image:
-    """The job's last pixel steps: grading, then grain (grain is in the film, under the
-    look of the print)."""
+def check_super_resolution(options: MultipassOptions) -> None:
+    """The standalone engine upscales with Lanczos only: refuse another upscaler up front."""
+    if options.super_resolution > 1 and (options.super_resolution_upscaler or "lanczos").lower() != "lanczos":
+        raise OptionsError(f"super_resolution_upscaler {options.super_resolution_upscaler!r}: the standalone engine "
+                           "upscales with Lanczos only (ESRGAN weights need a loader this engine does not have yet)",
+                           "super_resolution_upscaler")
+
+
+def lanczos(image: Image.Image, scale: int) -> Image.Image:
+    return image.resize((image.width * scale, image.height * scale), Image.Resampling.LANCZOS)
+
+
+def finish_image(image: Image.Image, options: MultipassOptions, seed: int,
+                 upscale: Callable[[Image.Image, int], Image.Image] = lanczos) -> Image.Image:
+    """The job's last pixel steps: super resolution (`upscale`: the host's), grading, then
+    grain (grain is in the film, under the look of the print, and sized for the final image)."""
+    if options.super_resolution > 1:
+        image = upscale(image, options.super_resolution)
     if options.color_grading and options.color_grading_strength > 0:
         image = grade(image, options.color_grading, options.color_grading_strength)
     if options.film_grain > 0:

@@ -68,6 +68,7 @@ Tab = Literal["", "Mask", "Person pass", "Faces", "ControlNet", "Finish"]
 Widget = Literal["checkbox", "slider", "text", "dropdown", "image", "files"]
 SAME_SAMPLER = "Use same sampler"  # what the sampler dropdown shows for "as the main sampler"
 NONE_CHOICE = "None"  # what a dropdown shows for "none" (no ControlNet)
+LANCZOS = "Lanczos"  # the upscaler every host has
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class Control:
     step: float = 1.0
     top: float | None = None
     unset: Any = None
-    listing: Literal["", "samplers", "controlnet_models"] = ""
+    listing: Literal["", "samplers", "controlnet_models", "upscalers"] = ""
     group: str = ""
     rgba: bool = False  # an image upload that keeps its alpha (a mask)
 
@@ -257,6 +258,13 @@ class MultipassOptions:
     use_lpw: bool = _opt(
         True, "bool", "Multipass prompt weights", "standalone: read (word:1.2), (word), [word] and prompts over 77 "
         "tokens as the WebUI does (it always does); off: the prompt reaches CLIP as plain text, cut at 77 tokens")
+    super_resolution: int = _opt(
+        1, "int", "Multipass super resolution", "upscale the finished image by 2 or 4 before grading and grain (1: off)",
+        lo=1, hi=4, flag=True, axis="Super resolution", control=_ui("Finish", "Super resolution (x)", "slider", top=4))
+    super_resolution_upscaler: str | None = _opt(
+        None, "str", "Multipass upscaler", "the WebUI's upscaler by name (R-ESRGAN 4x+, ...); blank: Lanczos "
+        "(the standalone engine's only one)", optional=True, flag=True,
+        control=_ui("Finish", "Upscaler", "dropdown", listing="upscalers", unset=LANCZOS))
     film_grain: float = _opt(
         0.0, "float", "Multipass film grain", "grain strength, 0 off; seeded by the image's seed, the last step",
         lo=0, hi=1, flag=True, axis="Film grain", control=_ui("Finish", "Film grain", "slider", step=0.05))

@@ -116,3 +116,23 @@ def test_a_cube_that_cannot_be_read_fails_before_any_pass(tmp_path):
     with pytest.raises(OptionsError, match="nowhere.cube"):
         run(plan, engine)
     assert engine.requests == []
+
+
+def test_super_resolution_comes_first_and_the_grain_is_sized_for_the_upscaled_image():
+    options = MultipassOptions.from_dict({"super_resolution": 2, "film_grain": 0.3, "color_grading": "Ektar"})
+    plan = make_plan(parse("a forest BREAK ohwx man"), options, Generation(seed=4, steps=2, width=64, height=64))
+    result = run(plan, RecordingEngine({"person": np.ones((64, 64), np.float32)}))
+    assert result.final.size == (128, 128)
+    upscaled = result.images["person_1"].resize((128, 128), Image.Resampling.LANCZOS)
+    assert np.array_equal(pixels(result.final), pixels(film_grain(grade(upscaled, "Ektar"), 0.3, 4)))
+
+
+def test_the_standalone_engine_refuses_an_upscaler_it_does_not_have(tmp_path):
+    from lib_multipass.errors import OptionsError as Refused
+    from lib_multipass.standalone.cli import build_parser
+    from lib_multipass.standalone.job import plan_from_args
+
+    args = build_parser().parse_args(["run", "--checkpoint", "m", "--out", str(tmp_path), "--prompt", "a BREAK b",
+                                      "--super-resolution", "2", "--super-resolution-upscaler", "R-ESRGAN 4x+"])
+    with pytest.raises(Refused, match="Lanczos only"):
+        plan_from_args(args)

@@ -60,6 +60,8 @@ def test_every_cli_option_is_a_flag_that_sets_it(name):
         sample = SAMPLE[spec.kind]
         if spec.kind == "float" and spec.lo is not None and spec.lo >= 1:
             sample = "1.5"
+        if spec.kind == "int" and spec.hi is not None and spec.hi < 7:
+            sample = str(int(spec.hi))  # within the range, not the default
         given = [flag, *(sample if isinstance(sample, list) else [sample])]
     args = build_parser().parse_args(["run", "--checkpoint", "m", "--out", "o", "--prompt", "a", *given])
     expected = MultipassOptions.from_dict({name: given[1:] if len(given) > 2 else given[1] if len(given) > 1

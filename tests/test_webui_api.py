@@ -178,3 +178,18 @@ def test_grain_and_grading_come_last_after_the_webuis_face_restoration():
     assert np.array_equal(np.asarray(processed.images[0]), np.asarray(expected))
     assert "Multipass film grain: 0.5" in processed.infotexts[0]
     assert "Multipass color grading: Film Velvia" in processed.infotexts[0]
+
+
+def test_super_resolution_with_the_webuis_upscaler_by_name_before_grain():
+    from modules import shared
+
+    esrgan = next(u for u in shared.sd_upscalers if u.name == "R-ESRGAN 4x+")
+    esrgan.scaler.calls.clear()
+    p, _, _, _ = job(PROMPT, args=({"enabled": True, "mask_blur": 0, "mask_dilate": 0, "super_resolution": 2,
+                                    "super_resolution_upscaler": "R-ESRGAN 4x+", "film_grain": 0.2},))
+    processed = run(p)
+    assert processed.images[0].size == (128, 128)
+    assert esrgan.scaler.calls == [((64, 64), 2, "models/RealESRGAN/RealESRGAN_x4plus.pth")]
+    assert "Multipass super resolution: 2" in processed.infotexts[0]
+    error = check(request([{"super_resolution": 2, "super_resolution_upscaler": "SwinIR 8x"}]))
+    assert error["field"] == "super_resolution_upscaler" and "use one of: Lanczos" in error["detail"]

@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import MultipassError, OptionsError
 from ..finish import grading_lut
 from ..images import is_inline, open_image
-from ..options import MultipassOptions
+from ..options import LANCZOS, MultipassOptions
 from ..plan import Generation, Plan, make_plan
 from ..prompt import parse
 
@@ -34,6 +34,7 @@ class Host:
     controlnet_models: Sequence[str] | None  # None: sd-webui-controlnet is not installed
     max_persons: int
     folders: tuple[Path, ...] = ()  # where server paths may point (Settings); none: base64 only
+    upscalers: Sequence[str] = ("Lanczos",)  # the WebUI's upscaler names
 
 
 def current_host() -> Host:
@@ -56,7 +57,8 @@ def current_host() -> Host:
     folders = [f.strip() for f in re.split(r"[\n,;]", str(setting("multipass_image_folders"))) if f.strip()]
     return Host({**sd_samplers.samplers_map, **{name.lower(): name for name in sd_samplers.all_samplers_map}},
                 schedulers, models, int(setting("multipass_max_persons")),
-                (Path(shared.models_path) / "insightface", *map(Path, folders)))
+                (Path(shared.models_path) / "insightface", *map(Path, folders)),
+                tuple(u.name for u in shared.sd_upscalers))
 
 
 def resolve_sampler(name: str, host: Host) -> str | None:
@@ -106,6 +108,9 @@ def check_options(options: MultipassOptions, host: Host) -> MultipassOptions:
         value = getattr(options, name)
         for source in value if isinstance(value, tuple) else [value] if value else []:
             check_server_path(name, source, host.folders)
+    if options.super_resolution > 1 and (options.super_resolution_upscaler or LANCZOS) not in host.upscalers:
+        raise OptionsError(f"`super_resolution_upscaler` {options.super_resolution_upscaler!r} is not an upscaler of "
+                           f"this WebUI; use one of: {', '.join(host.upscalers)}", "super_resolution_upscaler")
     if options.color_grading:
         if options.color_grading.strip().lower().endswith(".cube"):
             check_server_path("color_grading", options.color_grading.strip(), host.folders)

@@ -22,7 +22,7 @@ from ..engines.base import Engine
 from ..errors import MultipassError
 from ..finish import finish_image, wanted
 from ..masks.masking import gray_image
-from ..options import MultipassOptions
+from ..options import LANCZOS, MultipassOptions
 from ..plan import Generation, Plan, make_plan
 from ..prompt import with_tags
 from ..runner import run
@@ -217,9 +217,10 @@ class MultipassJob:
         if plan is None or not wanted(plan.options) or index in self.interrupted:
             return
         try:
-            pp.image = finish_image(pp.image, plan.options, p.seeds[p.batch_index])
+            pp.image = finish_image(pp.image, plan.options, p.seeds[p.batch_index],
+                                    webui_upscaler(plan.options.super_resolution_upscaler or LANCZOS))
         except MultipassError as err:
-            self.warn(index, f"{err}; the image is not graded")
+            self.warn(index, f"{err}; the image is not finished")
 
     # -- postprocess ------------------------------------------------------------------------------
 
@@ -230,6 +231,20 @@ class MultipassJob:
         for image, label in self.extra_images:
             processed.images.append(image)
             processed.infotexts.append(label)
+
+
+def webui_upscaler(name: str) -> Callable[[Image.Image, int], Image.Image]:
+    """The WebUI's upscaler `name` (its own list: Lanczos, R-ESRGAN 4x+, ...), as the
+    Extras tab runs it; the name was checked against that list before the job."""
+    from modules import shared
+
+    def upscale(image: Image.Image, scale: int) -> Image.Image:
+        found = next((u for u in shared.sd_upscalers if u.name == name), None)
+        if found is None:
+            raise MultipassError(f"upscaler {name!r} is gone from this WebUI")
+        return found.scaler.upscale(image, scale, found.data_path)
+
+    return upscale
 
 
 def reject(p, message: str) -> None:

@@ -75,7 +75,8 @@ def build_ui(script: Any, is_img2img: bool, preview_mask: Callable[..., Any] | N
     tab = "img2img" if is_img2img else "txt2img"
     specs = option_specs()
     cn_models = controlnet_models()
-    listings = {"samplers": [s.name for s in sd_samplers.all_samplers], "controlnet_models": cn_models}
+    listings = {"samplers": [s.name for s in sd_samplers.all_samplers], "controlnet_models": cn_models,
+                "upscalers": [u.name for u in shared.sd_upscalers if u.name not in ("None", "Lanczos")]}
 
     def eid(name: str) -> str:
         return f"multipass_{tab}_{name}"

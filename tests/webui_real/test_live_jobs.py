@@ -139,3 +139,10 @@ def test_grading_and_grain_are_the_last_steps_of_the_saved_image(sd1):
     assert (difference <= 2).mean() > 0.999, difference.max()  # another numpy/Pillow in the WebUI's venv
     params = finished.params()
     assert params["Multipass film grain"] == "0.5" and params["Multipass color grading"] == "Film Portra"
+
+
+def test_super_resolution_with_the_webuis_own_upscaler(sd1):
+    job = sd1.txt2img(options={"enabled": True, "super_resolution": 2, "super_resolution_upscaler": "Lanczos"}, seed=78)
+    plain = sd1.txt2img(options={"enabled": True}, seed=78)
+    assert job.images[0].shape[:2] == (2 * plain.images[0].shape[0], 2 * plain.images[0].shape[1])
+    assert job.params()["Multipass super resolution"] == "2"

@@ -78,3 +78,24 @@ opts = Options()
 cmd_opts = SimpleNamespace(api_auth=None, no_prompt_history=False, data_dir=paths.data_path)
 sd_model = SimpleNamespace(name="standin-model")
 models_path = paths.models_path
+
+
+class _Upscaler:
+    """modules/upscaler.py: `scaler.upscale(img, scale, data_path)`; calls recorded."""
+
+    def __init__(self, name: str, resample: int):
+        self.name, self.resample, self.calls = name, resample, []
+
+    def upscale(self, img, scale, selected_model=None):
+        self.calls.append((img.size, scale, selected_model))
+        return img.resize((int(img.width * scale), int(img.height * scale)), self.resample)
+
+
+class _UpscalerData:
+    def __init__(self, name: str, resample: int, data_path=None):
+        self.name, self.data_path, self.scaler = name, data_path, _Upscaler(name, resample)
+
+
+#: shared.sd_upscalers as 1.10.1 lists them without downloaded models
+sd_upscalers = [_UpscalerData("None", 0), _UpscalerData("Lanczos", 1), _UpscalerData("Nearest", 0),
+                _UpscalerData("R-ESRGAN 4x+", 3, "models/RealESRGAN/RealESRGAN_x4plus.pth")]
