@@ -44,7 +44,7 @@ def plan_of(tmp_path, *argv, request=None):
 def test_an_astria_request_maps_onto_the_job(tmp_path):
     request = {"prompt": {"text": "a forest BREAK ohwx man", "negative_prompt": "ugly", "num_images": 2, "seed": 5,
                           "steps": 12, "cfg_scale": 5, "ar": "16:9", "scheduler": "euler_a", "inpaint_faces": True,
-                          "film_grain": True, "color_grading": "Film Portra", "use_lpw": False, "super_resolution": False,
+                          "film_grain": True, "color_grading": "Film Portra", "use_lpw": False, "super_resolution": True,
                           "callback": "https://example.com/hook"}}
     args, plan = plan_of(tmp_path, request=request)
     assert (plan.generation.seed, plan.generation.steps, plan.generation.cfg_scale) == (5, 12, 5)
@@ -52,6 +52,7 @@ def test_an_astria_request_maps_onto_the_job(tmp_path):
     assert args.num_images == 2 and args.negative == "ugly"
     options = plan.options
     assert options.inpaint_faces and options.film_grain == 0.3 and options.color_grading == "Film Portra"
+    assert options.super_resolution == 2  # Astria's on/off: 2x (Lanczos here)
     assert not options.use_lpw
     args, plan = plan_of(tmp_path, "--seed", "9", "--width", "512", "--height", "512",
                          request={"text": "a forest", "seed": 5, "w": 768, "h": 768})
@@ -59,7 +60,7 @@ def test_an_astria_request_maps_onto_the_job(tmp_path):
 
 
 @pytest.mark.parametrize("request_, words", [
-    ({"text": "a", "super_resolution": True}, "super resolution is not built"),
+    ({"text": "a", "hires_fix": True}, "hires fix"),
     ({"text": "a", "prompt_expansion": True}, "needs a language model"),
     ({"text": "a", "face_swap": True}, "--face-swap-images"),
     ({"text": "a", "input_image_url": "https://x/y.png"}, "reads no URLs"),

@@ -21,11 +21,12 @@ SETTINGS = {"text": "prompt", "prompt": "prompt", "negative_prompt": "negative",
 #: request field -> option
 OPTIONS = {"controlnet": "controlnet", "controlnet_txt2img": "controlnet_txt2img", "input_image": "input_image",
            "mask_image": "mask_image", "inpaint_faces": "inpaint_faces", "color_grading": "color_grading",
-           "use_lpw": "use_lpw", "denoising_strength": "base_denoising_strength", "film_grain": "film_grain"}
-GRAIN_WHEN_TRUE = 0.3  # Astria's film_grain is on/off
+           "use_lpw": "use_lpw", "denoising_strength": "base_denoising_strength", "film_grain": "film_grain",
+           "super_resolution": "super_resolution"}
+#: Astria's on/off fields as this engine's amounts (off, on)
+ON_OFF = {"film_grain": (0.0, 0.3), "super_resolution": (1, 2)}
 #: fields that only ask for something when true, and what to do instead
 NOT_HERE = {
-    "super_resolution": "super resolution is not built in the standalone engine yet: upscale the result afterwards",
     "hires_fix": "the hires fix / harmonizing pass is not built in the standalone engine yet",
     "face_correct": "face restoration (GFPGAN/CodeFormer) is not built in the standalone engine yet",
     "face_swap": "face swap needs the subject's reference photos here: give --face-swap --face-swap-images FILES",
@@ -70,8 +71,8 @@ def apply_request(args: argparse.Namespace, options: dict[str, Any]) -> None:
             if getattr(args, SETTINGS[field]) is None:
                 setattr(args, SETTINGS[field], value)
         elif field in OPTIONS:
-            if field == "film_grain" and isinstance(value, bool):
-                value = GRAIN_WHEN_TRUE if value else 0.0
+            if field in ON_OFF and isinstance(value, bool):
+                value = ON_OFF[field][value]
             options.setdefault(OPTIONS[field], value)
         else:
             known = ", ".join(sorted({*SETTINGS, *OPTIONS, *NOT_HERE, *IGNORED}))
