@@ -40,7 +40,7 @@ from ..lora_files import find_loras
 from ..masks.colour import matched
 from ..masks.crop import Box, crop_box, paste
 from ..masks.refine import SamRefiner
-from ..masks.segmenters import Segmenter
+from ..masks.segmenters import Segmenter, probabilities_in
 from ..model_cache import HUB_ID, ModelCache
 from ..prompt import LoraTag
 from ..prompt_weights import WINDOW, emphasize, weighted_tokens, windows
@@ -210,7 +210,7 @@ class DiffusersEngine:
     def segment(self, image: Image.Image, terms: Sequence[str], box: Box | None = None) -> np.ndarray:
         if self.segmenter is None:
             raise ModelNotFoundError("no segmenter was given; pass --segmenter (CLIPSeg folder or hub id) or --mask-image")
-        return self.segmenter.probabilities(image if box is None else image.crop(box), terms)
+        return probabilities_in(self.segmenter, image, terms, box)
 
     def detect_faces(self, image: Image.Image, box: Box | None = None) -> list[Face]:
         return faces_in(self.face_detector.detect, image, box)

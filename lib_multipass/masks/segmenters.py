@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ModelNotFoundError, MultipassError
+from ..images import Box
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,13 @@ class Segmenter(Protocol):
 
     def unload(self) -> None:
         """Free the model; it loads again when next needed."""
+
+
+def probabilities_in(segmenter: Segmenter, image: Image.Image, terms: Sequence[str],
+                     box: Box | None = None) -> np.ndarray:
+    """The segmenter's map of the crop `box` of the image (all of it when None): people are
+    segmented one by one, each in a crop of their own (masks/people.py)."""
+    return segmenter.probabilities(image if box is None else image.crop(box), terms)
 
 
 # -- views ------------------------------------------------------------------------------

@@ -160,7 +160,8 @@ def run_job(args: argparse.Namespace, plan: Plan, engine: Any, model: str) -> in
     if count == 1:
         return run_one(args, plan, engine, model, args.out)
     for stale in args.out.glob("image_*"):  # from an earlier run with more images
-        if stale.is_dir() and stale.name.removeprefix("image_").isdigit() and int(stale.name[6:]) > count:
+        number = stale.name.removeprefix("image_")
+        if stale.is_dir() and number.isdigit() and int(number) > count:
             prepare_out(stale)
             with contextlib.suppress(OSError):
                 stale.rmdir()

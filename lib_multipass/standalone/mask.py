@@ -7,6 +7,7 @@ prints the mask's area and the subjects' boxes as JSON.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from ..images import open_image
 from ..masks import masking
 from ..masks.crop import Box, mask_box
 from ..masks.refine import REFINER_HELP, SamRefiner
+from ..masks.segmenters import probabilities_in
 from ..options import MultipassOptions, option_specs
 from ..plan import mask_spec
 from .flags import add_option_flags, flag_values
@@ -43,10 +45,7 @@ def add_parser(commands) -> None:
 
 def segment_with(segmenter) -> masking.Segment:
     """A segmenter as the mask stage calls it: terms on a crop of the image."""
-    def segment(image: Image.Image, terms, box=None) -> np.ndarray:
-        return segmenter.probabilities(image if box is None else image.crop(box), terms)
-
-    return segment
+    return functools.partial(probabilities_in, segmenter)
 
 
 def overlay(image: Image.Image, alpha: np.ndarray) -> Image.Image:

@@ -26,7 +26,7 @@ from ..faces.detect import Face, FaceDetector, InsightFaceDetector, faces_in, ma
 from ..masks.colour import matched
 from ..masks.crop import Box, paste
 from ..masks.refine import SamRefiner
-from ..masks.segmenters import Segmenter
+from ..masks.segmenters import Segmenter, probabilities_in
 from ..prompt import with_tags
 from .controlnet import controlnet_for_nested
 from .models import MODELS
@@ -220,7 +220,7 @@ class WebUIEngine:
         return image, False  # the ControlNet extension's own preprocessor makes the hint
 
     def segment(self, image: Image.Image, terms: Sequence[str], box: Box | None = None) -> np.ndarray:
-        found = self.segmenter.probabilities(image if box is None else image.crop(box), terms)
+        found = probabilities_in(self.segmenter, image, terms, box)
         self.used["segmenter"] = getattr(self.segmenter, "name", type(self.segmenter).__name__)
         return found
 
