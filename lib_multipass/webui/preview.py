@@ -18,7 +18,8 @@ MASK_CONTROLS = ("mask_prompt", "mask_negative", "mask_threshold", "mask_dilate"
 def preview_mask(last_images: dict[str, Image.Image], segmenter_for: Any, detect_faces: Any, tab: str,
                  source: Image.Image | None, *values: Any) -> tuple[Image.Image | None, str]:
     """(overlay image, note). `segmenter_for()` gives the WebUI's shared segmenter and
-    `detect_faces(image, box)` its face detector: the preview is the job's mask stage."""
+    `detect_faces(image, box)` its face detector: the job's mask stage, people first, but
+    without SAM's edges (no download for a preview)."""
     from ..masks import masking
     from ..standalone.mask import compute_mask, overlay
 
