@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from .errors import OptionsError
-from .options import MultipassOptions
+from .options import LANCZOS, MultipassOptions
 
 LUT_POINTS = 33  # per channel, as most .cube files
 
@@ -141,12 +141,22 @@ def wanted(options: MultipassOptions) -> bool:
             or options.super_resolution > 1)
 
 
-def check_super_resolution(options: MultipassOptions) -> None:
-    """The standalone engine upscales with Lanczos only: refuse another upscaler up front."""
-    if options.super_resolution > 1 and (options.super_resolution_upscaler or "lanczos").lower() != "lanczos":
-        raise OptionsError(f"super_resolution_upscaler {options.super_resolution_upscaler!r}: the standalone engine "
-                           "upscales with Lanczos only (ESRGAN weights need a loader this engine does not have yet)",
-                           "super_resolution_upscaler")
+#: the upscalers of the standalone engine, by option ("Latent": resized in latent space)
+STANDALONE_UPSCALERS = {"super_resolution_upscaler": (LANCZOS,), "hires_upscaler": (LANCZOS, "Latent")}
+
+
+def check_upscaler(name: str | None, option: str) -> None:
+    """Refuse, up front, an upscaler the standalone engine does not have (ESRGAN weights need
+    a loader it does not have yet); blank means Lanczos."""
+    known = STANDALONE_UPSCALERS[option]
+    if (name or LANCZOS).lower() not in {k.lower() for k in known}:
+        raise OptionsError(f"`{option}` {name!r}: the standalone engine has {' and '.join(known)} only "
+                           "(ESRGAN-family weights need a loader it does not have yet)", option)
+
+
+def check_upscalers(options: MultipassOptions) -> None:
+    for option in STANDALONE_UPSCALERS:
+        check_upscaler(getattr(options, option), option)
 
 
 def lanczos(image: Image.Image, scale: int) -> Image.Image:

@@ -216,10 +216,6 @@ class MultipassOptions:
     person_seed: int = _opt(
         -1, "int", "Multipass seed", "seed of person pass 1 (-1: image seed + pass number)", lo=-1, hi=2**32 - 1
     )
-    hires_denoising_strength: float | None = _opt(
-        None, "float", "Multipass hires denoise",
-        "strength of the harmonizing pass (not built yet: setting it warns that it is ignored)",
-        lo=0, hi=1, optional=True, flag=True)  # no axis while the pass is not built
     face_crop_factor: float = _opt(
         2.0, "float", "Multipass face crop factor", "context around a face: crop = face size x this", lo=1, hi=6
     )
@@ -258,6 +254,19 @@ class MultipassOptions:
     use_lpw: bool = _opt(
         True, "bool", "Multipass prompt weights", "standalone: read (word:1.2), (word), [word] and prompts over 77 "
         "tokens as the WebUI does (it always does); off: the prompt reaches CLIP as plain text, cut at 77 tokens")
+    hires_denoising_strength: float | None = _opt(
+        None, "float", "Multipass harmonize denoise",
+        "harmonizing pass: a low-denoise img2img of the whole composite after the person and face passes, to blend "
+        "light and edges (Astria's hires pass; 0.3-0.4 is usual); blank: off", lo=0, hi=1, optional=True, flag=True,
+        axis="Harmonize denoise", control=_ui("Finish", "Harmonize denoise (0: off)", "slider", step=0.05, unset=0))
+    hires_scale: float = _opt(
+        1.0, "float", "Multipass harmonize upscale", "upscale the composite by this before the harmonizing pass "
+        "(a hires fix); 1: same size", lo=1, hi=4, flag=True, axis="Harmonize upscale",
+        control=_ui("Finish", "Harmonize upscale (x)", "slider", step=0.25, top=4))
+    hires_upscaler: str | None = _opt(
+        None, "str", "Multipass harmonize upscaler", "the upscaler before the harmonizing pass: the WebUI's by name; "
+        "standalone: Lanczos or Latent; blank: Lanczos", optional=True, flag=True,
+        control=_ui("Finish", "Harmonize upscaler", "dropdown", listing="upscalers", unset=LANCZOS))
     super_resolution: int = _opt(
         1, "int", "Multipass super resolution", "upscale the finished image by 2 or 4 before grading and grain (1: off)",
         lo=1, hi=4, flag=True, axis="Super resolution", control=_ui("Finish", "Super resolution (x)", "slider", top=4))

@@ -15,7 +15,7 @@ from .errors import OptionsError
 from .options import Length, MultipassOptions, to_json
 from .prompt import Job, LoraTag, Segment, join_prompt
 
-PassKind = Literal["base", "img2img", "input", "person", "faces"]
+PassKind = Literal["base", "img2img", "input", "person", "faces", "harmonize"]
 HintSource = Literal["input", "hint", "base"]
 MIN_SIDE, MAX_SIDE = 64, 4096  # px: beyond 4096 a pass needs tens of GB and hours, in any host
 
@@ -116,6 +116,7 @@ class Pass:
     """One diffusion pass. `denoise` is 1.0 for the base (txt2img) pass."""
 
     kind: PassKind  # base (txt2img) | img2img (of the input image) | input (the user's image as is) | person | faces
+    #                 | harmonize (img2img of the whole composite, upscaled first when larger)
     index: int  # 0 for the base pass, i for person pass i
     prompt: str
     negative: str
@@ -134,7 +135,7 @@ class Pass:
 
     @property
     def name(self) -> str:
-        return {"person": f"person_{self.index}", "faces": "faces"}.get(self.kind, "base")
+        return {"person": f"person_{self.index}", "faces": "faces", "harmonize": "harmonize"}.get(self.kind, "base")
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,11 @@ class Plan:
     def persons(self) -> tuple[Pass, ...]:
         """The masked person passes (a faces-only pass is not one)."""
         return tuple(p for p in self.passes[1:] if p.kind == "person")
+
+    @property
+    def harmonize(self) -> Pass | None:
+        """The harmonizing pass (always the last), if the job has one."""
+        return self.passes[-1] if self.passes[-1].kind == "harmonize" else None
 
     def to_json(self) -> dict[str, Any]:
         """The plan as plain JSON data (`plan.json`, `parse --json`)."""
@@ -220,11 +226,42 @@ def make_plan(job: Job, options: MultipassOptions, generation: Generation) -> Pl
         if not persons and (options.inpaint_faces or options.face_swap):
             face_pass = _person_pass(job, options, generation, job.base.text, job.base.loras, 1, 1)
             passes.append(replace(face_pass, kind="faces", mask=None))
+        if options.hires_denoising_strength is not None:
+            passes.append(harmonize_pass(job, options, generation, passes))
     if options.controlnet is not None and options.enabled and not any(p.control for p in passes):
         raise OptionsError(
             "`controlnet` has nothing to guide it: give controlnet_image (a ready hint), input_image (a photo "
             "to take it from) or controlnet_pose_from_base (the base image)", "controlnet")
     return Plan(job, options, generation, tuple(passes))
+
+
+def scaled(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """`size` times `scale`, in multiples of 8 (what every host's latent space needs)."""
+    return (max(MIN_SIDE, int(round(size[0] * scale / 8)) * 8), max(MIN_SIDE, int(round(size[1] * scale / 8)) * 8))
+
+
+def harmonize_pass(job: Job, options: MultipassOptions, generation: Generation, passes: list[Pass]) -> Pass:
+    """The harmonizing pass over the whole composite (DESIGN.md §6).
+
+    With one person it runs with that person's prompt and LoRAs added to the scene, so the
+    low denoise keeps their likeness; with several it cannot give each their own LoRA, so it
+    runs with the base pass's prompt and LoRAs (keep its denoise low: 0.2-0.3)."""
+    base, persons = passes[0], [p for p in passes if p.kind == "person"]
+    prompt, loras = base.prompt, base.loras
+    if len(persons) == 1:
+        person = masked_segments(job, options)[0]  # the base segment itself when a one-segment prompt is masked
+        texts = (job.base.text,) if person is job.base else (job.base.text, person.text)
+        prompt = join_prompt(*texts, job.common.text)
+        loras = base.loras + tuple(lora for lora in persons[0].loras if lora not in base.loras)
+    width, height = scaled((generation.width, generation.height), options.hires_scale)
+    if max(width, height) > MAX_SIDE:
+        raise OptionsError(f"`hires_scale` {options.hires_scale:g} makes the image {width}x{height}; the largest "
+                           f"side is {MAX_SIDE}: lower it (or upscale after, with super_resolution)", "hires_scale")
+    return Pass(
+        kind="harmonize", index=len(passes), prompt=prompt, negative=job.negative_for("base"), loras=loras,
+        seed=(generation.seed + len(passes)) % 2**32, width=width, height=height, steps=generation.steps,
+        cfg_scale=generation.cfg_scale, sampler=generation.sampler, denoise=options.hires_denoising_strength or 0.0,
+    )
 
 
 def base_kind(options: MultipassOptions) -> PassKind:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image
@@ -23,7 +23,8 @@ from .images import open_image
 from .masks import masking
 from .masks.colour import seam_width
 from .masks.crop import mask_box
-from .plan import ControlSpec, MaskSpec, Pass, Plan
+from .options import LANCZOS
+from .plan import ControlSpec, MaskSpec, Pass, Plan, scaled
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,6 @@ def _passes(plan: Plan, engine: Engine, on_image: ImageCallback | None, base: Im
     result = RunResult(plan)
     if user_mask:
         result.warnings.extend(user_mask[1])
-    if options.hires_denoising_strength is not None:
-        result.warnings.append("the harmonizing pass (hires_denoising_strength) is not built yet: ignored")
 
     def keep(name: str, image: Image.Image) -> None:
         result.images[name] = image
@@ -132,6 +131,12 @@ def _passes(plan: Plan, engine: Engine, on_image: ImageCallback | None, base: Im
 
         if not result.interrupted and result.final is not None:
             run_faces(plan, engine, result.final, masks, keep_face, result.warnings)
+        if plan.harmonize is not None and not result.interrupted and result.final is not None:
+            if engine.interrupted():
+                result.interrupted = True
+                result.warnings.append("interrupted before the harmonizing pass; the images made so far are kept")
+            else:
+                _harmonize(plan, plan.harmonize, engine, result.final, keep)
     except PassInterrupted as err:
         _stopped(result, err)
     except MultipassError as err:
@@ -185,6 +190,21 @@ def _run_persons(
         keep(p.name, current)
         log.info(f"[{step}/{total}] {p.name} pass done in {time.perf_counter() - started:.1f}s")
     return [m.mask if m is not None else None for m in masks]
+
+
+def _harmonize(plan: Plan, p: Pass, engine: Engine, image: Image.Image, keep: ImageCallback) -> None:
+    """One low-denoise img2img of the whole composite (upscaled first when `hires_scale` > 1)
+    that blends the subjects' light and edges into the scene."""
+    width, height = scaled(image.size, plan.options.hires_scale)  # the host's base may be larger than planned
+    p = replace(p, width=width, height=height)
+    log.info(f"[{len(plan.passes)}/{len(plan.passes)}] harmonize pass: {_describe(p)}")
+    started = time.perf_counter()
+    request = GenerateRequest.from_pass(p)
+    try:
+        keep(p.name, engine.img2img(request, image, p.denoise, plan.options.hires_upscaler or LANCZOS))
+    except PassInterrupted as err:
+        raise err.named(p.name) from None
+    log.info(f"[{len(plan.passes)}/{len(plan.passes)}] harmonize pass done in {time.perf_counter() - started:.1f}s")
 
 
 class Hints:

@@ -92,8 +92,8 @@ def test_runner_makes_hints_once_and_resizes_them(tmp_path):
     engine = RecordingEngine({"person": np.ones((64, 64), np.float32)})
     plan = plan_with(input_image=str(tmp_path / "p.png"), controlnet="canny")
     result = run(plan, engine)
-    kind, base_request, denoise = engine.requests[0]
-    assert kind == "img2img" and denoise == 0.75 and base_request.control.hint.size == (64, 64)
+    kind, base_request, denoise, upscaler = engine.requests[0]
+    assert kind == "img2img" and denoise == 0.75 and upscaler == "Lanczos" and base_request.control.hint.size == (64, 64)
     assert engine.requests[-1].generate.control.hint.size == result.images["base"].size
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -243,3 +245,26 @@ def test_kohya_loras_in_the_original_sd_block_names_load_and_act_the_same(tiny, 
     images = [np.asarray(engine.txt2img(GenerateRequest("a forest", "", (LoraTag(name, 1.0),), 3, 2, 5.0, "euler", 64, 64)))
               for name in ("diffusers_names", "sd_names")]
     assert np.array_equal(images[0], images[1])
+
+
+@pytest.mark.parametrize("upscaler", ["Lanczos", "Latent"])
+def test_the_harmonizing_pass_upscales_and_redoes_the_composite_reproducibly(engine, half_mask, upscaler):
+    plan = job(LORA_PROMPT, half_mask, hires_denoising_strength=0.5, hires_scale=1.5, hires_upscaler=upscaler)
+    first, again = run(plan, engine), run(plan, engine)
+    assert first.error is None and list(first.images) == ["base", "person_1", "harmonize"]
+    assert first.final.size == (144, 96)
+    assert np.array_equal(pixels(first.final), pixels(again.final))  # same seed, same image
+    composite = pixels(first.images["person_1"].resize((144, 96), Image.Resampling.LANCZOS))
+    assert np.abs(pixels(first.final) - composite).mean() > 1  # redone, not only resized
+    # the base pass still ran without the LoRA, and the composite is what a job without the pass makes
+    plain = run(job(LORA_PROMPT, half_mask), engine)
+    assert np.array_equal(pixels(plain.final), pixels(first.images["person_1"]))
+
+
+def test_the_harmonizing_pass_runs_with_the_persons_lora(engine, half_mask):
+    """One person: the pass keeps their LoRA, so the likeness is not washed out by the scene prompt."""
+    with_lora = run(job(LORA_PROMPT, half_mask, hires_denoising_strength=0.5), engine)
+    request = GenerateRequest.from_pass(with_lora.plan.harmonize)
+    assert [lora.name for lora in request.loras] == [LORA_NAME]
+    without = engine.img2img(replace(request, loras=()), with_lora.images["person_1"], 0.5)
+    assert not np.array_equal(pixels(with_lora.final), pixels(without))

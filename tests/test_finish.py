@@ -132,7 +132,12 @@ def test_the_standalone_engine_refuses_an_upscaler_it_does_not_have(tmp_path):
     from lib_multipass.standalone.cli import build_parser
     from lib_multipass.standalone.job import plan_from_args
 
-    args = build_parser().parse_args(["run", "--checkpoint", "m", "--out", str(tmp_path), "--prompt", "a BREAK b",
-                                      "--super-resolution", "2", "--super-resolution-upscaler", "R-ESRGAN 4x+"])
-    with pytest.raises(Refused, match="Lanczos only"):
-        plan_from_args(args)
+    def plan(*flags: str):
+        return plan_from_args(build_parser().parse_args(
+            ["run", "--checkpoint", "m", "--out", str(tmp_path), "--prompt", "a BREAK b", *flags]))
+
+    with pytest.raises(Refused, match="has Lanczos only"):
+        plan("--super-resolution", "2", "--super-resolution-upscaler", "R-ESRGAN 4x+")
+    with pytest.raises(Refused, match="`hires_upscaler`.*Lanczos and Latent only"):
+        plan("--hires-denoising-strength", "0.3", "--hires-upscaler", "4x-UltraSharp")
+    assert plan("--hires-denoising-strength", "0.3", "--hires-upscaler", "latent")[1].harmonize is not None

@@ -59,8 +59,17 @@ def test_an_astria_request_maps_onto_the_job(tmp_path):
     assert plan.generation.seed == 9 and plan.generation.width == 512  # the command line wins
 
 
+def test_hires_fix_turns_the_harmonizing_pass_on(tmp_path):
+    _, plan = plan_of(tmp_path, request={"text": "a forest BREAK ohwx man", "hires_fix": True, "w": 256, "h": 256})
+    assert plan.harmonize is not None and plan.harmonize.denoise == 0.4 and plan.harmonize.width == 512
+    _, plan = plan_of(tmp_path, request={"text": "a forest BREAK ohwx man", "hires_fix": True,
+                                         "hires_denoising_strength": 0.25})
+    assert plan.harmonize.denoise == 0.25 and plan.options.hires_scale == 2
+    _, plan = plan_of(tmp_path, request={"text": "a forest BREAK ohwx man", "hires_fix": False})
+    assert plan.harmonize is None
+
+
 @pytest.mark.parametrize("request_, words", [
-    ({"text": "a", "hires_fix": True}, "hires fix"),
     ({"text": "a", "prompt_expansion": True}, "needs a language model"),
     ({"text": "a", "face_swap": True}, "--face-swap-images"),
     ({"text": "a", "input_image_url": "https://x/y.png"}, "reads no URLs"),

@@ -160,10 +160,44 @@ def test_full_mask_is_allowed():
     assert (np.asarray(result.final) == seed_colour(11)).all()
 
 
-def test_options_not_built_yet_say_so():
-    engine = RecordingEngine({"person": two_people})
+def test_the_harmonizing_pass_redoes_the_whole_composite_last():
+    engine = RecordingEngine({"person": two_people}, loras=("a",))
+    plan = plan_for("scene BREAK photo BREAK man <lora:a> --hires_denoising_strength 0.3 --hires_scale 1.5")
+    harmonize = plan.harmonize
+    assert harmonize is plan.passes[-1] and harmonize.kind == "harmonize" and harmonize.denoise == 0.3
+    # one person: the scene with that person's prompt and LoRA, so the low denoise keeps the likeness
+    assert harmonize.prompt == "scene, man, photo" and [lora.name for lora in harmonize.loras] == ["a"]
+    assert (harmonize.width, harmonize.height) == (96, 96) and harmonize.seed == GEN.seed + 2
+    result = run(plan, engine)
+    assert list(result.images) == ["base", "person_1", "harmonize"] and not result.warnings
+    kind, request, denoise, upscaler = engine.requests[-2]
+    assert kind == "img2img" and denoise == 0.3 and upscaler == "Lanczos" and (request.width, request.height) == (96, 96)
+    composite = result.images["person_1"].resize((96, 96))
+    painted = Image.new("RGB", (96, 96), seed_colour(harmonize.seed))
+    assert np.array_equal(np.asarray(result.final), np.asarray(Image.blend(composite, painted, 0.3)))
+
+
+def test_with_several_people_the_harmonizing_pass_has_the_scene_prompt_and_no_person_lora():
+    plan = plan_for("scene <lora:s> BREAK photo BREAK man <lora:a> BREAK woman <lora:b> --hires_denoising_strength 0.2",
+                    base_loras=True)
+    assert plan.harmonize.prompt == plan.base.prompt == "scene, photo"
+    assert plan.harmonize.loras == plan.base.loras and [lora.name for lora in plan.harmonize.loras] == ["s"]
+    assert plan_for("scene BREAK man").harmonize is None
+
+
+def test_an_upscale_past_the_largest_side_is_refused_before_anything_runs():
+    from lib_multipass.errors import OptionsError
+
+    with pytest.raises(OptionsError, match="hires_scale"):
+        make_plan(parse("scene BREAK man --hires_denoising_strength 0.3 --hires_scale 4"), MultipassOptions(),
+                  Generation(width=2048, height=1024))
+
+
+def test_an_interrupt_before_the_harmonizing_pass_keeps_the_composite():
+    engine = RecordingEngine({"person": two_people}, stop_after=2)
     result = run(plan_for("scene BREAK man --hires_denoising_strength 0.3"), engine)
-    assert any("harmonizing pass" in w and "ignored" in w for w in result.warnings)
+    assert list(result.images) == ["base", "person_1"] and result.interrupted
+    assert "before the harmonizing pass" in result.warnings[-1]
 
 
 @pytest.mark.parametrize("stop_during,kept,stopped", [(1, ["base"], "person_1"), (2, ["base", "person_1"], "person_2")])

@@ -193,3 +193,25 @@ def test_super_resolution_with_the_webuis_upscaler_by_name_before_grain():
     assert "Multipass super resolution: 2" in processed.infotexts[0]
     error = check(request([{"super_resolution": 2, "super_resolution_upscaler": "SwinIR 8x"}]))
     assert error["field"] == "super_resolution_upscaler" and "use one of: Lanczos" in error["detail"]
+
+
+def test_the_harmonizing_pass_upscales_with_the_webuis_upscaler_before_its_face_restoration():
+    from modules import shared
+
+    esrgan = next(u for u in shared.sd_upscalers if u.name == "R-ESRGAN 4x+")
+    esrgan.scaler.calls.clear()
+    processing.FACE_RESTORATION_SAW.clear()
+    p, _, _, _ = job(PROMPT, args=({"enabled": True, "mask_blur": 0, "mask_dilate": 0, "hires_denoising_strength": 0.3,
+                                    "hires_scale": 1.5, "hires_upscaler": "R-ESRGAN 4x+"},), restore_faces=True)
+    processed = run(p)
+    assert processed.images[0].size == (96, 96)
+    assert esrgan.scaler.calls == [((64, 64), 1.5, "models/RealESRGAN/RealESRGAN_x4plus.pth")]
+    person, harmonize = nested_calls()
+    assert harmonize["p"].image_mask is None and harmonize["size"] == (96, 96) and harmonize["denoise"] == 0.3
+    assert "ohwx man" in harmonize["prompt"] and [a for a in harmonize["loras"]] == person["loras"]  # their LoRA
+    assert processing.FACE_RESTORATION_SAW[0].shape == (96, 96, 3)  # the WebUI's restoration saw the harmonized image
+    assert np.array_equal(processing.FACE_RESTORATION_SAW[0], np.asarray(processed.images[0]))
+    assert "Multipass harmonize denoise: 0.3" in processed.infotexts[0]
+    assert "Multipass harmonize upscale: 1.5" in processed.infotexts[0]
+    error = check(request([{"hires_denoising_strength": 0.3, "hires_scale": 2, "hires_upscaler": "Latent"}]))
+    assert error["field"] == "hires_upscaler" and "use one of: Lanczos" in error["detail"]

@@ -31,6 +31,9 @@ def test_summary_one_line_per_pass_with_loras_denoise_and_seed():
     assert html.count("<li>") == 3 and html.count("768x512") == 3
     assert "no LoRA" in html and "ohwx:0.8 · denoise 0.6" in html and "image seed + 2" in html
     assert "problem" not in html
+    html = summary_html("a forest BREAK ohwx man <lora:ohwx:0.8>", "",
+                        {"enabled": True, "hires_denoising_strength": 0.3, "hires_scale": 1.5}, (512, 512))
+    assert "<b>harmonize</b> · ohwx:0.8 · denoise 0.3 · 768x768 · image seed + 2" in html
 
 
 def test_summary_says_problems_in_words_and_escapes_the_prompt():

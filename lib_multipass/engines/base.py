@@ -15,6 +15,7 @@ from PIL import Image
 from ..faces.detect import Face
 from ..masks.crop import Box
 from ..model_cache import ModelCache
+from ..options import LANCZOS
 from ..plan import Pass
 from ..prompt import LoraTag
 
@@ -74,8 +75,11 @@ class Engine(Protocol):
     def txt2img(self, request: GenerateRequest) -> Image.Image:
         """The base image."""
 
-    def img2img(self, request: GenerateRequest, image: Image.Image, denoise: float) -> Image.Image:
-        """The base image from an input image (its looks kept, `denoise` of it redone)."""
+    def img2img(self, request: GenerateRequest, image: Image.Image, denoise: float,
+                upscaler: str = LANCZOS) -> Image.Image:
+        """`image` redone at `denoise` (its looks kept) at the request's size: the base from an
+        input image, or the harmonizing pass. A larger size is reached by the host's `upscaler`
+        first ("Latent": in latent space, where the host can)."""
 
     def hint(self, kind: str, image: Image.Image) -> tuple[Image.Image, bool]:
         """(hint, ready) for a ControlNet of `kind` from a photo; not ready: the host preprocesses it."""

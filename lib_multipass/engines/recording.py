@@ -16,6 +16,7 @@ from ..errors import ModelNotFoundError, PassInterrupted
 from ..faces.detect import Face
 from ..masks.crop import Box, paste
 from ..model_cache import ModelCache
+from ..options import LANCZOS
 from .base import GenerateRequest, InpaintRequest
 
 
@@ -45,8 +46,9 @@ class RecordingEngine:
         self.requests.append(request)
         return Image.new("RGB", (request.width, request.height), seed_colour(request.seed))
 
-    def img2img(self, request: GenerateRequest, image: Image.Image, denoise: float) -> Image.Image:
-        self.requests.append(("img2img", request, denoise))
+    def img2img(self, request: GenerateRequest, image: Image.Image, denoise: float,
+                upscaler: str = LANCZOS) -> Image.Image:
+        self.requests.append(("img2img", request, denoise, upscaler))
         return Image.blend(image.convert("RGB").resize((request.width, request.height)),
                            self.txt2img(request), denoise)
 

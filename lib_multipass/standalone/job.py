@@ -18,7 +18,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from ..errors import MultipassError
-from ..finish import check_super_resolution
+from ..finish import check_upscalers
 from ..infotext import generation_params, infotext
 from ..masks.masking import gray_image
 from ..options import MultipassOptions
@@ -74,7 +74,7 @@ def plan_from_args(args: argparse.Namespace, native: int = 512) -> tuple[Job, Pl
         raise MultipassError(f"--num-images must be from 1 to {MAX_IMAGES}, got {args.num_images!r}")
     job = parse(args.prompt, args.negative)
     options = MultipassOptions.from_dict(values)
-    check_super_resolution(options)
+    check_upscalers(options)
     sampler = canonical_sampler(args.sampler)
     generation = Generation(args.seed, args.steps, args.cfg, *job_size(args, native), sampler)
     plan = make_plan(job, options, generation)

@@ -22,12 +22,13 @@ SETTINGS = {"text": "prompt", "prompt": "prompt", "negative_prompt": "negative",
 OPTIONS = {"controlnet": "controlnet", "controlnet_txt2img": "controlnet_txt2img", "input_image": "input_image",
            "mask_image": "mask_image", "inpaint_faces": "inpaint_faces", "color_grading": "color_grading",
            "use_lpw": "use_lpw", "denoising_strength": "base_denoising_strength", "film_grain": "film_grain",
-           "super_resolution": "super_resolution"}
+           "super_resolution": "super_resolution", "hires_denoising_strength": "hires_denoising_strength"}
 #: Astria's on/off fields as this engine's amounts (off, on)
 ON_OFF = {"film_grain": (0.0, 0.3), "super_resolution": (1, 2)}
+#: on/off fields that set several options when on (hires fix: A1111's default 2x, Astria's 0.4)
+SWITCHES = {"hires_fix": {"hires_denoising_strength": 0.4, "hires_scale": 2.0}}
 #: fields that only ask for something when true, and what to do instead
 NOT_HERE = {
-    "hires_fix": "the hires fix / harmonizing pass is not built in the standalone engine yet",
     "face_correct": "face restoration (GFPGAN/CodeFormer) is not built in the standalone engine yet",
     "face_swap": "face swap needs the subject's reference photos here: give --face-swap --face-swap-images FILES",
     "prompt_expansion": "prompt expansion needs a language model, which this engine does not have: write the "
@@ -56,8 +57,12 @@ def apply_request(args: argparse.Namespace, options: dict[str, Any]) -> None:
     if not args.request:
         return
     data = read_request(args.request)
-    for field, value in data.items():
+    for field, value in sorted(data.items(), key=lambda item: item[0] in SWITCHES):  # a field given outright wins
         if field in IGNORED:
+            continue
+        if field in SWITCHES:
+            for name, amount in SWITCHES[field].items() if value else ():
+                options.setdefault(name, amount)
             continue
         if field in NOT_HERE:
             if value:
@@ -75,5 +80,5 @@ def apply_request(args: argparse.Namespace, options: dict[str, Any]) -> None:
                 value = ON_OFF[field][value]
             options.setdefault(OPTIONS[field], value)
         else:
-            known = ", ".join(sorted({*SETTINGS, *OPTIONS, *NOT_HERE, *IGNORED}))
+            known = ", ".join(sorted({*SETTINGS, *OPTIONS, *SWITCHES, *NOT_HERE, *IGNORED}))
             raise MultipassError(f"--request field `{field}` is not one this engine knows; known fields: {known}")

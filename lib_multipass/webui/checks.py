@@ -108,9 +108,11 @@ def check_options(options: MultipassOptions, host: Host) -> MultipassOptions:
         value = getattr(options, name)
         for source in value if isinstance(value, tuple) else [value] if value else []:
             check_server_path(name, source, host.folders)
-    if options.super_resolution > 1 and (options.super_resolution_upscaler or LANCZOS) not in host.upscalers:
-        raise OptionsError(f"`super_resolution_upscaler` {options.super_resolution_upscaler!r} is not an upscaler of "
-                           f"this WebUI; use one of: {', '.join(host.upscalers)}", "super_resolution_upscaler")
+    for name, used in (("super_resolution_upscaler", options.super_resolution > 1),
+                       ("hires_upscaler", options.hires_denoising_strength is not None and options.hires_scale > 1)):
+        if used and (getattr(options, name) or LANCZOS) not in host.upscalers:
+            raise OptionsError(f"`{name}` {getattr(options, name)!r} is not an upscaler of this WebUI; use one of: "
+                               f"{', '.join(host.upscalers)}", name)
     if options.color_grading:
         if options.color_grading.strip().lower().endswith(".cube"):
             check_server_path("color_grading", options.color_grading.strip(), host.folders)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from ..masks.colour import matched
 from ..masks.crop import Box, paste
 from ..masks.refine import SamRefiner
 from ..masks.segmenters import Segmenter, probabilities_in
+from ..options import LANCZOS
 from ..prompt import with_tags
 from .controlnet import controlnet_for_nested
 from .models import MODELS
@@ -154,32 +155,47 @@ class WebUIEngine:
     def txt2img(self, request: GenerateRequest) -> Image.Image:
         raise MultipassError("inside the WebUI the base image comes from the WebUI's own pass")
 
-    def img2img(self, request: GenerateRequest, image: Image.Image, denoise: float) -> Image.Image:
-        raise MultipassError("inside the WebUI the base image comes from the WebUI's own pass (img2img tab)")
+    def img2img(self, request: GenerateRequest, image: Image.Image, denoise: float,
+                upscaler: str = LANCZOS) -> Image.Image:
+        """The harmonizing pass: the whole image, upscaled first by the WebUI's `upscaler` (its
+        own list, checked before the job), redone at `denoise` (the base is the WebUI's own)."""
+        size = (request.width, request.height)
+        if image.size != size:
+            image = webui_upscaler(upscaler)(image, max(size[0] / image.width, size[1] / image.height))
+            image = image.convert("RGB").resize(size, Image.Resampling.LANCZOS) if image.size != size else image
+        return self._run(self._nested(request, image, denoise), request, "harmonizing")
 
     def inpaint(self, request: InpaintRequest) -> Image.Image:
         """The WebUI in-paints the crop ("only masked"); the paste into the image is ours, with the
-        plan's alpha, so pixels where the alpha is 0 stay bit-identical whatever the blur."""
-        nested = self._nested(request)
-        with outer_job_kept(), seeded_global_rng(request.generate.seed), \
-                controlnet_for_nested(nested, self.p, request.generate.control):
+        plan's alpha, so pixels where the alpha is 0 stay bit-identical whatever the blur.
+
+        The whole feathered region (alpha > 0) is regenerated with no blur of its own and no
+        overlay, so the WebUI returns the raw crop at the pass size."""
+        region = Image.fromarray(((request.alpha > 0) * 255).astype(np.uint8), "L")
+        nested = self._nested(request.generate, request.image, request.denoise, mask=region, mask_blur=0,
+                              inpainting_fill=1, inpaint_full_res=True, inpaint_full_res_padding=request.padding)
+        crop = self._run(nested, request.generate, "person")
+        box = paste_box(nested, request.image.size)
+        patch = np.asarray(crop.convert("RGB").resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS))
+        base = np.asarray(request.image.convert("RGB"))
+        patch = matched(base, patch, box, request.mask, request.seam)  # no colour seam
+        return Image.fromarray(paste(base, patch, box, request.alpha))
+
+    def _run(self, nested, gen: GenerateRequest, what: str) -> Image.Image:
+        """Run a nested job as its own: seeded, the outer job's title kept, its ControlNet unit."""
+        with outer_job_kept(), seeded_global_rng(gen.seed), controlnet_for_nested(nested, self.p, gen.control):
             self.progress.begin_pass()
             processed = processing.process_images(nested)
         if self.interrupted():
             raise PassInterrupted()
         if not processed.images:
-            raise MultipassError("the WebUI returned no image for the person pass")
-        box = paste_box(nested, request.image.size)
-        patch = processed.images[0].convert("RGB").resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS)
-        base = np.asarray(request.image.convert("RGB"))
-        patch = matched(base, np.asarray(patch), box, request.mask, request.seam)  # no colour seam
-        return Image.fromarray(paste(base, patch, box, request.alpha))
+            raise MultipassError(f"the WebUI returned no image for the {what} pass")
+        return processed.images[0]
 
-    def _nested(self, request: InpaintRequest):
-        """The nested img2img: the whole feathered region (alpha > 0) regenerated, no blur of its
-        own, and no overlay, so the WebUI returns the raw crop at the pass size."""
-        gen, outer = request.generate, self.p
-        region = Image.fromarray(((request.alpha > 0) * 255).astype(np.uint8), "L")
+    def _nested(self, gen: GenerateRequest, image: Image.Image, denoise: float, **inpaint):
+        """A nested img2img of `image` on the outer job's model, with its own conditioning cache
+        and only the whitelisted scripts; `inpaint`: the mask settings of an in-paint pass."""
+        outer = self.p
         nested = processing.StableDiffusionProcessingImg2Img(
             sd_model=outer.sd_model, outpath_samples=outer.outpath_samples, outpath_grids=outer.outpath_grids,
             prompt=with_tags(gen.prompt, gen.loras), negative_prompt=gen.negative, styles=[], seed=gen.seed,
@@ -187,8 +203,7 @@ class WebUIEngine:
             batch_size=1, n_iter=1, steps=gen.steps, cfg_scale=gen.cfg_scale, width=gen.width, height=gen.height,
             restore_faces=False, tiling=outer.tiling, do_not_save_samples=True, do_not_save_grid=True,
             override_settings={"overlay_inpaint": False}, extra_generation_params={},
-            init_images=[request.image], mask=region, mask_blur=0, inpainting_fill=1, inpaint_full_res=True,
-            inpaint_full_res_padding=request.padding, denoising_strength=request.denoise,
+            init_images=[image], denoising_strength=denoise, **inpaint,
         )
         nested.cached_c = [None, None]  # its own cache: the outer job's (class-level) one stays
         nested.cached_uc = [None, None]
@@ -227,6 +242,19 @@ class WebUIEngine:
     def interrupted(self) -> bool:
         state = shared.state
         return bool(state.interrupted or state.skipped or getattr(state, "stopping_generation", False))
+
+
+def webui_upscaler(name: str) -> Callable[[Image.Image, float], Image.Image]:
+    """The WebUI's upscaler `name` (its own list: Lanczos, R-ESRGAN 4x+, ...), as the
+    Extras tab runs it; the name was checked against that list before the job."""
+
+    def upscale(image: Image.Image, scale: float) -> Image.Image:
+        found = next((u for u in shared.sd_upscalers if u.name == name), None)
+        if found is None:
+            raise MultipassError(f"upscaler {name!r} is gone from this WebUI")
+        return found.scaler.upscale(image, scale, found.data_path)
+
+    return upscale
 
 
 def shared_refiner(source: str, device: str) -> SamRefiner:

@@ -56,14 +56,16 @@ def to_image(tensor) -> Image.Image:
 
 
 def merge(tensor, before: Image.Image, after: Image.Image):
-    """`tensor` with only the pixels that the passes changed replaced: the rest stays bit-exact."""
+    """`tensor` with only the pixels that the passes changed replaced: the rest stays bit-exact.
+    An upscaled result (the harmonizing pass's hires fix) replaces it whole."""
     import torch
 
-    changed = np.any(np.asarray(before) != np.asarray(after), axis=2)
+    new = torch.from_numpy(np.asarray(after.convert("RGB"), np.float32) / 255.0).permute(2, 0, 1)
+    if after.size != before.size:
+        return new.to(tensor.device, tensor.dtype)
+    changed = torch.from_numpy(np.any(np.asarray(before) != np.asarray(after), axis=2))
     out = tensor.clone()
-    new = torch.from_numpy(np.asarray(after, np.float32) / 255.0).permute(2, 0, 1).to(out.dtype)
-    mask = torch.from_numpy(changed)
-    out[:, mask] = new[:, mask].to(out.device)
+    out[:, changed] = new[:, changed].to(out.device, out.dtype)
     return out
 
 
@@ -216,6 +218,8 @@ class MultipassJob:
         plan = self.plans.get(index)
         if plan is None or not wanted(plan.options) or index in self.interrupted:
             return
+        from .engine import webui_upscaler  # imports the WebUI's modules
+
         try:
             pp.image = finish_image(pp.image, plan.options, p.seeds[p.batch_index],
                                     webui_upscaler(plan.options.super_resolution_upscaler or LANCZOS))
@@ -231,20 +235,6 @@ class MultipassJob:
         for image, label in self.extra_images:
             processed.images.append(image)
             processed.infotexts.append(label)
-
-
-def webui_upscaler(name: str) -> Callable[[Image.Image, int], Image.Image]:
-    """The WebUI's upscaler `name` (its own list: Lanczos, R-ESRGAN 4x+, ...), as the
-    Extras tab runs it; the name was checked against that list before the job."""
-    from modules import shared
-
-    def upscale(image: Image.Image, scale: int) -> Image.Image:
-        found = next((u for u in shared.sd_upscalers if u.name == name), None)
-        if found is None:
-            raise MultipassError(f"upscaler {name!r} is gone from this WebUI")
-        return found.scaler.upscale(image, scale, found.data_path)
-
-    return upscale
 
 
 def reject(p, message: str) -> None:

@@ -46,12 +46,12 @@ def summary_html(prompt: str, negative: str = "", ui: Mapping[str, Any] | None =
 
 def _line(p: Pass) -> str:
     loras = ", ".join(f"{lora.name}:{lora.weight:g}" for lora in p.loras) or "no LoRA"
-    seed = f"image seed + {p.index}" if p.kind in ("person", "faces") else "image seed"
-    what = {"person": f"person {p.index}", "faces": "faces"}.get(p.kind, "base")
+    seed = f"image seed + {p.index}" if p.kind in ("person", "faces", "harmonize") else "image seed"
+    what = {"person": f"person {p.index}", "faces": "faces", "harmonize": "harmonize"}.get(p.kind, "base")
     if p.kind == "faces" and p.faces is not None:
         strength = f" · face denoise {p.faces.denoise:g}"
     else:
-        strength = f" · denoise {p.denoise:g}" if p.kind == "person" else ""
+        strength = f" · denoise {p.denoise:g}" if p.kind in ("person", "harmonize") else ""
     mask = f" · mask “{' | '.join(p.mask.prompt)}”" if p.mask is not None and not p.mask.image else ""
     prompt = escape(p.prompt if len(p.prompt) <= 90 else p.prompt[:89] + "…")
     return (f'<li><b>{what}</b> · {escape(loras)}{strength}{escape(mask)} · {p.width}x{p.height} · {seed} · '

@@ -146,3 +146,19 @@ def test_super_resolution_with_the_webuis_own_upscaler(sd1):
     plain = sd1.txt2img(options={"enabled": True}, seed=78)
     assert job.images[0].shape[:2] == (2 * plain.images[0].shape[0], 2 * plain.images[0].shape[1])
     assert job.params()["Multipass super resolution"] == "2"
+
+
+def test_the_harmonizing_pass_upscales_with_a_webui_upscaler_and_keeps_the_persons_lora(sd1):
+    options = {**PASSES, "hires_denoising_strength": 0.4, "hires_scale": 1.5, "hires_upscaler": "Nearest"}
+    job = sd1.txt2img(options=options, restore_faces=True)
+    assert job.images[0].shape == (96, 96, 3), job.params()
+    assert "Multipass warnings" not in job.params(), job.params()
+    assert job.params()["Multipass harmonize denoise"] == "0.4"
+    composite = job.named("multipass person_1, image 1")
+    assert composite.shape == (64, 64, 3)
+    nearest = np.repeat(np.repeat(composite, 3, axis=0), 3, axis=1)[::2, ::2]  # 1.5x nearest, as a reference
+    assert np.abs(job.images[0].astype(int) - nearest.astype(int)).mean() > 1  # redone, not only resized
+    again = sd1.txt2img(options=options, restore_faces=True)
+    assert np.array_equal(again.images[0], job.images[0])  # seeded
+    bad = sd1.txt2img(options={**options, "hires_upscaler": "Latent"})
+    assert bad.status == 422 and bad.body["field"] == "hires_upscaler", bad.body

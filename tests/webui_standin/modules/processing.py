@@ -242,8 +242,10 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
         crop comes back through a lossy "VAE round trip" (+1), and the encode draws from
         torch's global generator, as the real VAE's sampling does."""
         init = self.init_images[0].convert("RGB")
-        if self.image_mask is None:
-            return Image.new("RGB", (self.width, self.height), colour(prompt, seed))
+        if self.image_mask is None:  # plain img2img: the init resized to the pass size, `denoise` of it redone
+            call.update(init=init, denoise=self.denoising_strength)
+            resized = init.resize((self.width, self.height), Image.Resampling.LANCZOS)
+            return Image.blend(resized, Image.new("RGB", resized.size, colour(prompt, seed)), self.denoising_strength)
         mask = binary_mask(self.image_mask)
         call.update(mask=np.asarray(mask) > 127, init=init, denoise=self.denoising_strength, blur=self.mask_blur_x,
                     padding=self.inpaint_full_res_padding, fill=self.inpainting_fill, full_res=self.inpaint_full_res)

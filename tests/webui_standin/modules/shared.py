@@ -88,7 +88,7 @@ class _Upscaler:
 
     def upscale(self, img, scale, selected_model=None):
         self.calls.append((img.size, scale, selected_model))
-        return img.resize((int(img.width * scale), int(img.height * scale)), self.resample)
+        return img.resize((int((img.width * scale) // 8 * 8), int((img.height * scale) // 8 * 8)), self.resample)
 
 
 class _UpscalerData:
