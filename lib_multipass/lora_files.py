@@ -15,8 +15,13 @@ SUFFIX = ".safetensors"
 #: bytes per element of the safetensors dtypes
 ITEM_SIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
              "F8_E4M3": 1, "F8_E5M2": 1}
-#: key parts of the LoRA-family formats (kohya, peft/diffusers, LyCORIS)
-LORA_KEYS = ("lora_down", "lora_up", "lora_A", "lora_B", "hada_w", "lokr_w", ".alpha", "lora.down", "lora.up")
+#: the layouts this engine loads, by a key part only they have (first match wins)
+LAYOUTS = (("hada_w1_a", "LyCORIS LoHa"), ("lokr_w", "LyCORIS LoKr"), ("lora_down", "kohya LoRA/LoCon"),
+           ("lora_A", "peft/diffusers LoRA"), ("lora.down", "diffusers LoRA (old keys)"))
+#: LyCORIS layouts the WebUI loads and this engine does not, by a key part only they have
+OTHER_LAYOUTS = (("lora_mid", "LyCORIS LoCon with CP decomposition (lora_mid)"), ("oft_", "LyCORIS OFT"),
+                 ("boft_", "LyCORIS BOFT"), (".on_input", "LyCORIS IA3"), (".a1.weight", "LyCORIS GLoRA"),
+                 (".diff", "LyCORIS full (diff)"), (".w_norm", "LyCORIS norm"))
 
 
 def list_loras(folder: str | Path | None) -> dict[str, Path]:
@@ -88,5 +93,19 @@ def check_lora_file(path: Path) -> None:
         end = max(end, stop)
     if 8 + length + end > size:
         raise bad(f"is cut short ({size} bytes of {8 + length + end})")
-    if not any(part in key for key in tensors for part in LORA_KEYS):
-        raise bad("holds no LoRA weights (no lora_down/lora_up, lora_A/lora_B or LyCORIS keys)")
+    lora_layout(list(tensors), str(path))
+
+
+def lora_layout(keys: Sequence[str], path: str) -> str:
+    """The layout of a LoRA file from its tensor names; one this engine cannot load is an
+    error naming it (before any pass, not after the base)."""
+    for part, name in OTHER_LAYOUTS:
+        if any(part in key for key in keys):
+            raise ModelNotFoundError(
+                f"LoRA file {path!r} is a {name} file, which the standalone engine does not load; it loads "
+                f"{', '.join(name for _, name in LAYOUTS[:-1])} and {LAYOUTS[-1][1]} files (the WebUI loads this one)")
+    for part, name in LAYOUTS:
+        if any(part in key for key in keys):
+            return name
+    raise ModelNotFoundError(f"LoRA file {path!r} holds no LoRA weights (no lora_down/lora_up, lora_A/lora_B, "
+                             "hada_ or lokr_ keys); download it again or remove it")

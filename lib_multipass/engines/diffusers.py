@@ -48,6 +48,7 @@ from ..prompt import LoraTag
 from ..prompt_weights import WINDOW, emphasize, weighted_tokens, windows
 from ..samplers import canonical_sampler
 from .base import ControlInput, GenerateRequest, InpaintRequest
+from .lora_loading import load_lora_file
 from .lora_switch import LoraSwitch
 
 #: canonical sampler name -> (scheduler class, config overrides)
@@ -307,10 +308,7 @@ class DiffusersEngine:
         for name, path in files.items():
             if name not in self.adapters:
                 adapter = _adapter_name(name)
-                # unet_config: kohya files in the original SD block names (lora_unet_input_blocks_*)
-                # are mapped onto diffusers' blocks by the UNet's own layout
-                self.pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter,
-                                            unet_config=self.pipe.unet.config)
+                load_lora_file(self.pipe, path, adapter)
                 self.adapters[name] = adapter
                 loaded = True
         if loaded:
