@@ -95,6 +95,43 @@ def build_pipeline(folder: Path, seed: int = 0, unet_channels: tuple[int, ...] =
     return pipe
 
 
+def build_sdxl_pipeline(folder: Path, seed: int = 0):
+    """A random SDXL-shaped pipeline (two text encoders, pooled and size conditioning, the
+    1024 px native size) saved as a diffusers folder; returns the pipeline."""
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    vocab_size = write_tokenizer(folder / "tokenizer")
+    write_tokenizer(folder / "tokenizer_2")
+    torch.manual_seed(seed)
+    time_dim, second = 8, 48  # the second encoder wider than the first, as in SDXL (single files tell them apart so)
+    unet = UNet2DConditionModel(
+        sample_size=128, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=TEXT_DIM + second, attention_head_dim=8, addition_embed_type="text_time",
+        addition_time_embed_dim=time_dim, projection_class_embeddings_input_dim=second + 6 * time_dim,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=8, sample_size=64, scaling_factor=0.13025,
+    )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000, steps_offset=1,
+        timestep_spacing="leading",
+    )
+    pipe = StableDiffusionXLPipeline(
+        vae=vae, text_encoder=CLIPTextModel(CLIPTextConfig(**_text_config(vocab_size))),
+        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(
+            **{**_text_config(vocab_size), "hidden_size": second, "intermediate_size": 64}, projection_dim=second)),
+        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
+        tokenizer_2=CLIPTokenizer.from_pretrained(folder / "tokenizer_2"), unet=unet, scheduler=scheduler,
+    )
+    pipe.save_pretrained(folder)  # type: ignore[attr-defined]
+    return pipe
+
+
 def write_lora(path: Path, pipe, seed: int = 1, rank: int = 4, scale: float = 0.5) -> None:
     """A kohya-format LoRA (`lora_unet_...`, `lora_te_...`, `.alpha`) for every attention projection."""
     import torch

@@ -1,7 +1,10 @@
-"""Write a diffusers SD pipeline as one `.safetensors` in the WebUI's (original ldm) layout.
+"""Write a diffusers SD or SDXL pipeline as one `.safetensors` in the WebUI's (original
+ldm/sgm) layout.
 
 diffusers only converts ldm -> diffusers; tests need the other direction to make the
-single-file checkpoints users have. The key mapping follows the SD 1.x/2.x layout.
+single-file checkpoints users have. The key mapping follows the SD 1.x/2.x layout; SDXL adds
+its size embedding (`label_emb`) and two text encoders (`conditioner.embedders.0` in
+transformers' layout, `.1` in open_clip's).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ def _rename(rest: str, table: list[tuple[str, str]]) -> str:
 def unet_key(key: str, layers: int, up_attention: set[int]) -> str:
     per = layers + 1
     fixed = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
-             "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
+             "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
+             "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"}
     head, _, tail = key.rpartition(".")
     if head in fixed:
         return f"{fixed[head]}.{tail}"
@@ -72,18 +76,57 @@ def vae_key(key: str, blocks: int) -> tuple[str, bool]:
     return key, False
 
 
-def write_ldm_checkpoint(pipe, path: Path) -> None:
-    """Save `pipe`'s UNet, VAE and text encoder in the WebUI's single-file layout."""
+def _unet_and_vae(pipe, unet_prefix: str = "model.diffusion_model.") -> dict[str, torch.Tensor]:
     layers = pipe.unet.config.layers_per_block
     up_attention = {i for i, kind in enumerate(pipe.unet.config.up_block_types) if "CrossAttn" in kind}
     tensors: dict[str, torch.Tensor] = {}
     for key, value in pipe.unet.state_dict().items():
-        tensors["model.diffusion_model." + unet_key(key, layers, up_attention)] = value
+        tensors[unet_prefix + unet_key(key, layers, up_attention)] = value
     blocks = len(pipe.vae.config.block_out_channels)
     for key, value in pipe.vae.state_dict().items():
         name, as_conv = vae_key(key, blocks)
         tensors["first_stage_model." + name] = value[..., None, None] if as_conv and value.ndim == 2 else value
-    for key, value in pipe.text_encoder.state_dict().items():
-        key = key if key.startswith("text_model.") else "text_model." + key
-        tensors["cond_stage_model.transformer." + key] = value
+    return tensors
+
+
+def _clip(encoder, prefix: str) -> dict[str, torch.Tensor]:
+    """A transformers CLIP text encoder's weights under `prefix`, with `text_model.` as in the files."""
+    out = {}
+    for key, value in encoder.state_dict().items():
+        if "position_ids" not in key and not key.startswith("text_projection"):
+            out[prefix + (key if key.startswith("text_model.") else "text_model." + key)] = value
+    return out
+
+
+OPEN_CLIP = [("self_attn.out_proj", "attn.out_proj"), ("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"),
+             ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj")]
+
+
+def _open_clip(encoder, prefix: str) -> dict[str, torch.Tensor]:
+    """A CLIPTextModelWithProjection's weights in open_clip's layout (SDXL's second encoder)."""
+    state = {k.removeprefix("text_model."): v for k, v in encoder.state_dict().items() if "position_ids" not in k}
+    out = {prefix + "token_embedding.weight": state["embeddings.token_embedding.weight"],
+           prefix + "positional_embedding": state["embeddings.position_embedding.weight"],
+           prefix + "ln_final.weight": state["final_layer_norm.weight"],
+           prefix + "ln_final.bias": state["final_layer_norm.bias"],
+           prefix + "text_projection": state["text_projection.weight"].T}
+    for i in range(encoder.config.num_hidden_layers):
+        layer = f"encoder.layers.{i}."
+        block = f"{prefix}transformer.resblocks.{i}."
+        for kind in ("weight", "bias"):
+            out[f"{block}attn.in_proj_{kind}"] = torch.cat(
+                [state[f"{layer}self_attn.{p}_proj.{kind}"] for p in "qkv"])
+            for old, new in OPEN_CLIP:
+                out[f"{block}{new}.{kind}"] = state[f"{layer}{old}.{kind}"]
+    return out
+
+
+def write_ldm_checkpoint(pipe, path: Path) -> None:
+    """Save `pipe`'s UNet, VAE and text encoder(s) in the WebUI's single-file layout."""
+    tensors = _unet_and_vae(pipe)
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        tensors.update(_clip(pipe.text_encoder, "conditioner.embedders.0.transformer."))
+        tensors.update(_open_clip(pipe.text_encoder_2, "conditioner.embedders.1.model."))
+    else:
+        tensors.update(_clip(pipe.text_encoder, "cond_stage_model.transformer."))
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))

@@ -48,19 +48,24 @@ def test_long_prompts_are_cut_into_windows_at_a_comma_near_the_end():
     assert windows([], [], comma=7) == [([], [])]
 
 
+def embeds(engine, prompt, negative=""):
+    found = engine.encode_prompts(prompt, negative)
+    return found["prompt_embeds"], found["negative_prompt_embeds"]
+
+
 def test_plain_prompts_embed_exactly_as_diffusers_does(engine):
-    mine, negative = engine.encode_prompts("a photo of a forest", "blurry")
+    mine, negative = embeds(engine, "a photo of a forest", "blurry")
     theirs, theirs_negative = engine.pipe.encode_prompt("a photo of a forest", "cpu", 1, True, "blurry")
     assert torch.equal(mine, theirs) and torch.equal(negative, theirs_negative)
 
 
 def test_weights_and_long_prompts_change_the_embedding(engine):
-    plain, _ = engine.encode_prompts("a red car", "")
-    same, _ = engine.encode_prompts("a (red:1.0) car", "")
-    stronger, _ = engine.encode_prompts("a (red:1.5) car", "")
+    plain, _ = embeds(engine, "a red car")
+    same, _ = embeds(engine, "a (red:1.0) car")
+    stronger, _ = embeds(engine, "a (red:1.5) car")
     assert torch.equal(plain, same) and not torch.equal(plain, stronger)
     long = ", ".join(["a red car on a hill"] * 20)
-    positive, negative = engine.encode_prompts(long, "")
+    positive, negative = embeds(engine, long)
     assert positive.shape[1] == negative.shape[1] >= 77 * 2  # every word counts; the negative padded to match
     assert positive.shape[1] % 77 == 0
 

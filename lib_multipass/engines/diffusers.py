@@ -29,6 +29,12 @@ from diffusers import (
     StableDiffusionImg2ImgPipeline,
     StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
+    StableDiffusionXLControlNetImg2ImgPipeline,
+    StableDiffusionXLControlNetInpaintPipeline,
+    StableDiffusionXLControlNetPipeline,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLInpaintPipeline,
+    StableDiffusionXLPipeline,
     TCDScheduler,
 )
 from PIL import Image
@@ -64,15 +70,33 @@ SCHEDULERS: dict[str, tuple[type, dict[str, Any]]] = {
     "tcd": (TCDScheduler, {}),
 }
 
-#: pipeline classes by (mode, with ControlNet); all are made with `from_pipe` on one set of modules
+#: pipeline classes by (mode, with ControlNet) of each model family; all are made with
+#: `from_pipe` on one set of modules
 PIPELINES = {
-    ("txt2img", False): StableDiffusionPipeline,
-    ("img2img", False): StableDiffusionImg2ImgPipeline,
-    ("inpaint", False): StableDiffusionInpaintPipeline,
-    ("txt2img", True): StableDiffusionControlNetPipeline,
-    ("img2img", True): StableDiffusionControlNetImg2ImgPipeline,
-    ("inpaint", True): StableDiffusionControlNetInpaintPipeline,
+    "sd": {
+        ("txt2img", False): StableDiffusionPipeline,
+        ("img2img", False): StableDiffusionImg2ImgPipeline,
+        ("inpaint", False): StableDiffusionInpaintPipeline,
+        ("txt2img", True): StableDiffusionControlNetPipeline,
+        ("img2img", True): StableDiffusionControlNetImg2ImgPipeline,
+        ("inpaint", True): StableDiffusionControlNetInpaintPipeline,
+    },
+    "sdxl": {
+        ("txt2img", False): StableDiffusionXLPipeline,
+        ("img2img", False): StableDiffusionXLImg2ImgPipeline,
+        ("inpaint", False): StableDiffusionXLInpaintPipeline,
+        ("txt2img", True): StableDiffusionXLControlNetPipeline,
+        ("img2img", True): StableDiffusionXLControlNetImg2ImgPipeline,
+        ("inpaint", True): StableDiffusionXLControlNetInpaintPipeline,
+    },
 }
+#: the pipeline class a model folder names in its model_index.json -> our family
+FAMILIES = {"StableDiffusionPipeline": "sd", "StableDiffusionXLPipeline": "sdxl"}
+
+
+def family_of(pipe: Any) -> str:
+    """"sdxl" for an SDXL pipeline (two text encoders), else "sd" (SD 1.x/2.x)."""
+    return "sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd"
 
 
 def native_side(pipe: Any) -> int:
@@ -84,12 +108,14 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_pipeline(source: str, config: str | None = None, device: str | None = None) -> StableDiffusionPipeline:
-    """An SD 1.x/2.x pipeline from a WebUI-layout `.safetensors`, a diffusers folder or a hub id."""
+def load_pipeline(source: str, config: str | None = None, device: str | None = None) -> Any:
+    """An SD 1.x/2.x or SDXL pipeline from a WebUI-layout `.safetensors`, a diffusers folder or
+    a hub id (its model_index.json read first: another model type fails before any download)."""
     device = device or default_device()
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     path = Path(source)
-    common: dict[str, Any] = {"dtype": dtype, "safety_checker": None, "requires_safety_checker": False}
+    common: dict[str, Any] = {"dtype": dtype}
+    sd_only = {"safety_checker": None, "requires_safety_checker": False}
     try:
         if path.is_file():
             if path.suffix != ".safetensors":
@@ -98,16 +124,18 @@ def load_pipeline(source: str, config: str | None = None, device: str | None = N
                     "convert it to .safetensors"
                 )
             local = config is not None and Path(config).is_dir()
-            pipe = StableDiffusionPipeline.from_single_file(str(path), config=config, local_files_only=local, **common)
-        elif path.is_dir():
-            if not (path / "model_index.json").is_file():
+            family = single_file_family(path)
+            pipe = PIPELINES[family][("txt2img", False)].from_single_file(
+                str(path), config=config, local_files_only=local, **common, **(sd_only if family == "sd" else {}))
+        elif path.is_dir() or HUB_ID.fullmatch(source):
+            if path.is_dir() and not (path / "model_index.json").is_file():
                 raise ModelNotFoundError(
                     f"{source!r} is a folder without model_index.json; give a diffusers model folder "
                     "or a .safetensors checkpoint file"
                 )
-            pipe = StableDiffusionPipeline.from_pretrained(str(path), **common)
-        elif HUB_ID.fullmatch(source):
-            pipe = StableDiffusionPipeline.from_pretrained(source, **common)
+            family = folder_family(source)
+            pipe = PIPELINES[family][("txt2img", False)].from_pretrained(
+                source, **common, **(sd_only if family == "sd" else {}))
         else:
             raise ModelNotFoundError(
                 f"checkpoint {source!r} not found; give a .safetensors file, a diffusers folder or a hub id"
@@ -118,6 +146,27 @@ def load_pipeline(source: str, config: str | None = None, device: str | None = N
         raise ModelNotFoundError(f"cannot load checkpoint {source!r}: {err}{hint}") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def folder_family(source: str) -> str:
+    """The family a diffusers folder or hub id holds, from its model_index.json alone."""
+    from diffusers import DiffusionPipeline
+
+    name = DiffusionPipeline.load_config(source).get("_class_name", "")
+    if name not in FAMILIES:
+        raise MultipassError(f"checkpoint {source!r} is a {name or 'pipeline of unknown type'}; the standalone engine "
+                             "runs SD 1.x/2.x and SDXL models")
+    return FAMILIES[name]
+
+
+def single_file_family(path: Path) -> str:
+    """SDXL when the file holds its second text encoder (`conditioner.embedders.1`), read
+    from the safetensors header without loading anything."""
+    import json
+
+    with path.open("rb") as file:
+        header = json.loads(file.read(int.from_bytes(file.read(8), "little")))
+    return "sdxl" if any(key.startswith("conditioner.embedders.1.") for key in header) else "sd"
 
 
 def make_scheduler(sampler: str, config: Any):
@@ -157,6 +206,7 @@ class DiffusersEngine:
         """`pipe`: a StableDiffusionPipeline (typed loosely: diffusers adds its modules and LoRA
         methods at run time, which a type checker cannot see)."""
         self.pipe = pipe
+        self.family = family_of(pipe)
         self.face_detector = face_detector or make_face_detector()
         self.lora_dir = lora_dir
         self.segmenter = segmenter
@@ -260,7 +310,7 @@ class DiffusersEngine:
     # -- internals --------------------------------------------------------------------------
 
     @property
-    def inpaint_pipe(self) -> StableDiffusionInpaintPipeline:
+    def inpaint_pipe(self) -> Any:
         return self.pipeline("inpaint", None)
 
     def pipeline(self, mode: str, control: ControlInput | None):
@@ -268,7 +318,7 @@ class DiffusersEngine:
         key = (mode, control is not None, control.model if control else None)
         if key not in self._pipes:
             extra = {"controlnet": self.controlnet(control.model)} if control else {}
-            made = PIPELINES[(mode, control is not None)].from_pipe(self.pipe, **extra)
+            made = PIPELINES[self.family][(mode, control is not None)].from_pipe(self.pipe, **extra)
             made.set_progress_bar_config(disable=True)
             self._pipes[key] = made
         return self._pipes[key]
@@ -288,6 +338,10 @@ class DiffusersEngine:
                     raise OSError("no such file, folder or hub id")
             except OSError as err:
                 raise ModelNotFoundError(f"cannot load ControlNet {source!r}: {err}") from None
+            theirs, ours = model.config.cross_attention_dim, self.pipe.unet.config.cross_attention_dim
+            if theirs != ours:
+                raise ModelNotFoundError(f"ControlNet {source!r} is made for another model type (text width {theirs}, "
+                                         f"this {self.family.upper()} model's {ours}): give a ControlNet for this model")
             self._controlnets[source] = model.to(self.pipe.device)
         return self._controlnets[source]
 
@@ -312,7 +366,8 @@ class DiffusersEngine:
                 self.adapters[name] = adapter
                 loaded = True
         if loaded:
-            self.loras.find_layers(self.pipe.unet, self.pipe.text_encoder)
+            encoders = [m for m in (self.pipe.text_encoder, getattr(self.pipe, "text_encoder_2", None)) if m is not None]
+            self.loras.find_layers(self.pipe.unet, *encoders)
         if self.adapters:
             self.loras.apply({self.adapters[name]: weight for name, weight in weights.items()})
 
@@ -324,8 +379,7 @@ class DiffusersEngine:
             pipeline.scheduler.noise_sampler_seed = request.seed  # else DPM++ SDE is not reproducible
         generator = torch.Generator(device="cpu").manual_seed(request.seed)
         if self.weighted_prompts:  # (word:1.2) and long prompts as the WebUI reads them
-            positive, negative = self.encode_prompts(request.prompt, request.negative)
-            kwargs.update(prompt_embeds=positive, negative_prompt_embeds=negative)
+            kwargs.update(self.encode_prompts(request.prompt, request.negative))
         else:
             kwargs.update(prompt=request.prompt, negative_prompt=request.negative or None)
         result = pipeline(
@@ -337,31 +391,53 @@ class DiffusersEngine:
             raise PassInterrupted(partial=result.images[0])  # a half-denoised image is never used
         return result.images[0]
 
-    def encode_prompts(self, prompt: str, negative: str) -> tuple[Any, Any]:
-        """Both prompts' embeddings, weighted and in as many CLIP windows as they need (the
-        shorter one padded with windows of the empty prompt, as the WebUI does)."""
-        positive, negative_embeds = self._encode(prompt), self._encode(negative)
+    def encode_prompts(self, prompt: str, negative: str) -> dict[str, Any]:
+        """Both prompts' embeddings as pipeline arguments, weighted and in as many CLIP windows
+        as they need (the shorter one padded with windows of the empty prompt, as the WebUI
+        does). SDXL: both text encoders' penultimate layers side by side, the pooled output of
+        the second's first window, and an empty negative all zeros (as the WebUI and diffusers)."""
+        positive, pooled = self._encode(prompt)
+        negative_embeds, negative_pooled = self._encode(negative)
         if positive.shape[1] != negative_embeds.shape[1]:
-            empty = self._encode("")
+            empty = self._encode("")[0]
             missing = abs(positive.shape[1] - negative_embeds.shape[1]) // empty.shape[1]
             if positive.shape[1] < negative_embeds.shape[1]:
                 positive = torch.cat([positive, *[empty] * missing], dim=1)
             else:
                 negative_embeds = torch.cat([negative_embeds, *[empty] * missing], dim=1)
-        return positive, negative_embeds
+        out = {"prompt_embeds": positive, "negative_prompt_embeds": negative_embeds}
+        if self.family == "sdxl":
+            if not negative:
+                negative_embeds, negative_pooled = torch.zeros_like(negative_embeds), torch.zeros_like(negative_pooled)
+            out.update(negative_prompt_embeds=negative_embeds, pooled_prompt_embeds=pooled,
+                       negative_pooled_prompt_embeds=negative_pooled)
+        return out
 
-    def _encode(self, text: str) -> Any:
-        tokenizer, encoder = self.pipe.tokenizer, self.pipe.text_encoder
+    def _encode(self, text: str) -> tuple[Any, Any]:
+        """(embeddings of every window, the pooled output of the first; None for SD 1.x/2.x)."""
+        pipe = self.pipe
+        if self.family == "sd":
+            return self._encode_with(text, pipe.tokenizer, pipe.text_encoder, penultimate=False)[0], None
+        first = self._encode_with(text, pipe.tokenizer, pipe.text_encoder, penultimate=True)[0]
+        second, pooled = self._encode_with(text, pipe.tokenizer_2, pipe.text_encoder_2, penultimate=True)
+        return torch.cat([first, second], dim=-1), pooled
+
+    def _encode_with(self, text: str, tokenizer: Any, encoder: Any, penultimate: bool) -> tuple[Any, Any]:
+        """(every window's hidden states, the first window's pooled output) of one encoder."""
         ids, weights = weighted_tokens(text, lambda piece: tokenizer(piece, add_special_tokens=False).input_ids)
         comma = tokenizer.convert_tokens_to_ids(",</w>")
-        parts = []
+        parts: list[Any] = []
+        pooled: Any = None
         for window_ids, window_weights in windows(ids, weights, comma if comma != tokenizer.unk_token_id else None):
             fill = WINDOW - len(window_ids)
             row = [tokenizer.bos_token_id, *window_ids, tokenizer.eos_token_id] + [tokenizer.pad_token_id] * fill
             with torch.no_grad():
-                hidden = encoder(torch.tensor([row], device=encoder.device))[0]
+                output = encoder(torch.tensor([row], device=encoder.device), output_hidden_states=penultimate)
+            hidden = output.hidden_states[-2] if penultimate else output[0]
+            if pooled is None:
+                pooled = output[0]  # SDXL's second encoder: its projected pooled output
             parts.append(emphasize(hidden, [1.0, *window_weights, 1.0] + [1.0] * fill))
-        return torch.cat(parts, dim=1).to(self.pipe.unet.dtype)
+        return torch.cat(parts, dim=1).to(self.pipe.unet.dtype), pooled.to(self.pipe.unet.dtype)
 
     def _on_step(self, pipeline, step: int, timestep: Any, tensors: dict) -> dict:
         if self._stop:
