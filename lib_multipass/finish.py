@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -141,22 +142,30 @@ def wanted(options: MultipassOptions) -> bool:
             or options.super_resolution > 1)
 
 
-#: the upscalers of the standalone engine, by option ("Latent": resized in latent space)
+#: the named upscalers of the standalone engine, by option ("Latent": resized in latent space);
+#: besides them, either takes the path of upscaler weights (ESRGAN, Real-ESRGAN, SwinIR, ...)
 STANDALONE_UPSCALERS = {"super_resolution_upscaler": (LANCZOS,), "hires_upscaler": (LANCZOS, "Latent")}
 
 
 def check_upscaler(name: str | None, option: str) -> None:
-    """Refuse, up front, an upscaler the standalone engine does not have (ESRGAN weights need
-    a loader it does not have yet); blank means Lanczos."""
+    """Refuse, up front, an upscaler the standalone engine does not have; blank means Lanczos."""
     known = STANDALONE_UPSCALERS[option]
-    if (name or LANCZOS).lower() not in {k.lower() for k in known}:
-        raise OptionsError(f"`{option}` {name!r}: the standalone engine has {' and '.join(known)} only "
-                           "(ESRGAN-family weights need a loader it does not have yet)", option)
+    if (name or LANCZOS).lower() in {k.lower() for k in known}:
+        return
+    if not Path(name or "").expanduser().is_file():
+        raise OptionsError(f"`{option}` {name!r}: the standalone engine takes {' or '.join(known)}, or the path of "
+                           "upscaler weights (e.g. RealESRGAN_x4plus.pth): no such file", option)
 
 
 def check_upscalers(options: MultipassOptions) -> None:
     for option in STANDALONE_UPSCALERS:
         check_upscaler(getattr(options, option), option)
+
+
+def upscaler_of(engine: Any, options: MultipassOptions) -> Callable[[Image.Image, int], Image.Image]:
+    """Super resolution by the `engine`'s upscaler that the job names (Lanczos when none)."""
+    name = options.super_resolution_upscaler or LANCZOS
+    return lambda image, scale: engine.upscale(image, (image.width * scale, image.height * scale), name)
 
 
 def lanczos(image: Image.Image, scale: int) -> Image.Image:

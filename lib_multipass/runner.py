@@ -69,7 +69,8 @@ def run(
     """
     result = _passes(plan, engine, on_image, base)
     if finishing and result.final is not None and not (result.interrupted or result.error) and finish.wanted(plan.options):
-        result.images["finished"] = finish.finish_image(result.final, plan.options, plan.generation.seed)
+        result.images["finished"] = finish.finish_image(result.final, plan.options, plan.generation.seed,
+                                                        finish.upscaler_of(engine, plan.options))
         if on_image:
             on_image("finished", result.images["finished"])
     return result

@@ -153,6 +153,26 @@ def write_lora(path: Path, pipe, seed: int = 1, rank: int = 4, scale: float = 0.
     save_file(tensors, str(path))
 
 
+def write_esrgan(path: Path, seed: int = 4, features: int = 16, grow: int = 32) -> None:
+    """A random 4x Real-ESRGAN (RRDB) in the key layout of RealESRGAN_x4plus.pth (BasicSR's
+    names), one block of 16 features instead of 23 of 64 (the growth stays 32, as loaders assume)."""
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    shapes = {"conv_first": (features, 3), "conv_body": (features, features), "conv_up1": (features, features),
+              "conv_up2": (features, features), "conv_hr": (features, features), "conv_last": (3, features)}
+    for rdb in (1, 2, 3):
+        for conv in range(1, 6):
+            shapes[f"body.0.rdb{rdb}.conv{conv}"] = (features if conv == 5 else grow, features + (conv - 1) * grow)
+    tensors = {}
+    for name, (out, inp) in shapes.items():
+        tensors[f"{name}.weight"] = torch.randn(out, inp, 3, 3, generator=generator) * (0.5 / (inp * 9) ** 0.5)
+        tensors[f"{name}.bias"] = torch.zeros(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path))
+
+
 def build_controlnet(folder: Path, pipe, seed: int = 2) -> None:
     """A ControlNet made from the tiny UNet; its zero convolutions get random weights so the
     hint visibly reaches the UNet (real ControlNets learn them; zeros would ignore the hint)."""

@@ -87,6 +87,10 @@ class Engine(Protocol):
     def inpaint(self, request: InpaintRequest) -> Image.Image:
         """The whole image with the masked region regenerated and pasted back."""
 
+    def upscale(self, image: Image.Image, size: tuple[int, int], upscaler: str = LANCZOS) -> Image.Image:
+        """`image` at exactly `size`, upscaled by the host's `upscaler` (a name it lists, or a
+        weights file standalone; Lanczos everywhere)."""
+
     def segment(self, image: Image.Image, terms: Sequence[str], box: Box | None = None) -> np.ndarray:
         """Probability (H, W) float32 in 0..1 that any of `terms` is at each pixel of the crop
         `box` of the image (the whole image when None): people are segmented one by one."""

@@ -43,6 +43,7 @@ from ..control.hints import inpaint_condition, make_hint
 from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
 from ..faces.detect import Face, FaceDetector, faces_in, make_face_detector
 from ..finish import check_upscaler
+from ..image_models import load_image_model, upscale_with
 from ..lora_files import find_loras
 from ..masks.colour import matched
 from ..masks.crop import Box, crop_box, paste
@@ -235,11 +236,19 @@ class DiffusersEngine:
         size = (request.width, request.height)
         check_upscaler(upscaler, "hires_upscaler")
         latent = upscaler.lower() == "latent" and image.size != size
-        init = self.latent_upscale(image, size) if latent else image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+        init = self.latent_upscale(image, size) if latent else self.upscale(image.convert("RGB"), size, upscaler)
         hint = request.control.hint.resize(size, Image.Resampling.BILINEAR) if request.control else None
         extra = self._control_kwargs(request.control, "control_image", hint)
         return self._call(self.pipeline("img2img", request.control), request, image=init, strength=denoise,
                           width=request.width, height=request.height, **extra)
+
+    def upscale(self, image: Image.Image, size: tuple[int, int], upscaler: str = LANCZOS) -> Image.Image:
+        """Lanczos, or the upscaler weights at the path `upscaler` (spandrel: ESRGAN, Real-ESRGAN,
+        SwinIR, ...; loaded once, run in tiles)."""
+        if upscaler.lower() in ("lanczos", "latent") or image.size == size:
+            return image.resize(size, Image.Resampling.LANCZOS) if image.size != size else image
+        model = self.models.get(("upscaler", upscaler), lambda: load_image_model(upscaler))
+        return upscale_with(model, image, size)
 
     def latent_upscale(self, image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
         """`image`'s latents resized to `size` / 8 (bilinear, as the WebUI's "Latent" hires

@@ -52,6 +52,10 @@ class RecordingEngine:
         return Image.blend(image.convert("RGB").resize((request.width, request.height)),
                            self.txt2img(request), denoise)
 
+    def upscale(self, image: Image.Image, size: tuple[int, int], upscaler: str = LANCZOS) -> Image.Image:
+        self.requests.append(("upscale", size, upscaler))
+        return image.resize(size, Image.Resampling.LANCZOS)
+
     def inpaint(self, request: InpaintRequest) -> Image.Image:
         self.requests.append(request)
         if self.stop_during is not None and sum(isinstance(r, InpaintRequest) for r in self.requests) == self.stop_during:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -159,11 +159,19 @@ class WebUIEngine:
                 upscaler: str = LANCZOS) -> Image.Image:
         """The harmonizing pass: the whole image, upscaled first by the WebUI's `upscaler` (its
         own list, checked before the job), redone at `denoise` (the base is the WebUI's own)."""
-        size = (request.width, request.height)
-        if image.size != size:
-            image = webui_upscaler(upscaler)(image, max(size[0] / image.width, size[1] / image.height))
-            image = image.convert("RGB").resize(size, Image.Resampling.LANCZOS) if image.size != size else image
+        image = self.upscale(image, (request.width, request.height), upscaler)
         return self._run(self._nested(request, image, denoise), request, "harmonizing")
+
+    def upscale(self, image: Image.Image, size: tuple[int, int], upscaler: str = LANCZOS) -> Image.Image:
+        """The WebUI's upscaler by name (its own list, checked before the job), as the Extras
+        tab runs it, then Lanczos to the exact size."""
+        if image.size == size:
+            return image
+        found = next((u for u in shared.sd_upscalers if u.name == upscaler), None)
+        if found is None:
+            raise MultipassError(f"upscaler {upscaler!r} is gone from this WebUI")
+        image = found.scaler.upscale(image, max(size[0] / image.width, size[1] / image.height), found.data_path)
+        return image if image.size == size else image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
 
     def inpaint(self, request: InpaintRequest) -> Image.Image:
         """The WebUI in-paints the crop ("only masked"); the paste into the image is ours, with the
@@ -242,19 +250,6 @@ class WebUIEngine:
     def interrupted(self) -> bool:
         state = shared.state
         return bool(state.interrupted or state.skipped or getattr(state, "stopping_generation", False))
-
-
-def webui_upscaler(name: str) -> Callable[[Image.Image, float], Image.Image]:
-    """The WebUI's upscaler `name` (its own list: Lanczos, R-ESRGAN 4x+, ...), as the
-    Extras tab runs it; the name was checked against that list before the job."""
-
-    def upscale(image: Image.Image, scale: float) -> Image.Image:
-        found = next((u for u in shared.sd_upscalers if u.name == name), None)
-        if found is None:
-            raise MultipassError(f"upscaler {name!r} is gone from this WebUI")
-        return found.scaler.upscale(image, scale, found.data_path)
-
-    return upscale
 
 
 def shared_refiner(source: str, device: str) -> SamRefiner:

@@ -20,9 +20,9 @@ from PIL import Image
 from .. import __version__
 from ..engines.base import Engine
 from ..errors import MultipassError
-from ..finish import finish_image, wanted
+from ..finish import finish_image, upscaler_of, wanted
 from ..masks.masking import gray_image
-from ..options import LANCZOS, MultipassOptions
+from ..options import MultipassOptions
 from ..plan import Generation, Plan, make_plan
 from ..prompt import with_tags
 from ..runner import run
@@ -218,11 +218,8 @@ class MultipassJob:
         plan = self.plans.get(index)
         if plan is None or not wanted(plan.options) or index in self.interrupted:
             return
-        from .engine import webui_upscaler  # imports the WebUI's modules
-
         try:
-            pp.image = finish_image(pp.image, plan.options, p.seeds[p.batch_index],
-                                    webui_upscaler(plan.options.super_resolution_upscaler or LANCZOS))
+            pp.image = finish_image(pp.image, plan.options, p.seeds[p.batch_index], upscaler_of(self.engine, plan.options))
         except MultipassError as err:
             self.warn(index, f"{err}; the image is not finished")
 
