@@ -157,9 +157,13 @@ def check_upscaler(name: str | None, option: str) -> None:
                            "upscaler weights (e.g. RealESRGAN_x4plus.pth): no such file", option)
 
 
-def check_upscalers(options: MultipassOptions) -> None:
+def check_standalone(options: MultipassOptions) -> None:
+    """What the standalone engine needs for the last steps, checked before any model loads."""
     for option in STANDALONE_UPSCALERS:
         check_upscaler(getattr(options, option), option)
+    if options.face_correct and not Path(options.face_correct_model or "").expanduser().is_file():
+        raise OptionsError(f"`face_correct` needs GFPGAN weights here: give face_correct_model, the path of "
+                           f"GFPGANv1.4.pth (got {options.face_correct_model!r})", "face_correct_model")
 
 
 def upscaler_of(engine: Any, options: MultipassOptions) -> Callable[[Image.Image, int], Image.Image]:

@@ -68,12 +68,37 @@ def run(
     Input errors found up front raise before anything runs.
     """
     result = _passes(plan, engine, on_image, base)
-    if finishing and result.final is not None and not (result.interrupted or result.error) and finish.wanted(plan.options):
-        result.images["finished"] = finish.finish_image(result.final, plan.options, plan.generation.seed,
-                                                        finish.upscaler_of(engine, plan.options))
+    if not finishing or result.final is None or result.interrupted or result.error:
+        return result
+    steps = [("restored", lambda image: _face_correct(plan, engine, image, result.warnings))] \
+        if plan.options.face_correct else []
+    if finish.wanted(plan.options):
+        steps.append(("finished", lambda image: finish.finish_image(image, plan.options, plan.generation.seed,
+                                                                    finish.upscaler_of(engine, plan.options))))
+    for name, step in steps:
+        try:
+            result.images[name] = step(result.final)
+        except MultipassError as err:
+            result.error = str(err)
+            result.warnings.append(f"{err}; the images made before it are kept")
+            break
         if on_image:
-            on_image("finished", result.images["finished"])
+            on_image(name, result.images[name])
     return result
+
+
+def _face_correct(plan: Plan, engine: Engine, image: Image.Image, warnings: list[str]) -> Image.Image:
+    """The standalone face restoration (the WebUI restores faces itself): GFPGAN on every face."""
+    from .faces.restore import restore_faces
+    from .image_models import FACE_RESTORERS, load_image_model
+
+    source = plan.options.face_correct_model or ""
+    model = engine.models.get(("face restorer", source), lambda: load_image_model(source, FACE_RESTORERS))
+    restored, count = restore_faces(image, engine.detect_faces(image), model, plan.options.face_min_size)
+    log.info(f"face correct: {count} face(s) restored")
+    if not count:
+        warnings.append("face_correct: no face found to restore")
+    return restored
 
 
 def _passes(plan: Plan, engine: Engine, on_image: ImageCallback | None, base: Image.Image | None) -> RunResult:

@@ -18,7 +18,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from ..errors import MultipassError
-from ..finish import check_upscalers
+from ..finish import check_standalone
 from ..infotext import generation_params, infotext
 from ..masks.masking import gray_image
 from ..options import MultipassOptions
@@ -74,10 +74,10 @@ def plan_from_args(args: argparse.Namespace, native: int = 512) -> tuple[Job, Pl
         raise MultipassError(f"--num-images must be from 1 to {MAX_IMAGES}, got {args.num_images!r}")
     job = parse(args.prompt, args.negative)
     options = MultipassOptions.from_dict(values)
-    check_upscalers(options)
     sampler = canonical_sampler(args.sampler)
     generation = Generation(args.seed, args.steps, args.cfg, *job_size(args, native), sampler)
     plan = make_plan(job, options, generation)
+    check_standalone(plan.options)  # with the prompt's flags
     for p in plan.passes:  # the standalone engine's samplers and prompt weights, checked before any model loads
         canonical_sampler(p.sampler, "person_sampler" if p.kind == "person" else "sampler")
         if options.use_lpw:

@@ -22,14 +22,14 @@ SETTINGS = {"text": "prompt", "prompt": "prompt", "negative_prompt": "negative",
 OPTIONS = {"controlnet": "controlnet", "controlnet_txt2img": "controlnet_txt2img", "input_image": "input_image",
            "mask_image": "mask_image", "inpaint_faces": "inpaint_faces", "color_grading": "color_grading",
            "use_lpw": "use_lpw", "denoising_strength": "base_denoising_strength", "film_grain": "film_grain",
-           "super_resolution": "super_resolution", "hires_denoising_strength": "hires_denoising_strength"}
+           "super_resolution": "super_resolution", "hires_denoising_strength": "hires_denoising_strength",
+           "face_correct": "face_correct"}
 #: Astria's on/off fields as this engine's amounts (off, on)
 ON_OFF = {"film_grain": (0.0, 0.3), "super_resolution": (1, 2)}
 #: on/off fields that set several options when on (hires fix: A1111's default 2x, Astria's 0.4)
 SWITCHES = {"hires_fix": {"hires_denoising_strength": 0.4, "hires_scale": 2.0}}
 #: fields that only ask for something when true, and what to do instead
 NOT_HERE = {
-    "face_correct": "face restoration (GFPGAN/CodeFormer) is not built in the standalone engine yet",
     "face_swap": "face swap needs the subject's reference photos here: give --face-swap --face-swap-images FILES",
     "prompt_expansion": "prompt expansion needs a language model, which this engine does not have: write the "
                         "prompt out",

@@ -97,6 +97,8 @@ class MultipassJob:
         except MultipassError as err:
             reject(p, f"prompt {index + 1}: {err}")
             return False
+        if any(plan.options.face_correct for plan in self.plans.values()):
+            p.restore_faces = True  # the WebUI's own restorer, after the passes (postprocess_batch_list)
         params["Multipass"] = __version__
         params.update(self.plans[0].options.infotext_params() if self.plans else self.options.infotext_params())
         params[WARNINGS_KEY] = self._warning_text

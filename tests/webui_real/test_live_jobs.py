@@ -162,3 +162,9 @@ def test_the_harmonizing_pass_upscales_with_a_webui_upscaler_and_keeps_the_perso
     assert np.array_equal(again.images[0], job.images[0])  # seeded
     bad = sd1.txt2img(options={**options, "hires_upscaler": "Latent"})
     assert bad.status == 422 and bad.body["field"] == "hires_upscaler", bad.body
+
+
+def test_face_correct_turns_on_the_webuis_own_face_restoration(sd1):
+    job = sd1.txt2img(options={**PASSES, "face_correct": True})
+    params = job.params()
+    assert params["Multipass face correct"] == "True" and "Face restoration" in params, params
