@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PINS := .venv-webui-pins
 CORE_TESTS := tests/test_prompt.py tests/test_options_plan.py tests/test_masks_crop.py tests/test_runner.py
 
-.PHONY: demo test bench bench-masks clean tools webui-acceptance readme-options
+.PHONY: demo test bench bench-masks bench-finish clean tools webui-acceptance readme-options
 
 $(VENV)/.installed: requirements-standalone.txt requirements-dev.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,9 @@ bench: $(VENV)/.installed
 
 bench-masks: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) bench/bench_masks.py
+
+bench-finish: $(VENV)/.installed
+	$(PY) bench/bench_finish.py
 
 clean:
 	rm -rf $(VENV) $(PINS) out .pytest_cache .hypothesis

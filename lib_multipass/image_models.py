@@ -88,7 +88,7 @@ def run_tiled(model: Any, image: Image.Image, tile: int = 256, overlap: int = 24
     pixels = torch.from_numpy(np.asarray(image.convert("RGB"), np.float32) / 255.0).permute(2, 0, 1)[None]
     _, _, height, width = pixels.shape
     scale = int(model.scale)
-    out = torch.zeros(1, 3, height * scale, width * scale)
+    out = np.zeros((height * scale, width * scale, 3), np.uint8)  # bytes: a 4x of 1024 px is 48 MiB
     step = max(1, tile - 2 * overlap)
     with torch.no_grad():
         for y in range(0, height, step):
@@ -98,10 +98,9 @@ def run_tiled(model: Any, image: Image.Image, tile: int = 256, overlap: int = 24
                 result = model(pixels[:, :, y0:y1, x0:x1]).clamp(0, 1)
                 keep_y, keep_x = (y - y0) * scale, (x - x0) * scale
                 rows, cols = (min(y + step, height) - y) * scale, (min(x + step, width) - x) * scale
-                out[:, :, y * scale:y * scale + rows, x * scale:x * scale + cols] = \
-                    result[:, :, keep_y:keep_y + rows, keep_x:keep_x + cols]
-    array = (out[0].permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
-    return Image.fromarray(array)
+                kept = result[0, :, keep_y:keep_y + rows, keep_x:keep_x + cols].permute(1, 2, 0)
+                out[y * scale:y * scale + rows, x * scale:x * scale + cols] = (kept * 255.0).round().byte().numpy()
+    return Image.fromarray(out)
 
 
 def upscale_with(model: Any, image: Image.Image, size: tuple[int, int]) -> Image.Image:
