@@ -70,20 +70,23 @@ def run(
     result = _passes(plan, engine, on_image, base)
     if not finishing or result.final is None or result.interrupted or result.error:
         return result
-    steps = [("restored", lambda image: _face_correct(plan, engine, image, result.warnings))] \
-        if plan.options.face_correct else []
-    if finish.wanted(plan.options):
-        steps.append(("finished", lambda image: finish.finish_image(image, plan.options, plan.generation.seed,
-                                                                    finish.upscaler_of(engine, plan.options))))
-    for name, step in steps:
-        try:
-            result.images[name] = step(result.final)
-        except MultipassError as err:
-            result.error = str(err)
-            result.warnings.append(f"{err}; the images made before it are kept")
-            break
+
+    def keep(name: str, image: Image.Image) -> None:
+        result.images[name] = image
         if on_image:
-            on_image(name, result.images[name])
+            on_image(name, image)
+
+    try:  # the last steps, each on the image before it: face restoration, then finishing
+        if plan.options.face_correct:
+            keep("restored", _face_correct(plan, engine, result.final, result.warnings))
+        if finish.wanted(plan.options):
+            keep("finished", finish.finish_image(result.final, plan.options, plan.generation.seed,
+                                                 finish.upscaler_of(engine, plan.options)))
+    except Exception as err:  # noqa: BLE001 - every image made before stays
+        if not isinstance(err, MultipassError):
+            log.exception("multipass: a finishing step failed")
+        result.error = str(err) if isinstance(err, MultipassError) else f"{err.__class__.__name__}: {err}"
+        result.warnings.append(f"{result.error}; the images made before it are kept")
     return result
 
 

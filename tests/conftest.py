@@ -20,3 +20,15 @@ def engine(tiny):
 
     pipe = load_pipeline(str(tiny.checkpoint), device="cpu")
     return DiffusersEngine(pipe, tiny.lora_dir, ClipSegSegmenter(str(tiny.segmenter)))
+
+
+@pytest.fixture
+def half_mask(tmp_path):
+    """A user mask of a 96x64 job: a box in the left half, so the outcome does not depend on
+    the random segmenter."""
+    from PIL import Image
+
+    mask = Image.new("L", (96, 64), 0)
+    mask.paste(255, (10, 10, 40, 54))
+    mask.save(tmp_path / "mask.png")
+    return str(tmp_path / "mask.png")

@@ -24,15 +24,6 @@ LORA_PROMPT = f"a forest BREAK photo BREAK ohwx man <lora:{LORA_NAME}:1>"
 PLAIN_PROMPT = "a forest BREAK photo BREAK ohwx man"
 
 
-@pytest.fixture
-def half_mask(tmp_path):
-    """A user mask: a box in the left half, so the outcome does not depend on the random segmenter."""
-    mask = Image.new("L", (96, 64), 0)
-    mask.paste(255, (10, 10, 40, 54))
-    mask.save(tmp_path / "mask.png")
-    return str(tmp_path / "mask.png")
-
-
 def job(prompt, mask_image=None, **options):
     opts = MultipassOptions.from_dict({"mask_image": mask_image, "mask_blur": 6, **options})
     return make_plan(parse(prompt, "blurry"), opts, GEN)

@@ -59,14 +59,6 @@ def xl_engine(sdxl):
     return DiffusersEngine(load_pipeline(str(sdxl / "model"), device="cpu"), sdxl / "loras")
 
 
-@pytest.fixture
-def left_mask(tmp_path):
-    mask = Image.new("L", (96, 64), 0)
-    mask.paste(255, (10, 10, 40, 54))
-    mask.save(tmp_path / "mask.png")
-    return str(tmp_path / "mask.png")
-
-
 def job(prompt: str, mask: str, **options):
     return make_plan(parse(prompt, "blurry"), MultipassOptions.from_dict({"mask_image": mask, **options}), GEN)
 
@@ -75,17 +67,17 @@ def pixels(image):
     return np.asarray(image).astype(np.int16)
 
 
-def test_an_sdxl_job_keeps_the_lora_out_of_the_base_and_the_outside_exact(xl_engine, left_mask):
+def test_an_sdxl_job_keeps_the_lora_out_of_the_base_and_the_outside_exact(xl_engine, half_mask):
     assert xl_engine.family == "sdxl" and native_side(xl_engine.pipe) == 1024
-    with_lora = run(job(f"a forest BREAK photo BREAK ohwx man <lora:{LORA}:1>", left_mask), xl_engine)
-    plain = run(job("a forest BREAK photo BREAK ohwx man", left_mask), xl_engine)
+    with_lora = run(job(f"a forest BREAK photo BREAK ohwx man <lora:{LORA}:1>", half_mask), xl_engine)
+    plain = run(job("a forest BREAK photo BREAK ohwx man", half_mask), xl_engine)
     assert with_lora.error is None and list(with_lora.images) == ["base", "person_1"]
     assert np.array_equal(pixels(with_lora.images["base"]), pixels(plain.images["base"]))  # no LoRA in the base
     assert not np.array_equal(pixels(with_lora.final), pixels(plain.final))  # the LoRA reaches the person
     alpha = with_lora.alphas["person_1"]
     base, final = pixels(with_lora.images["base"]), pixels(with_lora.final)
     assert np.array_equal(base[alpha == 0], final[alpha == 0])
-    again = run(job(f"a forest BREAK photo BREAK ohwx man <lora:{LORA}:1>", left_mask), xl_engine)
+    again = run(job(f"a forest BREAK photo BREAK ohwx man <lora:{LORA}:1>", half_mask), xl_engine)
     assert np.array_equal(pixels(again.final), final)  # same seed, same image
 
 
@@ -141,7 +133,7 @@ def test_a_controlnet_for_another_model_type_is_refused_saying_so(xl_engine, tin
         xl_engine.controlnet(str(tiny.controlnet))
 
 
-def test_an_sdxl_controlnet_guides_the_base_and_the_person(sdxl, xl_engine, left_mask, tmp_path):
+def test_an_sdxl_controlnet_guides_the_base_and_the_person(sdxl, xl_engine, half_mask, tmp_path):
     from lib_multipass.tiny_models import build_controlnet
 
     # from the SDXL UNet (as loaded, without LoRA layers), its zero convolutions made random
@@ -149,9 +141,9 @@ def test_an_sdxl_controlnet_guides_the_base_and_the_person(sdxl, xl_engine, left
     hint = Image.new("RGB", (96, 64), "white")
     hint.paste((0, 0, 0), (30, 10, 60, 50))
     hint.save(tmp_path / "hint.png")
-    guided = run(job("a forest BREAK ohwx man", left_mask, controlnet="canny", controlnet_model=str(tmp_path / "cn"),
+    guided = run(job("a forest BREAK ohwx man", half_mask, controlnet="canny", controlnet_model=str(tmp_path / "cn"),
                      controlnet_image=str(tmp_path / "hint.png")), xl_engine)
-    plain = run(job("a forest BREAK ohwx man", left_mask), xl_engine)
+    plain = run(job("a forest BREAK ohwx man", half_mask), xl_engine)
     assert guided.error is None and list(guided.images) == ["base", "person_1"]
     assert not np.array_equal(pixels(guided.images["base"]), pixels(plain.images["base"]))
 

@@ -1,14 +1,15 @@
 """LoRA files of every layout the standalone engine loads, onto a diffusers pipeline.
 
-kohya LoRA/LoCon (diffusers' names or the original SD block names) and peft/diffusers files
-go through diffusers' own loader. diffusers loads no LoHa and no kohya-named LoKr: here
-the file's modules are found by their kohya names (`lora_unet_down_blocks_0_..._to_q`,
-`lora_te_text_model_..._q_proj`; original SD block names are mapped by diffusers' own
-helper), peft's LoHa/LoKr layers are put on them, and the file's factors are placed in those
-layers as they are: whatever shapes the trainer chose, the product is the WebUI's
-(`(w1a @ w1b) * (w2a @ w2b)`, `kron(w1, w2)`, CP cores included), scaled by alpha / rank as
-the WebUI scales it. The layers are peft tuner layers, so `LoraSwitch` switches them like
-any LoRA, and the base weights are never touched.
+Every kohya-named file (LoRA, LoCon, LoHa, LoKr) is mapped onto the model by one lookup:
+the module whose path, `.` written `_`, is the key's name (`lora_unet_down_blocks_0_..._to_q`,
+`lora_te_text_model_..._q_proj`; original SD block names renumbered by diffusers' helpers).
+LoRA/LoCon then go through diffusers' loader as peft keys. diffusers loads no LoHa and no
+kohya-named LoKr: peft's LoHa/LoKr layers are put on those modules and the file's factors
+placed in them as they are, so whatever shapes the trainer chose, the product is the
+WebUI's (`(w1a @ w1b) * (w2a @ w2b)`, `kron(w1, w2)`, CP cores included), scaled by
+alpha / rank as the WebUI scales it. All are peft tuner layers: `LoraSwitch` switches them
+alike, and the base weights are never touched. peft/diffusers files go to diffusers as
+they are.
 """
 
 from __future__ import annotations
