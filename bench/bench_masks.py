@@ -25,6 +25,7 @@ from PIL import Image  # noqa: E402
 
 from lib_multipass.faces.detect import faces_in, make_face_detector  # noqa: E402
 from lib_multipass.masks import masking  # noqa: E402
+from lib_multipass.masks.bodies import make_body_finder  # noqa: E402
 from lib_multipass.masks.segmenters import SelfieSegmenter  # noqa: E402
 from lib_multipass.options import MultipassOptions  # noqa: E402
 from lib_multipass.plan import mask_spec  # noqa: E402
@@ -60,10 +61,11 @@ def face_found(face: tuple[int, int, int, int], found: list[tuple[int, int, int,
     return any(x0 <= cx <= x1 and y0 <= cy <= y1 and (x1 - x0) < 3 * (face[2] - face[0]) for x0, y0, x1, y1 in found)
 
 
-def measure(scene: Scene, spec, segmenter, detector) -> dict:
+def measure(scene: Scene, spec, segmenter, detector, bodies) -> dict:
     started = time.perf_counter()
     subjects = masking.find_subjects(segment_with(segmenter), scene.image, spec,
-                                      lambda image, box: faces_in(detector.detect, image, box))
+                                      lambda image, box: faces_in(detector.detect, image, box),
+                                      find_body=(lambda image, box: bodies.head(image, box)) if bodies else None)
     seconds = time.perf_counter() - started
     started = time.perf_counter()
     faces = [f.box for f in detector.detect(scene.image)]
@@ -114,13 +116,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", default="", help="scenes whose name holds this text")
     parser.add_argument("--save", type=Path, help="write each scene with its mask here")
+    parser.add_argument("--no-bodies", action="store_true", help="without the body finder (as in the WebUI)")
     args = parser.parse_args()
     spec = mask_spec(MultipassOptions(), None)
     segmenter, detector = SelfieSegmenter(), make_face_detector()
+    bodies = None if args.no_bodies else make_body_finder()
     rows = []
     for scene in scenes():
         if args.only in scene.name:
-            row = measure(scene, spec, segmenter, detector)
+            row = measure(scene, spec, segmenter, detector, bodies)
             rows.append((scene, row))
             if args.save:
                 args.save.mkdir(parents=True, exist_ok=True)

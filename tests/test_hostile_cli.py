@@ -18,7 +18,7 @@ PROMPT = f"a forest BREAK ohwx man <lora:{LORA_NAME}:1>"
 def run_args(tiny, out, prompt=PROMPT, *extra, lora_dir=None):
     return ["run", "--checkpoint", str(tiny.checkpoint), "--lora-dir", str(lora_dir or tiny.lora_dir),
             "--segmenter", str(tiny.segmenter), "--prompt", prompt, "--seed", "3", "--steps", "4", "--width", "64",
-            "--height", "64", "--sampler", "euler", "--out", str(out), *extra]
+            "--height", "64", "--sampler", "euler", "--out", str(out), "--no-mask-person-check", *extra]  # noise: no body
 
 
 REFUSED = [

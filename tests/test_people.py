@@ -13,6 +13,7 @@ from PIL import Image
 from lib_multipass.errors import ModelNotFoundError
 from lib_multipass.faces.detect import Face, MediaPipeFaceDetector, faces_in
 from lib_multipass.masks import masking, people, refine
+from lib_multipass.masks.crop import mask_box
 from lib_multipass.masks.segmenters import SelfieSegmenter
 from lib_multipass.options import MultipassOptions
 from lib_multipass.plan import mask_spec
@@ -146,6 +147,61 @@ def test_with_no_face_anywhere_the_whole_map_is_the_mask():
     found = masking.find_subjects(segment, image, SPEC, lambda image, box: [])
     assert len(found.instances) == 2 and np.array_equal(found.mask, prob >= SPEC.threshold)
     assert found.notes == []
+
+
+def test_with_a_body_finder_a_part_with_a_body_is_a_person_and_one_without_is_left_out():
+    """No face anywhere: the part the body finder finds a body on is segmented from its head,
+    the other (a cat, a cup) is no person and is said, not in-painted."""
+    prob = map_of([(20, 20, 50, 100), (120, 40, 160, 100)])
+    image = Image.new("RGB", (200, 100))
+
+    def segment(image, terms, box=None):
+        x0, y0, x1, y1 = box or (0, 0, 200, 100)
+        return prob[y0:y1, x0:x1]
+
+    looked = []
+
+    def find_body(image, box):
+        looked.append(box)
+        return Face((28, 22, 42, 36), 0.9) if box[0] <= 35 < box[2] else None  # a head on the left part only
+
+    found = masking.find_subjects(segment, image, SPEC, lambda image, box: [], find_body=find_body)
+    assert len(found.instances) == 1 and found.mask[50, 35] and not found.mask[60, 140]
+    assert any("no face or body found there" in note and "x 120-160" in note for note in found.notes)
+    assert len(looked) >= 2  # each faceless part was looked at (the right one with more room, too)
+    nothing = masking.find_subjects(segment, image, SPEC, lambda image, box: [], find_body=lambda image, box: None)
+    assert nothing.instances == [] and not nothing.mask.any()  # never the whole map in-painted blindly
+
+
+def test_pose_finds_a_real_persons_body_and_no_body_on_a_cat():
+    from skimage import data
+
+    from lib_multipass.masks.bodies import PoseBodyFinder
+
+    finder = PoseBodyFinder()
+    made = scene("grass", "square", [(0.5, 150, 0)])
+    x0, y0, x1, y1 = mask_box(made.subjects)
+    head = finder.head(made.image, people.square_crop((x0, y0, x1, y1), made.image.size))
+    assert head is not None
+    hx, hy = (head.box[0] + head.box[2]) / 2, (head.box[1] + head.box[3]) / 2
+    assert x0 <= hx <= x1 and y0 <= hy <= y0 + (y1 - y0) / 3  # the head, at the top of the body
+    cat = Image.fromarray(data.chelsea())
+    assert finder.head(cat, (0, 0, cat.width, cat.height)) is None
+
+
+def test_a_runner_job_without_face_or_body_skips_the_pass_saying_why():
+    from lib_multipass.engines.recording import RecordingEngine
+    from lib_multipass.plan import Generation, make_plan
+    from lib_multipass.prompt import parse
+    from lib_multipass.runner import run
+
+    engine = RecordingEngine({"person": map_of([(120, 40, 160, 100)])}, bodies=[])
+    plan = make_plan(parse("scene BREAK man"), MultipassOptions(), Generation(width=200, height=96))
+    result = run(plan, engine)
+    assert list(result.images) == ["base"] and any("no face or body" in w for w in result.warnings)
+    unchecked = make_plan(parse("scene BREAK man --mask_person_check false"), MultipassOptions(),
+                          Generation(width=200, height=96))
+    assert "person_1" in run(unchecked, engine).images  # off: the segmenter's map, as before
 
 
 # -- SAM for the edges -------------------------------------------------------------------

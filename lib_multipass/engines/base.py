@@ -5,7 +5,7 @@ Requests are plain data so a plan can be executed, recorded and tested anywhere.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -98,6 +98,11 @@ class Engine(Protocol):
     def detect_faces(self, image: Image.Image, box: Box | None = None) -> list[Face]:
         """The faces in the crop `box` of the image (all of it when None), any order, in the
         image's coordinates."""
+
+    def body_finder(self) -> Callable[[Image.Image, Box], Face | None] | None:
+        """What finds a person's body in a crop where no face is seen (masks/bodies.py), as
+        the head's box; None where the host has none (then a person mask without any face
+        is the segmenter's whole-image map)."""
 
     def refine_masks(self, image: Image.Image, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Each person's mask with crisper edges (masks/refine.py), or as it is without a refiner."""

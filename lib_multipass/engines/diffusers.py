@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from ..faces.detect import Face, FaceDetector, faces_in, make_face_detector
 from ..finish import check_upscaler
 from ..image_models import load_image_model, upscale_with
 from ..lora_files import find_loras
+from ..masks.bodies import PoseBodyFinder, make_body_finder
 from ..masks.colour import matched
 from ..masks.crop import Box, crop_box, paste
 from ..masks.refine import SamRefiner
@@ -203,7 +204,7 @@ class DiffusersEngine:
 
     def __init__(self, pipe: Any, lora_dir: str | Path | None = None,
                  segmenter: Segmenter | None = None, face_detector: FaceDetector | None = None,
-                 refiner: SamRefiner | None = None):
+                 refiner: SamRefiner | None = None, bodies: PoseBodyFinder | None = None):
         """`pipe`: a StableDiffusionPipeline (typed loosely: diffusers adds its modules and LoRA
         methods at run time, which a type checker cannot see)."""
         self.pipe = pipe
@@ -212,6 +213,7 @@ class DiffusersEngine:
         self.lora_dir = lora_dir
         self.segmenter = segmenter
         self.refiner = refiner
+        self.bodies = bodies if bodies is not None else make_body_finder()
         self.weighted_prompts = True  # prompts read as the WebUI reads them (use_lpw); False: as text
         self.adapters: dict[str, str] = {}  # LoRA name -> loaded adapter name
         self.loras = LoraSwitch()  # the LoRA layers, and which adapters they run now
@@ -289,6 +291,9 @@ class DiffusersEngine:
 
     def detect_faces(self, image: Image.Image, box: Box | None = None) -> list[Face]:
         return faces_in(self.face_detector.detect, image, box)
+
+    def body_finder(self) -> Callable[[Image.Image, Box], Face | None] | None:
+        return self.bodies.head if self.bodies is not None else None
 
     def refine_masks(self, image: Image.Image, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
         """SAM's edges; without its weights (said once in the log), the segmenter's."""

@@ -34,6 +34,7 @@ class RecordingEngine:
     stop_during: int | None = None  # the user stops in-paint number N (1-based) midway
     faces: list[Face] = field(default_factory=list)  # what detect_faces finds
     refine: Callable[[np.ndarray], np.ndarray] | None = None  # what refine_masks does to each mask
+    bodies: list[Face] | None = None  # the heads the body finder finds (None: the engine has none)
     requests: list[object] = field(default_factory=list)
     models: ModelCache = field(default_factory=ModelCache)
 
@@ -90,6 +91,20 @@ class RecordingEngine:
         self.requests.append(("faces",) if box is None else ("faces", box))
         x0, y0, x1, y1 = box or (0, 0, image.width, image.height)
         return [f for f in self.faces if x0 <= (f.box[0] + f.box[2]) / 2 < x1 and y0 <= (f.box[1] + f.box[3]) / 2 < y1]
+
+    def body_finder(self) -> Callable[[Image.Image, Box], Face | None] | None:
+        """The recorded heads (whose centre is in the crop), when the test gives a list."""
+        if self.bodies is None:
+            return None
+        bodies = self.bodies
+
+        def head(image: Image.Image, box: Box) -> Face | None:
+            self.requests.append(("body", box))
+            x0, y0, x1, y1 = box
+            return next((f for f in bodies if x0 <= (f.box[0] + f.box[2]) / 2 < x1
+                         and y0 <= (f.box[1] + f.box[3]) / 2 < y1), None)
+
+        return head
 
     def refine_masks(self, image: Image.Image, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
         """As they are, or through `refine` (a function of one mask) when the test gives one."""

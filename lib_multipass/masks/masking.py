@@ -186,26 +186,33 @@ class Subjects:
 
 def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
                   detect_faces: Callable[[Image.Image, Box | None], list[Face]] | None = None,
-                  refine: Callable[[Image.Image, list[np.ndarray]], list[np.ndarray]] | None = None) -> Subjects:
+                  refine: Callable[[Image.Image, list[np.ndarray]], list[np.ndarray]] | None = None,
+                  find_body: Callable[[Image.Image, Box], Face | None] | None = None) -> Subjects:
     """The subjects of `spec`'s mask prompt minus its negative, each one apart, left to right.
 
     People (person terms, with a face detector) are found first and segmented one by one
-    (masks/people.py); other prompts, and people when no face is found, are segmented on the
-    whole image and split into parts. `refine` (SAM) redraws each subject's edges before the
+    (masks/people.py); with `find_body` too, a part with neither a face nor a body is no
+    person (reported in the notes, never in-painted). Other prompts, and people when no face
+    is found and no body finder is given, are segmented on the whole image and split into
+    parts. `refine` (SAM) redraws each subject's edges before the
     negative is taken out, so it cannot draw the clothes back in.
     """
     prob = segment(image, spec.prompt)
     negative = segment(image, spec.negative) if spec.negative else None
     notes: list[str] = []
     found: list[people.Person] = []
+    checked = False  # every part was looked at for a face and a body: none is a person
     if detect_faces is not None and all(term.lower() in PERSON_TERMS for term in spec.prompt):
+        body = (lambda box: find_body(image, box)) if find_body is not None else None
         found, notes = people.find_people(lambda box: segment(image, spec.prompt, box),
-                                          lambda box: detect_faces(image, box), image, prob, spec.speck, spec.threshold)
-        if not found:
+                                          lambda box: detect_faces(image, box), image, prob, spec.speck,
+                                          spec.threshold, body)
+        checked = find_body is not None
+        if not found and not checked:
             log.info("no face found: the person mask is the segmenter's map of the whole image")
-    if found:
+    if found or checked:
         parts, maps = [p.mask for p in found], [p.prob for p in found]
-        prob = np.max(maps, axis=0)
+        prob = np.max(maps, axis=0) if maps else np.zeros_like(prob)
     else:
         parts = split_instances(remove_specks(threshold(prob, spec.threshold), spec.speck))
         maps = [prob] * len(parts)

@@ -23,6 +23,7 @@ from .crop import Box, mask_box
 
 Segment = Callable[[Box | None], np.ndarray]  # a crop of the image (None: all of it) -> its probability map
 Detect = Callable[[Box | None], list[Face]]  # a crop of the image (None: all of it) -> its faces
+FindBody = Callable[[Box], Face | None]  # a crop of the image -> the head of the body in it, or None
 CROP_MARGIN = 0.1  # of the person's longer side, each way: the crop the mask is made in
 
 
@@ -128,25 +129,43 @@ def face_in(detect_faces: Detect, image: Image.Image, region: np.ndarray) -> Fac
     """The best face on `region` or just above it (a segmenter that sees a small person
     often misses the head), looked for in a crop around it: a small person's face is too
     small for the whole-image look, not for a crop the model's own size."""
-    box = mask_box(region)
-    if box is None:
+    found = mask_box(region)
+    if found is None:
         return None
-    x0, y0, x1, y1 = box
-    box = (x0, max(0, y0 - (y1 - y0) // 2), x1, y1)
+    box = head_room(found)
     faces = detect_faces(square_crop(box, image.size, margin=0.0))
     on = [f for f in faces if box[0] <= (f.box[0] + f.box[2]) / 2 <= box[2] and box[1] <= (f.box[1] + f.box[3]) / 2 <= box[3]]
     return max(on, key=lambda f: f.score) if on else None
 
 
+def head_room(box: Box) -> Box:
+    """`box` with as much again above it: a segmenter that sees a small person often misses
+    the head."""
+    x0, y0, x1, y1 = box
+    return x0, max(0, y0 - (y1 - y0) // 2), x1, y1
+
+
+def body_in(find_body: FindBody, image: Image.Image, box: Box) -> Face | None:
+    """The head of a body at `box`, looked for in a crop showing all of it, then with more
+    room around it (the pose model finds a small person more often with context). It may be
+    a neighbour's: the caller checks whom the body's mask covers."""
+    for margin in (CROP_MARGIN, 0.5):
+        head = find_body(square_crop(head_room(box), image.size, margin))
+        if head is not None:
+            return head
+    return None
+
+
 def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whole: np.ndarray, min_area: float,
-                cut: float = 0.5) -> tuple[list[Person], list[str]]:
-    """Every person with a face, left to right, and a note on what was left out.
+                cut: float = 0.5, find_body: FindBody | None = None) -> tuple[list[Person], list[str]]:
+    """Every person with a face or a body, left to right, and a note on what was left out.
 
     One person per face whose body the segmenter finds; then one per part of `whole` (the
     segmenter's map of the whole image) that none of them holds and that has a face in a
-    crop around it (a small person's face). A part with no face is left out: a cat, a cup
-    or a flower the segmenter misreads has none. No person at all: the caller falls back to
-    the whole-image map. Smaller than `min_area` of the image: dropped.
+    crop around it (a small person's face), or else a body (`find_body`: a person seen from
+    behind, or too small for a face). A part with neither is left out: a cat, a cup or a
+    flower the segmenter misreads has none. No person at all: the caller decides (without
+    `find_body`, the whole-image map). Smaller than `min_area` of the image: dropped.
     """
     people: list[Person] = []
     for face in sorted(detect_faces(None), key=lambda f: -f.score):
@@ -160,17 +179,20 @@ def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whol
         part = labels == label
         if stats[label, cv2.CC_STAT_AREA] < min_area * whole.size or (part & taken).sum() > 0.3 * part.sum():
             continue
+        x, y, w, h = stats[label, :4]
         near = face_in(detect_faces, image, part & ~taken)
+        if near is None and find_body is not None:
+            near = body_in(find_body, image, (x, y, x + w, y + h))
         person = from_face(segment, image, near, cut) if near is not None else None
-        if person is None:
-            x, y, w, h = stats[label, :4]
-            faceless.append(f"x {x}-{x + w}, y {y}-{y + h}")
-        elif (person.mask & taken).sum() <= 0.5 * person.mask.sum():  # else someone found before, seen from nearer
+        if person is not None and (person.mask & taken).sum() <= 0.5 * person.mask.sum():  # else found before
             people.append(person)
             taken |= person.mask
+        if person is None or not (person.mask & part).any():  # the part itself is nobody's
+            faceless.append(f"x {x}-{x + w}, y {y}-{y + h}")
     notes = []
-    if faceless and people:
-        notes.append(f"left out what the segmenter took for a person at {'; '.join(faceless)}: no face found "
+    if faceless and (people or find_body is not None):
+        what = "face or body" if find_body is not None else "face"
+        notes.append(f"left out what the segmenter took for a person at {'; '.join(faceless)}: no {what} found "
                      "there (give a mask image to include it)")
     masks = separate(people)
     kept = [Person(mask, np.where(mask, p.prob, 0.0).astype(np.float32), p.face)

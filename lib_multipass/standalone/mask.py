@@ -57,12 +57,13 @@ def overlay(image: Image.Image, alpha: np.ndarray) -> Image.Image:
 
 def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, persons: int = 1,
                  detect_faces: Callable[[Image.Image, Box | None], list[Face]] | None = None,
-                 refiner: SamRefiner | None = None):
+                 refiner: SamRefiner | None = None,
+                 find_body: Callable[[Image.Image, Box], Face | None] | None = None):
     """(probability map, paste alpha, report) for one image: the mask stage alone, as a job
     with `persons` person prompts would have it."""
     spec = mask_spec(options, None)
     found = masking.find_subjects(segment_with(segmenter), image, spec, detect_faces,
-                                  None if refiner is None else refiner.refine)
+                                  None if refiner is None else refiner.refine, find_body)
     prob, subjects, instances = found.prob, found.mask, found.instances
     specs = [spec] if persons <= 1 else [mask_spec(options, i) for i in range(persons)]
     alpha = np.zeros(prob.shape, np.float32)
@@ -91,6 +92,7 @@ def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, perso
 
 def command_mask(args: argparse.Namespace) -> dict:
     from ..faces.detect import faces_in, make_face_detector
+    from ..masks.bodies import make_body_finder
     from ..masks.refine import make_refiner
     from ..masks.segmenters import make_segmenter
 
@@ -100,10 +102,11 @@ def command_mask(args: argparse.Namespace) -> dict:
     image = open_image(args.image, "image").convert("RGB")
     segmenter = make_segmenter(args.segmenter)
     segmenter.prepare(options.mask_prompt + options.mask_negative)
-    detector = make_face_detector()
+    detector, bodies = make_face_detector(), make_body_finder()
     prob, alpha, report = compute_mask(image, options, segmenter, args.persons,
                                        lambda image, box: faces_in(detector.detect, image, box),
-                                       make_refiner(args.refiner))
+                                       make_refiner(args.refiner),
+                                       bodies.head if bodies is not None and options.mask_person_check else None)
     args.out.mkdir(parents=True, exist_ok=True)
     masking.gray_image(prob).save(args.out / "prob.png")
     masking.gray_image(alpha).save(args.out / "mask.png")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +223,11 @@ class WebUIEngine:
         detector, note = webui_face_detector(insightface_root())
         self.used["face detector"] = f"{detector.name}{note}"
         return faces_in(detector.detect, image, box)
+
+    def body_finder(self) -> Callable[[Image.Image, Box], Face | None] | None:
+        """None: the body finder is mediapipe's pose, which the WebUI's protobuf pin keeps out
+        (install.py); a person mask without any face is the segmenter's map, as before."""
+        return None
 
     def refine_masks(self, image: Image.Image, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
         """SAM's edges (Settings > Multipass); unavailable SAM weights leave the masks as they
