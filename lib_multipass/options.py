@@ -275,14 +275,14 @@ class MultipassOptions:
         control=_ui("Finish", "Harmonize upscale (x)", "slider", step=0.25, top=4))
     hires_upscaler: str | None = _opt(
         None, "str", "Multipass harmonize upscaler", "the upscaler before the harmonizing pass: the WebUI's by name; "
-        "standalone: Lanczos or Latent; blank: Lanczos", optional=True, flag=True,
+        "standalone: Lanczos, Latent or the path of upscaler weights; blank: Lanczos", optional=True, flag=True,
         control=_ui("Finish", "Harmonize upscaler", "dropdown", listing="upscalers", unset=LANCZOS))
     super_resolution: int = _opt(
         1, "int", "Multipass super resolution", "upscale the finished image by 2 or 4 before grading and grain (1: off)",
         lo=1, hi=4, flag=True, axis="Super resolution", control=_ui("Finish", "Super resolution (x)", "slider", top=4))
     super_resolution_upscaler: str | None = _opt(
-        None, "str", "Multipass upscaler", "the WebUI's upscaler by name (R-ESRGAN 4x+, ...); blank: Lanczos "
-        "(the standalone engine's only one)", optional=True, flag=True,
+        None, "str", "Multipass upscaler", "the WebUI's upscaler by name (R-ESRGAN 4x+, ...); standalone: the path "
+        "of upscaler weights (RealESRGAN_x4plus.pth, ...); blank: Lanczos", optional=True, flag=True,
         control=_ui("Finish", "Upscaler", "dropdown", listing="upscalers", unset=LANCZOS))
     film_grain: float = _opt(
         0.0, "float", "Multipass film grain", "grain strength, 0 off; seeded by the image's seed, the last step",
