@@ -142,6 +142,7 @@ def wanted(options: MultipassOptions) -> bool:
             or options.super_resolution > 1)
 
 
+FACE_RESTORER = "GFPGANv1.4"  # the standalone face restorer without face_correct_model (downloaded once)
 #: the named upscalers of the standalone engine, by option ("Latent": resized in latent space);
 #: besides them, either takes the path of upscaler weights (ESRGAN, Real-ESRGAN, SwinIR, ...)
 STANDALONE_UPSCALERS = {"super_resolution_upscaler": (LANCZOS,), "hires_upscaler": (LANCZOS, "Latent")}
@@ -149,21 +150,27 @@ STANDALONE_UPSCALERS = {"super_resolution_upscaler": (LANCZOS,), "hires_upscaler
 
 def check_upscaler(name: str | None, option: str) -> None:
     """Refuse, up front, an upscaler the standalone engine does not have; blank means Lanczos."""
+    from .image_models import KNOWN
+
     known = STANDALONE_UPSCALERS[option]
-    if (name or LANCZOS).lower() in {k.lower() for k in known}:
+    if (name or LANCZOS).lower() in {k.lower() for k in known} or name in KNOWN:
         return
     if not Path(name or "").expanduser().is_file():
-        raise OptionsError(f"`{option}` {name!r}: the standalone engine takes {' or '.join(known)}, or the path of "
-                           "upscaler weights (e.g. RealESRGAN_x4plus.pth): no such file", option)
+        raise OptionsError(f"`{option}` {name!r}: the standalone engine takes {' or '.join(known)}, a known name "
+                           f"({', '.join(n for n in KNOWN if 'GFPGAN' not in n)}, downloaded once) or the path of "
+                           "upscaler weights: no such file", option)
 
 
 def check_standalone(options: MultipassOptions) -> None:
     """What the standalone engine needs for the last steps, checked before any model loads."""
     for option in STANDALONE_UPSCALERS:
         check_upscaler(getattr(options, option), option)
-    if options.face_correct and not Path(options.face_correct_model or "").expanduser().is_file():
-        raise OptionsError(f"`face_correct` needs GFPGAN weights here: give face_correct_model, the path of "
-                           f"GFPGANv1.4.pth (got {options.face_correct_model!r})", "face_correct_model")
+    from .image_models import KNOWN
+
+    model = options.face_correct_model or FACE_RESTORER
+    if options.face_correct and model not in KNOWN and not Path(model).expanduser().is_file():
+        raise OptionsError(f"`face_correct_model` {model!r}: give the path of GFPGAN weights, or leave it blank for "
+                           f"{FACE_RESTORER} (downloaded once)", "face_correct_model")
 
 
 def upscaler_of(engine: Any, options: MultipassOptions) -> Callable[[Image.Image, int], Image.Image]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import sys
 import types
 from pathlib import Path
@@ -22,10 +23,55 @@ from PIL import Image
 
 from .errors import ModelNotFoundError
 
+log = logging.getLogger(__name__)
+
 #: spandrel architectures this engine loads, by what they are for
 UPSCALERS = ("ESRGAN", "Compact", "SPAN", "SwinIR", "RealCUGAN", "PLKSR", "ATD")
 FACE_RESTORERS = ("GFPGAN",)
 SUFFIXES = (".safetensors", ".pth", ".pt")
+#: weights a name stands for, downloaded on first use into the folder the WebUI keeps them in
+#: (Real-ESRGAN: BSD-3-Clause; GFPGAN: Apache-2.0)
+KNOWN = {
+    "RealESRGAN_x4plus": ("RealESRGAN", "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/"
+                                        "RealESRGAN_x4plus.pth"),
+    "RealESRGAN_x2plus": ("RealESRGAN", "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.1/"
+                                        "RealESRGAN_x2plus.pth"),
+    "RealESRGAN_x4plus_anime_6B": ("RealESRGAN", "https://github.com/xinntao/Real-ESRGAN/releases/download/"
+                                                 "v0.2.2.4/RealESRGAN_x4plus_anime_6B.pth"),
+    "GFPGANv1.4": ("GFPGAN", "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth"),
+}
+MODELS_DIR = Path("models")
+
+
+def weights_path(source: str, models_dir: Path = MODELS_DIR) -> Path:
+    """The weights file `source` names: a path, or a known name (downloaded once into
+    `models_dir`/<kind>/, with a line saying what and how large)."""
+    path = Path(source).expanduser()
+    if path.is_file() or source not in KNOWN:
+        return path
+    kind, url = KNOWN[source]
+    target = models_dir / kind / url.rsplit("/", 1)[-1]
+    if not target.is_file():
+        download(url, target)
+    return target
+
+
+def download(url: str, target: Path) -> None:
+    """`url` into `target`, whole or not at all (a cut download is never left as the file)."""
+    import urllib.request
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(target.suffix + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as answer, partial.open("wb") as file:  # noqa: S310 - https URLs of KNOWN
+            size = int(answer.headers.get("Content-Length") or 0)
+            log.info("downloading %s (%.0f MB) into %s (once)", url.rsplit("/", 1)[-1], size / 1e6, target.parent)
+            while chunk := answer.read(1 << 20):
+                file.write(chunk)
+        partial.replace(target)
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise ModelNotFoundError(f"cannot download {url} ({err}); download it yourself into {target}") from None
 
 
 def _architecture(name: str) -> Any:
@@ -59,10 +105,10 @@ def read_weights(path: Path) -> dict[str, Any]:
 def load_image_model(source: str, kinds: tuple[str, ...] = UPSCALERS) -> Any:
     """spandrel's descriptor of the weights at `source` (`.model`, `.scale`), on the CPU in
     eval mode; an error naming what is wrong otherwise."""
-    path = Path(source).expanduser()
+    path = weights_path(source)
     if not path.is_file() or path.suffix not in SUFFIXES:
-        raise ModelNotFoundError(f"{source!r} is not a weights file ({', '.join(SUFFIXES)}); give the path of "
-                                 "an upscaler or face restorer such as RealESRGAN_x4plus.pth")
+        raise ModelNotFoundError(f"{source!r} is not a weights file ({', '.join(SUFFIXES)}) nor a known name "
+                                 f"({', '.join(KNOWN)}); give the path of an upscaler or face restorer")
     architectures = [_architecture(name) for name in kinds]
     from spandrel.__helpers.canonicalize import canonicalize_state_dict  # importable once spandrel is
 

@@ -240,8 +240,8 @@ class MultipassOptions:
         "restorer, as Restore faces; standalone the weights in face_correct_model", axis="Face correct",
         control=_ui("Faces", "Restore faces after the passes", "checkbox", row=1))
     face_correct_model: str | None = _opt(
-        None, "str", "Multipass face correct model", "standalone: GFPGAN weights for face_correct (GFPGANv1.4.pth)",
-        optional=True)
+        None, "str", "Multipass face correct model", "standalone: GFPGAN weights for face_correct, a path; blank: "
+        "GFPGANv1.4, downloaded once into models/GFPGAN", optional=True)
     controlnet_txt2img: bool = _opt(
         False, "bool", "Multipass ControlNet txt2img",
         "on: the base is txt2img guided by the hint (pose kept, looks free); off: the input image is its img2img init",

@@ -95,7 +95,7 @@ def _face_correct(plan: Plan, engine: Engine, image: Image.Image, warnings: list
     from .faces.restore import restore_faces
     from .image_models import FACE_RESTORERS, load_image_model
 
-    source = plan.options.face_correct_model or ""
+    source = plan.options.face_correct_model or finish.FACE_RESTORER
     model = engine.models.get(("face restorer", source), lambda: load_image_model(source, FACE_RESTORERS))
     restored, count = restore_faces(image, engine.detect_faces(image), model, plan.options.face_min_size)
     log.info(f"face correct: {count} face(s) restored")

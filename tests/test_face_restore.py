@@ -78,14 +78,17 @@ def test_the_runner_restores_after_the_passes_and_before_finishing(gfpgan):
     assert not np.array_equal(np.asarray(result.images["restored"]), np.asarray(result.images["person_1"]))
 
 
-def test_face_correct_without_weights_is_refused_before_any_model_loads(tmp_path):
+def test_face_correct_weights_that_are_not_there_are_refused_before_any_model_loads(tmp_path):
     from lib_multipass.standalone.cli import build_parser
     from lib_multipass.standalone.job import plan_from_args
 
-    args = build_parser().parse_args(["run", "--checkpoint", "m", "--out", str(tmp_path), "--prompt", "a BREAK b",
-                                      "--face-correct"])
-    with pytest.raises(OptionsError, match="face_correct_model"):
-        plan_from_args(args)
+    def plan(*flags):
+        return plan_from_args(build_parser().parse_args(
+            ["run", "--checkpoint", "m", "--out", str(tmp_path), "--prompt", "a BREAK b", "--face-correct", *flags]))
+
+    with pytest.raises(OptionsError, match="face_correct_model.*GFPGANv1.4 \\(downloaded once\\)"):
+        plan("--face-correct-model", str(tmp_path / "missing.pth"))
+    assert plan()[1].options.face_correct  # blank: GFPGANv1.4, downloaded on first use
 
 
 def test_in_the_webui_face_correct_is_its_own_restoration_after_the_passes():

@@ -136,8 +136,9 @@ def test_the_standalone_engine_refuses_an_upscaler_it_does_not_have(tmp_path):
         return plan_from_args(build_parser().parse_args(
             ["run", "--checkpoint", "m", "--out", str(tmp_path), "--prompt", "a BREAK b", *flags]))
 
-    with pytest.raises(Refused, match="takes Lanczos, or the path of upscaler weights"):
+    with pytest.raises(Refused, match="takes Lanczos, a known name .*RealESRGAN_x4plus.* or the path of upscaler"):
         plan("--super-resolution", "2", "--super-resolution-upscaler", "R-ESRGAN 4x+")
-    with pytest.raises(Refused, match="`hires_upscaler`.*takes Lanczos or Latent, or the path"):
+    with pytest.raises(Refused, match="`hires_upscaler`.*takes Lanczos or Latent, a known name"):
         plan("--hires-denoising-strength", "0.3", "--hires-upscaler", "4x-UltraSharp")
     assert plan("--hires-denoising-strength", "0.3", "--hires-upscaler", "latent")[1].harmonize is not None
+    assert plan("--super-resolution", "2", "--super-resolution-upscaler", "RealESRGAN_x4plus")  # downloaded when used

@@ -76,3 +76,33 @@ def test_the_runner_asks_the_engine_for_the_named_upscaler():
                      Generation(width=64, height=64))
     result = run(plan, engine)
     assert ("upscale", (192, 192), "R-ESRGAN 4x+") in engine.requests and result.final.size == (192, 192)
+
+
+def test_a_known_name_is_downloaded_once_whole_or_not_at_all(esrgan, tmp_path, monkeypatch):
+    import io
+    import urllib.request
+
+    from lib_multipass.image_models import weights_path
+
+    calls = []
+
+    class Answer(io.BytesIO):
+        headers = {"Content-Length": str(esrgan.stat().st_size)}
+
+    def urlopen(url, timeout):
+        calls.append(url)
+        return Answer(esrgan.read_bytes())
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    path = weights_path("RealESRGAN_x4plus", tmp_path / "models")
+    assert path == tmp_path / "models" / "RealESRGAN" / "RealESRGAN_x4plus.pth" and path.read_bytes() == esrgan.read_bytes()
+    assert weights_path("RealESRGAN_x4plus", tmp_path / "models") == path and len(calls) == 1  # once
+    assert calls[0].startswith("https://github.com/xinntao/Real-ESRGAN/releases/download/")
+
+    def offline(url, timeout):
+        raise OSError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(ModelNotFoundError, match="cannot download .*GFPGANv1.4.pth .*download it yourself"):
+        weights_path("GFPGANv1.4", tmp_path / "models")
+    assert not list((tmp_path / "models" / "GFPGAN").iterdir())  # no cut file left behind
