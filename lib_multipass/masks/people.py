@@ -46,13 +46,14 @@ def square_crop(box: Box, size: tuple[int, int], margin: float = CROP_MARGIN) ->
     return left, top, left + side_x, top + side_y
 
 
-def body_box(face: Face, size: tuple[int, int]) -> Box:
-    """Where a face's body can be: 3 faces each side (arms, what they hold), 7 below."""
+def body_box(face: Face, size: tuple[int, int], reach: float = 1.0) -> Box:
+    """Where a face's body can be: 3 faces each side (arms, what they hold), 7 below (times
+    `reach`)."""
     x0, y0, x1, y1 = face.box
     s = max(x1 - x0, y1 - y0)
     cx = (x0 + x1) / 2
-    return (max(0, round(cx - 3 * s)), max(0, round(y0 - 0.6 * s)), min(size[0], round(cx + 3 * s)),
-            min(size[1], round(y1 + 7 * s)))
+    return (max(0, round(cx - 3 * reach * s)), max(0, round(y0 - 0.6 * s)), min(size[0], round(cx + 3 * reach * s)),
+            min(size[1], round(y1 + 7 * reach * s)))
 
 
 def inside(box: Box, shape: tuple[int, ...]) -> np.ndarray:
@@ -94,13 +95,17 @@ def from_face(segment: Segment, image: Image.Image, face: Face, cut: float) -> P
     s = max(x1 - x0, y1 - y0)
     seed = np.zeros((image.height, image.width), bool)
     seed[y0 : y1 + 2 * s, max(0, (x0 + x1) // 2 - s // 2) : (x0 + x1) // 2 + s // 2 + 1] = True
-    body = body_box(face, image.size)
-    bound = inside(body, seed.shape)
-    first, _ = refine(segment, image, seed, body, 0.6 * cut, bound)  # only for the box: lenient
-    box = mask_box(first)
+    box = None
+    for reach in (1.0, 0.6):  # a segmenter made for one person may see only a neighbour in the wide crop
+        body = body_box(face, image.size, reach)
+        bound = inside(body, seed.shape)
+        first, _ = refine(segment, image, seed, body, 0.6 * cut, bound)  # only for the box: lenient
+        box = mask_box(first)
+        if box is not None:
+            break
     if box is None:
         return None
-    mask, prob = refine(segment, image, first, box, cut, bound)
+    mask, prob = refine(segment, image, first, box, cut, inside(body_box(face, image.size), seed.shape))
     return Person(mask, prob, face) if mask.any() else None
 
 
