@@ -101,7 +101,7 @@ def from_face(segment: Segment, image: Image.Image, face: Face, cut: float) -> P
         bound = inside(body, seed.shape)
         first, _ = refine(segment, image, seed, body, 0.6 * cut, bound)  # only for the box: lenient
         box = mask_box(first)
-        if box is not None:
+        if box is not None and (first & seed).sum() >= 0.3 * seed.sum():  # this person, not only a neighbour
             break
     if box is None:
         return None
