@@ -237,7 +237,7 @@ class MultipassOptions:
     )
     face_correct: bool = _opt(
         False, "bool", "Multipass face correct", "restore faces after the passes (GFPGAN): in the WebUI its own "
-        "restorer, as Restore faces; standalone the weights in face_correct_model", axis="Face correct",
+        "restorer, as Restore faces; standalone the weights in face_correct_model", flag=True, axis="Face correct",
         control=_ui("Faces", "Restore faces after the passes", "checkbox", row=1))
     face_correct_model: str | None = _opt(
         None, "str", "Multipass face correct model", "standalone: GFPGAN weights for face_correct, a path; blank: "
