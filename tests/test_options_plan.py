@@ -144,3 +144,17 @@ def test_any_value_of_any_option_converts_or_names_the_option(name, value):
         assert err.field == name and name in str(err)
         return
     assert MultipassOptions.from_dict(options.to_dict()) == options  # and it round-trips
+
+
+def test_every_example_prompt_in_the_readme_plans():
+    """The prompts users copy from README's "Example prompts" parse and plan as written."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Example prompts", 1)[1].split("\n## ", 1)[0]
+    blocks = [b for b in re.findall(r"```\n(.*?)```", section, flags=re.S) if "python -m" not in b]
+    assert len(blocks) >= 4
+    for block in blocks:
+        plan = make_plan(parse(" ".join(block.split())), MultipassOptions(), Generation())
+        assert len(plan.passes) >= 2, block
