@@ -1,6 +1,7 @@
-"""The last pixel steps: colour grading (a film look or a `.cube` LUT), then film grain.
+"""The last pixel steps: super resolution, colour grading (a film look or a `.cube` LUT),
+then film grain; and what the standalone engine needs for them, checked up front.
 
-Both run on the finished composite, after the person and face passes (in the WebUI after
+They run on the finished composite, after the person and face passes (in the WebUI after
 its face restoration too), so the whole image shares one look and one grain: a subject
 in-painted into a graded, grainy scene would otherwise stand out as the clean part.
 """
@@ -18,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from .errors import OptionsError
+from .image_models import KNOWN
 from .options import LANCZOS, MultipassOptions
 
 LUT_POINTS = 33  # per channel, as most .cube files
@@ -150,8 +152,6 @@ STANDALONE_UPSCALERS = {"super_resolution_upscaler": (LANCZOS,), "hires_upscaler
 
 def check_upscaler(name: str | None, option: str) -> None:
     """Refuse, up front, an upscaler the standalone engine does not have; blank means Lanczos."""
-    from .image_models import KNOWN
-
     known = STANDALONE_UPSCALERS[option]
     if (name or LANCZOS).lower() in {k.lower() for k in known} or name in KNOWN:
         return
@@ -165,30 +165,19 @@ def check_standalone(options: MultipassOptions) -> None:
     """What the standalone engine needs for the last steps, checked before any model loads."""
     for option in STANDALONE_UPSCALERS:
         check_upscaler(getattr(options, option), option)
-    from .image_models import KNOWN
-
     model = options.face_correct_model or FACE_RESTORER
     if options.face_correct and model not in KNOWN and not Path(model).expanduser().is_file():
         raise OptionsError(f"`face_correct_model` {model!r}: give the path of GFPGAN weights, or leave it blank for "
                            f"{FACE_RESTORER} (downloaded once)", "face_correct_model")
 
 
-def upscaler_of(engine: Any, options: MultipassOptions) -> Callable[[Image.Image, int], Image.Image]:
-    """Super resolution by the `engine`'s upscaler that the job names (Lanczos when none)."""
-    name = options.super_resolution_upscaler or LANCZOS
-    return lambda image, scale: engine.upscale(image, (image.width * scale, image.height * scale), name)
-
-
-def lanczos(image: Image.Image, scale: int) -> Image.Image:
-    return image.resize((image.width * scale, image.height * scale), Image.Resampling.LANCZOS)
-
-
-def finish_image(image: Image.Image, options: MultipassOptions, seed: int,
-                 upscale: Callable[[Image.Image, int], Image.Image] = lanczos) -> Image.Image:
-    """The job's last pixel steps: super resolution (`upscale`: the host's), grading, then
-    grain (grain is in the film, under the look of the print, and sized for the final image)."""
+def finish_image(image: Image.Image, options: MultipassOptions, seed: int, engine: Any) -> Image.Image:
+    """The job's last pixel steps: super resolution (by the `engine`'s upscaler the job names,
+    Lanczos when none), grading, then grain (grain is in the film, under the look of the print,
+    and sized for the final image)."""
     if options.super_resolution > 1:
-        image = upscale(image, options.super_resolution)
+        size = (image.width * options.super_resolution, image.height * options.super_resolution)
+        image = engine.upscale(image, size, options.super_resolution_upscaler or LANCZOS)
     if options.color_grading and options.color_grading_strength > 0:
         image = grade(image, options.color_grading, options.color_grading_strength)
     if options.film_grain > 0:

@@ -80,8 +80,7 @@ def run(
         if plan.options.face_correct:
             keep("restored", _face_correct(plan, engine, result.final, result.warnings))
         if finish.wanted(plan.options):
-            keep("finished", finish.finish_image(result.final, plan.options, plan.generation.seed,
-                                                 finish.upscaler_of(engine, plan.options)))
+            keep("finished", finish.finish_image(result.final, plan.options, plan.generation.seed, engine))
     except Exception as err:  # noqa: BLE001 - every image made before stays
         if not isinstance(err, MultipassError):
             log.exception("multipass: a finishing step failed")

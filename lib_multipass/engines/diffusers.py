@@ -42,7 +42,6 @@ from PIL import Image
 from ..control.hints import inpaint_condition, make_hint
 from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
 from ..faces.detect import Face, FaceDetector, faces_in, make_face_detector
-from ..finish import check_upscaler
 from ..image_models import load_image_model, upscale_with
 from ..lora_files import find_loras
 from ..masks.bodies import PoseBodyFinder, make_body_finder
@@ -236,7 +235,6 @@ class DiffusersEngine:
     def img2img(self, request: GenerateRequest, image: Image.Image, denoise: float,
                 upscaler: str = LANCZOS) -> Image.Image:
         size = (request.width, request.height)
-        check_upscaler(upscaler, "hires_upscaler")
         latent = upscaler.lower() == "latent" and image.size != size
         init = self.latent_upscale(image, size) if latent else self.upscale(image.convert("RGB"), size, upscaler)
         hint = request.control.hint.resize(size, Image.Resampling.BILINEAR) if request.control else None

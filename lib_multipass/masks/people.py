@@ -96,16 +96,17 @@ def from_face(segment: Segment, image: Image.Image, face: Face, cut: float) -> P
     seed = np.zeros((image.height, image.width), bool)
     seed[y0 : y1 + 2 * s, max(0, (x0 + x1) // 2 - s // 2) : (x0 + x1) // 2 + s // 2 + 1] = True
     box = None
+    wide = inside(body_box(face, image.size), seed.shape)
     for reach in (1.0, 0.6):  # a segmenter made for one person may see only a neighbour in the wide crop
         body = body_box(face, image.size, reach)
-        bound = inside(body, seed.shape)
+        bound = wide if reach == 1.0 else inside(body, seed.shape)
         first, _ = refine(segment, image, seed, body, 0.6 * cut, bound)  # only for the box: lenient
         box = mask_box(first)
         if box is not None and (first & seed).sum() >= 0.3 * seed.sum():  # this person, not only a neighbour
             break
     if box is None:
         return None
-    mask, prob = refine(segment, image, first, box, cut, inside(body_box(face, image.size), seed.shape))
+    mask, prob = refine(segment, image, first, box, cut, wide)
     return Person(mask, prob, face) if mask.any() else None
 
 

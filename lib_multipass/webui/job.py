@@ -20,7 +20,7 @@ from PIL import Image
 from .. import __version__
 from ..engines.base import Engine
 from ..errors import MultipassError
-from ..finish import finish_image, upscaler_of, wanted
+from ..finish import finish_image, wanted
 from ..masks.masking import gray_image
 from ..options import MultipassOptions
 from ..plan import Generation, Plan, make_plan
@@ -221,7 +221,7 @@ class MultipassJob:
         if plan is None or not wanted(plan.options) or index in self.interrupted:
             return
         try:
-            pp.image = finish_image(pp.image, plan.options, p.seeds[p.batch_index], upscaler_of(self.engine, plan.options))
+            pp.image = finish_image(pp.image, plan.options, p.seeds[p.batch_index], self.engine)
         except MultipassError as err:
             self.warn(index, f"{err}; the image is not finished")
 

@@ -47,7 +47,7 @@ def summary_html(prompt: str, negative: str = "", ui: Mapping[str, Any] | None =
 def _line(p: Pass) -> str:
     loras = ", ".join(f"{lora.name}:{lora.weight:g}" for lora in p.loras) or "no LoRA"
     seed = f"image seed + {p.index}" if p.kind in ("person", "faces", "harmonize") else "image seed"
-    what = {"person": f"person {p.index}", "faces": "faces", "harmonize": "harmonize"}.get(p.kind, "base")
+    what = p.name.replace("_", " ")  # person 1, faces, harmonize, base
     if p.kind == "faces" and p.faces is not None:
         strength = f" · face denoise {p.faces.denoise:g}"
     else:
