@@ -27,6 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from lib_multipass.engines.base import GenerateRequest  # noqa: E402
@@ -167,13 +168,44 @@ def switch_cost(engine: DiffusersEngine, device: str, peft: bool, rounds: int = 
     return cost
 
 
-def measure(engine: DiffusersEngine, plan, device: str, runs: int, stages: bool) -> dict[str, Any]:
-    """Single pass, multi-pass job, plain calls (min of `runs` after two warm-up rounds: the
-    first loads the LoRA, so a compiled UNet meets both of its states), stages, memory."""
+def step_times(engine: DiffusersEngine, plan) -> dict[str, float]:
+    """The median time between two steps of the base and of the person pass in one job (not
+    synchronised: in a steady state the queue is full and the interval is the step's cost)."""
+    stamps: list[tuple[str, float]] = []
+    on_step = engine._on_step
+
+    def stamped(pipeline, step, timestep, tensors):
+        stamps.append((type(pipeline).__name__, time.perf_counter()))
+        return on_step(pipeline, step, timestep, tensors)
+
+    engine._on_step = stamped  # type: ignore[method-assign]
+    try:
+        run(plan, engine)
+    finally:
+        engine._on_step = on_step  # type: ignore[method-assign]
+    gaps: dict[str, list[float]] = defaultdict(list)
+    for (name, before), (after_name, after) in zip(stamps, stamps[1:]):
+        if name == after_name:
+            gaps[name].append(after - before)
+    return {name: 1000 * sorted(values)[len(values) // 2] for name, values in gaps.items()}
+
+
+def graphs() -> int:
+    """Graphs dynamo compiled so far in this process."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def measure(engine: DiffusersEngine, plan, device: str, runs: int, stages: bool, warmups: int) -> dict[str, Any]:
+    """Single pass, multi-pass job, plain calls (min of `runs` after `warmups` rounds: the first
+    compiles on the fast path), stages, memory, and graphs compiled after the warm-up (LoRA
+    switching must add none)."""
     base_request = GenerateRequest.from_pass(plan.base)
     warm = [{"single": clock(device, lambda: engine.txt2img(base_request)),
              "multi": clock(device, lambda: run(plan, engine)),
-             "plain": clock(device, lambda: plain_calls(engine, plan))} for _ in range(2)]
+             "plain": clock(device, lambda: plain_calls(engine, plan))} for _ in range(warmups)]
+    compiled = graphs()
     times: dict[str, list[float]] = defaultdict(list)
     for _ in range(runs):
         times["single"].append(clock(device, lambda: engine.txt2img(base_request)))
@@ -193,8 +225,10 @@ def measure(engine: DiffusersEngine, plan, device: str, runs: int, stages: bool)
         timer = Stages(engine, device)
         job = timer.run(lambda: run(plan, engine))
         parts |= {**timer.times, "rest (masks, paste, schedulers, python)": job - sum(timer.times.values())}
+    steps = step_times(engine, plan)
     return {
-        "first_runs_s": warm, "single_s": best["single"], "multi_s": best["multi"], "plain_s": best["plain"],
+        "first_runs_s": warm, "graphs_after_warmup": compiled, "graphs_compiled_later": graphs() - compiled,
+        "step_ms": steps, "image": np.asarray(engine.txt2img(base_request)), "single_s": best["single"], "multi_s": best["multi"], "plain_s": best["plain"],
         "multi_over_single": best["multi"] / best["single"],
         "overhead_pct": 100 * (best["multi"] - best["plain"]) / best["plain"],
         "stages_s": parts,
@@ -228,6 +262,7 @@ def main() -> None:
         report["build_s"] = time.perf_counter() - started
         print(f"{report['device']}, torch {torch.__version__}, model built in {report['build_s']:.0f}s", flush=True)
         engine = DiffusersEngine(pipe, root / "loras", face_detector=make_face_detector("haar"))
+        eager_images: dict[str, np.ndarray] = {}
         for mode in args.modes.split(","):
             if mode == "fast":
                 engine.enable_fast_path(args.compile_mode)
@@ -237,15 +272,28 @@ def main() -> None:
                                                       "mask_dilate": 0, "mask_min_area": 0})
                 generation = Generation(seed=1, steps=args.steps, width=width, height=height, sampler="dpm++2m_karras")
                 plan = make_plan(parse(PROMPT), options, generation)
-                result = measure(engine, plan, args.device, args.runs, stages=mode == "eager")
+                result = measure(engine, plan, args.device, args.runs, stages=mode == "eager",
+                                 warmups=1 if mode == "eager" else 2)
+                image = result.pop("image").astype(np.int16)
+                if mode == "eager":
+                    eager_images[size] = image
+                elif size in eager_images:
+                    eager = report["results"][f"eager {size}"]
+                    difference = np.abs(image - eager_images[size])
+                    result["vs_eager"] = {"max_level_difference": int(difference.max()),
+                                          "mean_level_difference": float(difference.mean()),
+                                          "single_speedup": eager["single_s"] / result["single_s"],
+                                          "multi_speedup": eager["multi_s"] / result["multi_s"]}
                 report["results"][f"{mode} {size}"] = result
                 print(f"{mode} {size}: single {result['single_s']:.3f}s  multi {result['multi_s']:.3f}s  plain "
                       f"{result['plain_s']:.3f}s  multi/single {result['multi_over_single']:.2f}  overhead "
                       f"{result['overhead_pct']:+.1f}%  first runs {json.dumps(result['first_runs_s'])}  "
+                      f"graphs {result['graphs_after_warmup']} (+{result['graphs_compiled_later']} later)  "
+                      f"step ms {json.dumps({k: round(v, 2) for k, v in result['step_ms'].items()})}  "
                       f"stages {json.dumps({k: round(v, 4) for k, v in result['stages_s'].items()})}  "
-                      f"peak GiB {json.dumps(result['peak_gib'])}", flush=True)
+                      f"peak GiB {json.dumps(result['peak_gib'])}  vs eager {json.dumps(result.get('vs_eager'))}",
+                      flush=True)
                 args.out.write_text(json.dumps(report, indent=2) + "\n")
-
 
 if __name__ == "__main__":
     main()

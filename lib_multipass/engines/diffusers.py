@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +194,13 @@ def at_least_one_step(steps: int, strength: float | None) -> int:
     return math.ceil(1 / strength)
 
 
+def _own(output: Any) -> Any:
+    """The UNet's output copied out of the CUDA graph's memory (a scheduler may keep it)."""
+    if isinstance(output, tuple):
+        return tuple(t.clone() if isinstance(t, torch.Tensor) else t for t in output)
+    return type(output)(sample=output.sample.clone())
+
+
 def _adapter_name(lora_name: str) -> str:
     return "mp_" + re.sub(r"\W", "_", lora_name)
 
@@ -225,7 +232,9 @@ class DiffusersEngine:
     # -- Engine protocol --------------------------------------------------------------------
 
     def check_loras(self, names: Sequence[str]) -> None:
-        find_loras(self.lora_dir, list(names))
+        """Found and loaded before the base pass: a broken file fails before any image is
+        made, and a compiled UNet meets the job's LoRA layers in its first compile."""
+        self._load(find_loras(self.lora_dir, list(names)))
 
     def txt2img(self, request: GenerateRequest) -> Image.Image:
         extra = self._control_kwargs(request.control, "image", request.control.hint if request.control else None)
@@ -270,10 +279,12 @@ class DiffusersEngine:
         region = Image.fromarray(((request.alpha > 0) * 255).astype(np.uint8)).crop(box)
         mask = region.resize(size, Image.Resampling.NEAREST)
         hint = crop_hint(gen.control, box, size, crop, mask)
-        out = self._call(
-            self.pipeline("inpaint", gen.control), gen, image=crop, mask_image=mask, strength=request.denoise,
-            width=gen.width, height=gen.height, **self._control_kwargs(gen.control, "control_image", hint),
-        )
+        extra = self._control_kwargs(gen.control, "control_image", hint)
+        if gen.control is None and self.pipe.unet.config.in_channels == 4:
+            # a 4-channel UNet never reads the masked image's latents: spare their VAE encode
+            extra["masked_image_latents"] = torch.zeros((1, 4, 1, 1), device=self.pipe.device, dtype=self.pipe.unet.dtype)
+        out = self._call(self.pipeline("inpaint", gen.control), gen, image=crop, mask_image=mask,
+                         strength=request.denoise, width=gen.width, height=gen.height, **extra)
         patch = np.asarray(out.resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS))
         base = np.asarray(request.image.convert("RGB"))
         patch = matched(base, patch, box, request.mask, request.seam)  # no colour seam
@@ -309,15 +320,24 @@ class DiffusersEngine:
         """Stop at the next step; the runner then keeps what was made so far."""
         self._stop = True
 
-    def enable_fast_path(self, mode: str = "default") -> None:
-        """Opt-in speed for CUDA: channels-last UNet and VAE (with SDPA attention, diffusers'
-        default on torch 2) and a compiled UNet. The first pass of each size and LoRA state
-        compiles (reported by the benchmark); later ones reuse it. LoRA switching only sets
-        scales and flags on the LoRA layers, so two states (no LoRA, the person's) cost two
-        compiles per size, not one per pass."""
-        self.pipe.unet.to(memory_format=torch.channels_last)
-        self.pipe.vae.to(memory_format=torch.channels_last)
-        self.pipe.unet.compile(mode=mode, fullgraph=False, dynamic=False)
+    def enable_fast_path(self, mode: str | None = "reduce-overhead", backend: str = "inductor") -> None:
+        """Opt-in speed for CUDA: channels-last UNet and VAE (SDPA attention is diffusers'
+        default on torch 2), a compiled UNet (`reduce-overhead`: CUDA graphs, since a UNet step
+        at SD sizes is bound by kernel launches) and compiled VAE coders. The first pass of
+        each size compiles (about a minute); later ones reuse it. LoRA scales become tensors
+        changed in place (`LoraSwitch.make_static`), so switching LoRAs between passes does
+        not compile again. `backend`: inductor, or (tests) dynamo's "eager"."""
+        unet, vae = self.pipe.unet, self.pipe.vae
+        unet.to(memory_format=torch.channels_last)
+        vae.to(memory_format=torch.channels_last)
+        compiled = torch.compile(unet._call_impl, mode=mode, backend=backend, fullgraph=False, dynamic=False)
+        if mode == "reduce-overhead":  # a CUDA graph's output is overwritten by its next replay
+            unet._compiled_call_impl = lambda *args, **kwargs: _own(compiled(*args, **kwargs))
+        else:
+            unet._compiled_call_impl = compiled
+        for coder in (vae.encoder, vae.decoder):
+            coder.compile(backend=backend, dynamic=False)
+        self.loras.make_static()
 
     # -- internals --------------------------------------------------------------------------
 
@@ -369,19 +389,20 @@ class DiffusersEngine:
         weights: dict[str, float] = {}
         for lora in loras:
             weights[lora.name] = weights.get(lora.name, 0.0) + lora.weight
-        files = find_loras(self.lora_dir, list(weights))
-        loaded = False
-        for name, path in files.items():
-            if name not in self.adapters:
-                adapter = _adapter_name(name)
-                load_lora_file(self.pipe, path, adapter)
-                self.adapters[name] = adapter
-                loaded = True
-        if loaded:
-            encoders = [m for m in (self.pipe.text_encoder, getattr(self.pipe, "text_encoder_2", None)) if m is not None]
-            self.loras.find_layers(self.pipe.unet, *encoders)
+        self._load(find_loras(self.lora_dir, list(weights)))
         if self.adapters:
             self.loras.apply({self.adapters[name]: weight for name, weight in weights.items()})
+
+    def _load(self, files: Mapping[str, Path]) -> None:
+        """LoRA files not loaded yet, loaded once (their layers then found anew)."""
+        new = {name: path for name, path in files.items() if name not in self.adapters}
+        for name, path in new.items():
+            adapter = _adapter_name(name)
+            load_lora_file(self.pipe, path, adapter)
+            self.adapters[name] = adapter
+        if new:
+            encoders = [m for m in (self.pipe.text_encoder, getattr(self.pipe, "text_encoder_2", None)) if m is not None]
+            self.loras.find_layers(self.pipe.unet, *encoders)
 
     def _call(self, pipeline, request: GenerateRequest, **kwargs: Any) -> Image.Image:
         sampler = canonical_sampler(request.sampler)
