@@ -26,8 +26,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from lib_multipass.engines.base import GenerateRequest  # noqa: E402
@@ -228,7 +228,9 @@ def measure(engine: DiffusersEngine, plan, device: str, runs: int, stages: bool,
     steps = step_times(engine, plan)
     return {
         "first_runs_s": warm, "graphs_after_warmup": compiled, "graphs_compiled_later": graphs() - compiled,
-        "step_ms": steps, "image": np.asarray(engine.txt2img(base_request)), "single_s": best["single"], "multi_s": best["multi"], "plain_s": best["plain"],
+        "step_ms": steps, "images": [np.asarray(engine.txt2img(base_request)),
+                                     np.asarray(engine.txt2img(GenerateRequest.from_pass(plan.persons[0])))],
+        "single_s": best["single"], "multi_s": best["multi"], "plain_s": best["plain"],
         "multi_over_single": best["multi"] / best["single"],
         "overhead_pct": 100 * (best["multi"] - best["plain"]) / best["plain"],
         "stages_s": parts,
@@ -245,7 +247,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--modes", default="eager,fast", help="eager, fast (compiled UNet, channels-last)")
     parser.add_argument("--fast-sizes", default="", help="sizes of the fast path (default: --sizes)")
-    parser.add_argument("--compile-mode", default="default")
+    parser.add_argument("--compile-mode", default="reduce-overhead")
+    parser.add_argument("--stages", action=argparse.BooleanOptionalAction, default=True,
+                        help="per-stage times of the eager job (hooks with synchronisation: slower)")
     parser.add_argument("--out", type=Path, default=Path("bench_gpu.json"))
     args = parser.parse_args()
     torch.set_grad_enabled(False)
@@ -272,16 +276,16 @@ def main() -> None:
                                                       "mask_dilate": 0, "mask_min_area": 0})
                 generation = Generation(seed=1, steps=args.steps, width=width, height=height, sampler="dpm++2m_karras")
                 plan = make_plan(parse(PROMPT), options, generation)
-                result = measure(engine, plan, args.device, args.runs, stages=mode == "eager",
+                result = measure(engine, plan, args.device, args.runs, stages=mode == "eager" and args.stages,
                                  warmups=1 if mode == "eager" else 2)
-                image = result.pop("image").astype(np.int16)
+                images = np.stack(result.pop("images")).astype(np.int16)  # the base pass, a LoRA pass
                 if mode == "eager":
-                    eager_images[size] = image
+                    eager_images[size] = images
                 elif size in eager_images:
                     eager = report["results"][f"eager {size}"]
-                    difference = np.abs(image - eager_images[size])
-                    result["vs_eager"] = {"max_level_difference": int(difference.max()),
-                                          "mean_level_difference": float(difference.mean()),
+                    difference = np.abs(images - eager_images[size]).reshape(2, -1)
+                    result["vs_eager"] = {"max_level_difference (base, LoRA)": difference.max(axis=1).tolist(),
+                                          "mean_level_difference (base, LoRA)": difference.mean(axis=1).tolist(),
                                           "single_speedup": eager["single_s"] / result["single_s"],
                                           "multi_speedup": eager["multi_s"] / result["multi_s"]}
                 report["results"][f"{mode} {size}"] = result
