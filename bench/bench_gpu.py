@@ -85,11 +85,13 @@ def clock(device: str, fn) -> float:
 
 class Stages:
     """Adds up the synchronised time of the text encoder, UNet and VAE decoder forward calls,
-    and of the engine's LoRA switching, over one call."""
+    and of the engine's LoRA switching, over one call; and the time outside the pipelines'
+    calls (our prompt encoding, masks, paste, LoRA switching: the multi-pass overhead)."""
 
     def __init__(self, engine: DiffusersEngine, device: str):
         self.engine, self.device, self.on, self.times = engine, device, False, defaultdict(float)
         self._started = 0.0
+        self.outside = 0.0
 
     def run(self, fn) -> float:
         """`fn()` timed as a whole, its stages added up (hooks attached for this call only: on a
@@ -105,13 +107,31 @@ class Stages:
             self.times["lora switching"] += clock(self.device, lambda: switch(loras))
 
         engine.use_loras = timed_switch  # type: ignore[method-assign]
+        classes = {type(p) for p in engine._pipes.values()} | {type(engine.inpaint_pipe)}
+        calls = {cls: cls.__call__ for cls in classes}
+        inside = [0.0]
+
+        def timed_call(pipeline, *args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return calls[type(pipeline)](pipeline, *args, **kwargs)
+            finally:
+                sync(self.device)
+                inside[0] += time.perf_counter() - started
+
+        for cls in classes:
+            cls.__call__ = timed_call  # type: ignore[method-assign]
         self.times.clear()
         self.on = True
         try:
-            return clock(self.device, fn)
+            total = clock(self.device, fn)
+            self.outside = total - inside[0]
+            return total
         finally:
             self.on = False
             engine.use_loras = switch  # type: ignore[method-assign]
+            for cls, call in calls.items():
+                cls.__call__ = call  # type: ignore[method-assign]
             for handle in handles:
                 handle.remove()
 
@@ -190,6 +210,26 @@ def step_times(engine: DiffusersEngine, plan) -> dict[str, float]:
     return {name: 1000 * sorted(values)[len(values) // 2] for name, values in gaps.items()}
 
 
+def ab_rounds(engine: DiffusersEngine, plan, device: str, rounds: int) -> dict[str, Any]:
+    """Eager and fast in turn, round by round, in one process (the compiled calls switched off
+    and on; the weights stay channels-last): a GPU whose speed drifts over a run biases
+    sequential figures, not these paired ratios."""
+    modules = (engine.pipe.unet, engine.pipe.vae.encoder, engine.pipe.vae.decoder)
+    compiled = {module: module._compiled_call_impl for module in modules}
+    request = GenerateRequest.from_pass(plan.base)
+    pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for _ in range(rounds):
+        for name, fn in (("single", lambda: engine.txt2img(request)), ("multi", lambda: run(plan, engine))):
+            for module in modules:
+                module._compiled_call_impl = None
+            eager = clock(device, fn)
+            for module, impl in compiled.items():
+                module._compiled_call_impl = impl
+            pairs[name].append((eager, clock(device, fn)))
+    return {name: {"eager_s, fast_s": values,
+                   "median speedup": sorted(e / f for e, f in values)[len(values) // 2]} for name, values in pairs.items()}
+
+
 def graphs() -> int:
     """Graphs dynamo compiled so far in this process."""
     from torch._dynamo.utils import counters
@@ -224,7 +264,8 @@ def measure(engine: DiffusersEngine, plan, device: str, runs: int, stages: bool,
         parts["switching, ours (x2 a job)"] = switch_cost(engine, device, peft=False)
         timer = Stages(engine, device)
         job = timer.run(lambda: run(plan, engine))
-        parts |= {**timer.times, "rest (masks, paste, schedulers, python)": job - sum(timer.times.values())}
+        parts |= {**timer.times, "rest (masks, paste, schedulers, python)": job - sum(timer.times.values()),
+                  "outside the pipeline calls": timer.outside}
     steps = step_times(engine, plan)
     return {
         "first_runs_s": warm, "graphs_after_warmup": compiled, "graphs_compiled_later": graphs() - compiled,
@@ -250,6 +291,7 @@ def main() -> None:
     parser.add_argument("--compile-mode", default="reduce-overhead")
     parser.add_argument("--stages", action=argparse.BooleanOptionalAction, default=True,
                         help="per-stage times of the eager job (hooks with synchronisation: slower)")
+    parser.add_argument("--ab-rounds", type=int, default=3, help="eager/fast rounds in turn after the fast figures")
     parser.add_argument("--out", type=Path, default=Path("bench_gpu.json"))
     args = parser.parse_args()
     torch.set_grad_enabled(False)
@@ -288,6 +330,8 @@ def main() -> None:
                                           "mean_level_difference (base, LoRA)": difference.mean(axis=1).tolist(),
                                           "single_speedup": eager["single_s"] / result["single_s"],
                                           "multi_speedup": eager["multi_s"] / result["multi_s"]}
+                if mode == "fast" and args.ab_rounds:
+                    result["a/b, eager channels-last vs fast"] = ab_rounds(engine, plan, args.device, args.ab_rounds)
                 report["results"][f"{mode} {size}"] = result
                 print(f"{mode} {size}: single {result['single_s']:.3f}s  multi {result['multi_s']:.3f}s  plain "
                       f"{result['plain_s']:.3f}s  multi/single {result['multi_over_single']:.2f}  overhead "
@@ -295,7 +339,8 @@ def main() -> None:
                       f"graphs {result['graphs_after_warmup']} (+{result['graphs_compiled_later']} later)  "
                       f"step ms {json.dumps({k: round(v, 2) for k, v in result['step_ms'].items()})}  "
                       f"stages {json.dumps({k: round(v, 4) for k, v in result['stages_s'].items()})}  "
-                      f"peak GiB {json.dumps(result['peak_gib'])}  vs eager {json.dumps(result.get('vs_eager'))}",
+                      f"peak GiB {json.dumps(result['peak_gib'])}  vs eager {json.dumps(result.get('vs_eager'))}  "
+                      f"a/b {json.dumps(result.get('a/b, eager channels-last vs fast'))}",
                       flush=True)
                 args.out.write_text(json.dumps(report, indent=2) + "\n")
 

@@ -282,7 +282,8 @@ class DiffusersEngine:
         extra = self._control_kwargs(gen.control, "control_image", hint)
         if gen.control is None and self.pipe.unet.config.in_channels == 4:
             # a 4-channel UNet never reads the masked image's latents: spare their VAE encode
-            extra["masked_image_latents"] = torch.zeros((1, 4, 1, 1), device=self.pipe.device, dtype=self.pipe.unet.dtype)
+            weight = self._unet_weight()
+            extra["masked_image_latents"] = torch.zeros((1, 4, 1, 1), device=weight.device, dtype=weight.dtype)
         out = self._call(self.pipeline("inpaint", gen.control), gen, image=crop, mask_image=mask,
                          strength=request.denoise, width=gen.width, height=gen.height, **extra)
         patch = np.asarray(out.resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS))
@@ -470,7 +471,13 @@ class DiffusersEngine:
             if pooled is None:
                 pooled = output[0]  # SDXL's second encoder: its projected pooled output
             parts.append(emphasize(hidden, [1.0, *window_weights, 1.0] + [1.0] * fill))
-        return torch.cat(parts, dim=1).to(self.pipe.unet.dtype), pooled.to(self.pipe.unet.dtype)
+        dtype = self._unet_weight().dtype
+        return torch.cat(parts, dim=1).to(dtype), pooled.to(dtype)
+
+    def _unet_weight(self) -> torch.Tensor:
+        """The UNet's first weight: its dtype and device at no cost (diffusers' `.dtype` and
+        `.device` walk every module, a few ms each on an SD-size UNet, several times a job)."""
+        return next(self.pipe.unet.parameters())
 
     def _on_step(self, pipeline, step: int, timestep: Any, tensors: dict) -> dict:
         if self._stop:

@@ -41,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "or 'selfie' for the offline person segmenter")
     r.add_argument("--refiner", default=None, help=REFINER_HELP)
     r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    r.add_argument("--fast", action="store_true", help="CUDA: compiled UNet, channels-last (the first pass of each "
-                   "size and LoRA state compiles, about a minute)")
+    r.add_argument("--fast", action="store_true", help="CUDA: compiled UNet (CUDA graphs) and VAE, channels-last; "
+                   "the first pass of each size compiles (about two minutes), LoRA switching never does")
     add_job_arguments(r)
     r.add_argument("--out", required=True, type=Path, help="output folder")
 
