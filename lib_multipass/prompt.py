@@ -21,6 +21,7 @@ FLAG_RE = re.compile(r"(?:(?<=[\s,>])|^)--([A-Za-z][A-Za-z0-9_]*)=?")  # `--name
 GLUED_RE = re.compile(r"(?<=[^\s,>])--([A-Za-z][A-Za-z0-9_]*)")  # `person--mask_dilate`: a flag stuck to a word
 MAX_LORA_WEIGHT = 10.0  # |weight| above this only saturates the image (1e308 gave NaN)
 LORA_RE = re.compile(r"<(lora|lyco):([^>]*)>")
+UNCLOSED_RE = re.compile(r"<(lora|lyco):[^>]*$")
 
 
 @dataclass(frozen=True)
@@ -110,13 +111,20 @@ def with_tags(text: str, loras: tuple[LoraTag, ...]) -> str:
 
 def format_job(job: Job) -> tuple[str, str]:
     """The prompt and negative prompt that parse back to `job`."""
-    texts = [" ".join([seg.text] + [lora.tag() for lora in seg.loras]).strip() for seg in job.segments]
+    texts = [" ".join(_with_tags(seg)).strip() for seg in job.segments]
     flags = " ".join(_format_flag(name, value) for name, value in job.flags.items())
     texts[-1] = f"{texts[-1]} {flags}".strip()
     return "\nBREAK ".join(texts), "\nBREAK ".join(job.negative)
 
 
 # -- internals --------------------------------------------------------------------------
+
+
+def _with_tags(segment: Segment) -> list[str]:
+    """The segment's text and tags, the tags first when the text ends in an unclosed
+    `<lora:` (a tag after it would close it into one tag)."""
+    tags = [lora.tag() for lora in segment.loras]
+    return [*tags, segment.text] if UNCLOSED_RE.search(segment.text) else [segment.text, *tags]
 
 
 def _split(prompt: str) -> list[tuple[str, int]]:

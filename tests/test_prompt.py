@@ -1,7 +1,7 @@
 """The prompt grammar (DESIGN.md §1): segments, roles, flags, LoRA tags, errors, round trip."""
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lib_multipass.errors import PromptError
@@ -225,6 +225,7 @@ PIECES = list("ab ,:<>()\n-_\"|%0.1") + ["BREAK", "--mask_blur", "--mask_invert"
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(PIECES), max_size=30).map("".join))
+@example("<<lora:x:0.5>lora:")  # a stray "<lora:" left as text: the tag must not close it on the way back
 def test_parse_never_crashes_and_reparses(text):
     try:
         job = parse(text)
