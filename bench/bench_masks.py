@@ -102,7 +102,8 @@ def report(rows: list[tuple[Scene, dict]]) -> None:
               f"{sum(r['order'] for r in rs):>10}{np.mean([r['instance_iou'] for r in rs]):>10.3f}"
               f"{np.mean([r['seconds'] for r in rs]):>7.3f}")
     all_rows = [r for _, r in rows]
-    print(f"flooded cases: {sum(r['flooded'] for r in all_rows)} of {len(all_rows)}")
+    print(f"flooded cases: {sum(r['flooded'] for r in all_rows)} of {len(all_rows)}: "
+          f"{', '.join(scene.name for scene, r in rows if r['flooded'])}")
     faces = [face for r in all_rows for face in r["faces"]]
     for low, high in FACE_SIZES:
         bucket = [found for size, found in faces if low <= size < high]

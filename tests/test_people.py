@@ -95,17 +95,33 @@ def test_square_crop_moves_inside_the_image_and_is_cut_only_where_it_must():
     assert people.square_crop((0, 0, 100, 60), (100, 60), margin=0.1) == (0, 0, 100, 60)
 
 
-def test_touching_people_split_by_the_nearest_body_axis():
-    """Two overlapping masks: each contested pixel goes to the nearer face's axis."""
+def test_touching_people_on_a_flat_image_split_midway():
+    """Two overlapping masks, no edge between them: each side to its own person."""
     a = np.zeros((60, 100), bool)
     a[10:60, 0:70] = True
     b = np.zeros((60, 100), bool)
     b[10:60, 30:100] = True
     left = people.Person(a, a.astype(np.float32), Face((15, 10, 25, 20), 0.9))
     right = people.Person(b, b.astype(np.float32), Face((75, 10, 85, 20), 0.9))
-    mine, yours = people.separate([left, right])
+    mine, yours = people.separate([left, right], Image.new("RGB", (100, 60)))
     assert not (mine & yours).any() and (mine | yours).sum() == (a | b).sum()
     assert mine[40, 45] and yours[40, 55]  # the middle is 50: each side to its own person
+
+
+def test_touching_people_split_along_the_edge_between_them():
+    """A coat (dark, x < 62) against a suit (light): the contested pixels follow the colour
+    edge, not the midpoint between the faces (50), as a leaning neighbour needs."""
+    a = np.zeros((60, 100), bool)
+    a[10:60, 0:75] = True
+    b = np.zeros((60, 100), bool)
+    b[10:60, 25:100] = True
+    pixels = np.full((60, 100, 3), 40, np.uint8)
+    pixels[:, 62:] = (230, 120, 40)
+    left = people.Person(a, a.astype(np.float32), Face((15, 10, 25, 20), 0.9))
+    right = people.Person(b, b.astype(np.float32), Face((75, 10, 85, 20), 0.9))
+    mine, yours = people.separate([left, right], Image.fromarray(pixels))
+    assert not (mine & yours).any() and (mine | yours).sum() == (a | b).sum()
+    assert mine[30:, 30:60].all() and yours[30:, 64:].all()
 
 
 def map_of(boxes, size=(200, 100)):

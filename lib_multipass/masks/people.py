@@ -25,6 +25,7 @@ Segment = Callable[[Box | None], np.ndarray]  # a crop of the image (None: all o
 Detect = Callable[[Box | None], list[Face]]  # a crop of the image (None: all of it) -> its faces
 FindBody = Callable[[Box], Face | None]  # a crop of the image -> the head of the body in it, or None
 CROP_MARGIN = 0.1  # of the person's longer side, each way: the crop the mask is made in
+WALL = (255, 0, 255)  # the colour the split paints outside everyone
 
 
 @dataclass(frozen=True)
@@ -86,15 +87,21 @@ def refine(segment: Segment, image: Image.Image, seed: np.ndarray, box: Box, cut
     return mask, np.where(mask, prob, 0.0).astype(np.float32)
 
 
+def seed_of(face: Face, shape: tuple[int, int]) -> np.ndarray:
+    """The face and the neck and chest below it (two faces down, one face wide)."""
+    x0, y0, x1, y1 = face.box
+    s = max(x1 - x0, y1 - y0)
+    seed = np.zeros(shape, bool)
+    seed[y0 : y1 + 2 * s, max(0, (x0 + x1) // 2 - s // 2) : (x0 + x1) // 2 + s // 2 + 1] = True
+    return seed
+
+
 def from_face(segment: Segment, image: Image.Image, face: Face, cut: float) -> Person | None:
     """Segment where the face's body can be, then again in a crop fitted to what was found.
 
     The seed is the face and the neck and chest below it: a face behind a camera, a phone or
     hair is not marked by every segmenter, the chest is."""
-    x0, y0, x1, y1 = face.box
-    s = max(x1 - x0, y1 - y0)
-    seed = np.zeros((image.height, image.width), bool)
-    seed[y0 : y1 + 2 * s, max(0, (x0 + x1) // 2 - s // 2) : (x0 + x1) // 2 + s // 2 + 1] = True
+    seed = seed_of(face, (image.height, image.width))
     box = None
     wide = inside(body_box(face, image.size), seed.shape)
     for reach in (1.0, 0.6):  # a segmenter made for one person may see only a neighbour in the wide crop
@@ -110,15 +117,34 @@ def from_face(segment: Segment, image: Image.Image, face: Face, cut: float) -> P
     return Person(mask, prob, face) if mask.any() else None
 
 
-def separate(people: Sequence[Person]) -> list[np.ndarray]:
+def separate(people: Sequence[Person], image: Image.Image) -> list[np.ndarray]:
     """Each person's own pixels where masks overlap (people who touch: each crop holds the
-    neighbour too). A contested pixel goes to the person whose body axis (the face, and the
+    neighbour too). Contested pixels are split along the image's edges (a watershed from each
+    person's face and chest and uncontested pixels: an orange suit against a dark coat); a
+    pixel no basin of a person reaches goes to the person whose body axis (the face, and the
     line below it) is nearest, in units of that person's face size."""
     masks = [p.mask for p in people]
     claims = np.sum(masks, axis=0) if masks else None
     if claims is None or claims.max() <= 1:
         return list(masks)
-    height, width = claims.shape
+    markers = np.zeros(claims.shape, np.int32)
+    seeds = [seed_of(p.face, claims.shape) & p.mask for p in people]
+    alone = np.sum(seeds, axis=0) == 1  # a pixel in two people's seeds belongs to no seed
+    for i, (mask, seed) in enumerate(zip(masks, seeds)):
+        markers[(mask & (claims == 1)) | (seed & alone)] = i + 1
+    pixels = np.array(image.convert("RGB"))
+    pixels[claims == 0] = WALL  # outside everyone: crossed only when nothing else is left
+    wall = np.array(WALL, np.uint8)
+    # one pixel of wall around: OpenCV's watershed leaves the image's own border unlabelled
+    basins = cv2.watershed(cv2.copyMakeBorder(pixels, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=wall.tolist()),
+                           np.pad(markers, 1))[1:-1, 1:-1]
+    nearest = np.where((basins >= 1) & (basins <= len(people)), basins - 1, nearest_axis(people, claims.shape))
+    return [person.mask & ((claims == 1) | (nearest == i)) for i, person in enumerate(people)]
+
+
+def nearest_axis(people: Sequence[Person], shape: tuple[int, int]) -> np.ndarray:
+    """The index of the person whose body axis is nearest each pixel (of their own mask)."""
+    height, width = shape
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     distance = []
     for person in people:
@@ -127,8 +153,7 @@ def separate(people: Sequence[Person]) -> list[np.ndarray]:
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         dy = np.where(ys > cy, 0.0, ys - cy)  # below the face centre: the distance to the axis
         distance.append(np.where(person.mask, np.hypot(xs - cx, dy) / size, np.inf))
-    nearest = np.argmin(distance, axis=0)
-    return [person.mask & ((claims == 1) | (nearest == i)) for i, person in enumerate(people)]
+    return np.argmin(distance, axis=0)
 
 
 def face_in(detect_faces: Detect, image: Image.Image, region: np.ndarray) -> Face | None:
@@ -200,7 +225,7 @@ def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whol
         what = "face or body" if find_body is not None else "face"
         notes.append(f"left out what the segmenter took for a person at {'; '.join(faceless)}: no {what} found "
                      "there (give a mask image to include it)")
-    masks = separate(people)
+    masks = separate(people, image)
     kept = [Person(mask, np.where(mask, p.prob, 0.0).astype(np.float32), p.face)
             for p, mask in zip(people, masks) if mask.sum() >= min_area * mask.size]
     return sorted(kept, key=lambda p: int(np.nonzero(p.mask.any(axis=0))[0][0])), notes
