@@ -323,11 +323,11 @@ class DiffusersEngine:
 
     def enable_fast_path(self, mode: str | None = "reduce-overhead", backend: str = "inductor") -> None:
         """Opt-in speed for CUDA: channels-last UNet and VAE (SDPA attention is diffusers'
-        default on torch 2), a compiled UNet (`reduce-overhead`: CUDA graphs, since a UNet step
-        at SD sizes is bound by kernel launches) and compiled VAE coders. The first pass of
-        each size compiles (about a minute); later ones reuse it. LoRA scales become tensors
-        changed in place (`LoraSwitch.make_static`), so switching LoRAs between passes does
-        not compile again. `backend`: inductor, or (tests) dynamo's "eager"."""
+        default on torch 2), a compiled UNet (`reduce-overhead`: CUDA graphs, 2.5 ms of CPU a
+        step instead of 60 on an H200) and compiled VAE coders. The first pass of each size
+        compiles (two minutes there); later ones reuse it. LoRA scales become tensors changed
+        in place (`LoraSwitch.make_static`), so switching LoRAs between passes does not
+        compile again. `backend`: inductor, or (tests) dynamo's "eager"."""
         unet, vae = self.pipe.unet, self.pipe.vae
         unet.to(memory_format=torch.channels_last)
         vae.to(memory_format=torch.channels_last)

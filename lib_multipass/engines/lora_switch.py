@@ -84,4 +84,3 @@ class LoraSwitch:
                 layer.set_scale(name, weights[name])
             layer._disable_adapters = False  # enable_adapters(True) would make them trainable again
         self.state = state
-

@@ -134,9 +134,8 @@ def separate(people: Sequence[Person], image: Image.Image) -> list[np.ndarray]:
         markers[(mask & (claims == 1)) | (seed & alone)] = i + 1
     pixels = np.array(image.convert("RGB"))
     pixels[claims == 0] = WALL  # outside everyone: crossed only when nothing else is left
-    wall = np.array(WALL, np.uint8)
     # one pixel of wall around: OpenCV's watershed leaves the image's own border unlabelled
-    basins = cv2.watershed(cv2.copyMakeBorder(pixels, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=wall.tolist()),
+    basins = cv2.watershed(cv2.copyMakeBorder(pixels, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=WALL),
                            np.pad(markers, 1))[1:-1, 1:-1]
     nearest = np.where((basins >= 1) & (basins <= len(people)), basins - 1, nearest_axis(people, claims.shape))
     return [person.mask & ((claims == 1) | (nearest == i)) for i, person in enumerate(people)]
