@@ -292,6 +292,8 @@ def main() -> None:
     parser.add_argument("--stages", action=argparse.BooleanOptionalAction, default=True,
                         help="per-stage times of the eager job (hooks with synchronisation: slower)")
     parser.add_argument("--ab-rounds", type=int, default=3, help="eager/fast rounds in turn after the fast figures")
+    parser.add_argument("--inductor", default="", help="torch._inductor.config settings for the fast path, as "
+                        "conv_1x1_as_mm=1,coordinate_descent_tuning=1,epilogue_fusion=0 (diffusers' advice)")
     parser.add_argument("--out", type=Path, default=Path("bench_gpu.json"))
     args = parser.parse_args()
     torch.set_grad_enabled(False)
@@ -311,6 +313,12 @@ def main() -> None:
         eager_images: dict[str, np.ndarray] = {}
         for mode in args.modes.split(","):
             if mode == "fast":
+                import torch._inductor.config as inductor
+
+                for setting in filter(None, args.inductor.split(",")):
+                    key, value = setting.split("=")
+                    setattr(inductor, key, type(getattr(inductor, key))(int(value)))
+                report["inductor"] = args.inductor
                 engine.enable_fast_path(args.compile_mode)
             for size in (args.sizes if mode == "eager" else args.fast_sizes or args.sizes).split(","):
                 width, height = (int(v) for v in size.split("x"))
