@@ -59,3 +59,15 @@ def test_switching_loras_compiles_nothing_again(tiny, eager_images, static):
     # channels-last convolutions round differently: within a level of the plain engine
     assert all(np.abs(a.astype(int) - b).max() <= 1 for a, b in zip(images, eager_images))
     assert not np.array_equal(images[0], images[1]) and not np.array_equal(images[1], images[3])
+
+
+def test_the_unets_output_leaves_the_cuda_graphs_memory():
+    """With CUDA graphs the next replay overwrites the last output: the engine hands out copies."""
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+
+    from lib_multipass.engines.diffusers import _own
+
+    sample = torch.ones(1, 4, 8, 8)
+    as_tuple, as_output = _own((sample,)), _own(UNet2DConditionOutput(sample=sample))
+    sample.zero_()  # the graph's next replay
+    assert as_tuple[0].eq(1).all() and as_output.sample.eq(1).all()
