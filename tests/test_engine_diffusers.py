@@ -196,7 +196,7 @@ def test_prompt_masking_keeps_the_subject_of_the_input_photo(engine, tmp_path):
 def test_a_failure_inside_the_person_pass_leaves_the_model_unmodified(engine, half_mask, monkeypatch):
     request = GenerateRequest("a forest", "", (), 5, 4, 5.0, "euler", 64, 64)
     before = pixels(engine.txt2img(request))
-    pipe = engine.pipeline("inpaint", None)
+    pipe = engine.pipeline("img2img", None)  # a 4-channel model's person pass: img2img with the blend
 
     def out_of_memory(*args, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")
@@ -260,3 +260,36 @@ def test_the_harmonizing_pass_runs_with_the_persons_lora(engine, half_mask):
     assert [lora.name for lora in request.loras] == [LORA_NAME]
     without = engine.img2img(replace(request, loras=()), with_lora.images["person_1"], 0.5)
     assert not np.array_equal(pixels(with_lora.final), pixels(without))
+
+
+def test_in_paint_puts_the_original_back_outside_the_mask_at_every_step(engine):
+    """A 4-channel model's person pass is img2img with the original's latents put back outside
+    the mask after each step (noised to the next level, made before the loop runs on): after
+    the last step they are the original's exactly, inside the pass painted."""
+    import torch
+
+    from lib_multipass.engines.latent_blend import LatentBlend
+
+    init = engine.encode_image(engine.txt2img(GenerateRequest("a forest", "", (), 5, 4, 7.0, "euler", 64, 64)))
+    repaint = torch.zeros(1, 1, *init.shape[-2:])
+    repaint[..., : init.shape[-1] // 2] = 1
+    blend = LatentBlend(init, repaint, seed=3)
+    steps = []
+
+    def on_step(pipe, step, timestep, tensors):
+        steps.append(step)
+        return {"latents": blend(pipe, step, tensors["latents"])}
+
+    out = engine.pipeline("img2img", None)(
+        prompt="ohwx man", image=init, strength=0.75, num_inference_steps=8, guidance_scale=7.0,
+        generator=torch.Generator().manual_seed(3), output_type="latent", callback_on_step_end=on_step).images
+    half = init.shape[-1] // 2
+    assert steps == list(range(6)) and blend.targets is not None and len(blend.targets) == 6
+    assert torch.equal(out[..., half:], init[..., half:])
+    assert (out[..., :half] - init[..., :half]).abs().mean() > 0.1
+    # the blend's noise is img2img's own (the seed's first draw): the original is noised one way
+    pipe = engine.pipeline("img2img", None)
+    pipe.scheduler.set_timesteps(8)
+    first = pipe.scheduler.timesteps[2:3]
+    theirs = pipe.prepare_latents(init, first, 1, 1, init.dtype, init.device, torch.Generator().manual_seed(3))
+    assert torch.allclose(theirs, pipe.scheduler.add_noise(init, blend.noise, first))

@@ -60,9 +60,9 @@ def test_the_core_never_imports_upward_into_the_adapter():
 
 
 def test_heavy_libraries_load_only_when_used():
-    """At import time only the standalone engine (and its LoRA loading) loads torch/diffusers:
+    """At import time only the standalone engine (its LoRA loading, its latent blend) loads torch/diffusers:
     the WebUI imports the core under its own pins, and the CLI's `parse` answers in a moment."""
-    allowed = {f"{PACKAGE}.engines.diffusers", f"{PACKAGE}.engines.lora_loading"}
+    allowed = {f"{PACKAGE}.engines.diffusers", f"{PACKAGE}.engines.lora_loading", f"{PACKAGE}.engines.latent_blend"}
     wrong = [(name, target) for name, path in modules().items() if name not in allowed
              for target, top in imports(path) if top and target.split(".")[0] in HEAVY]
     assert wrong == []

@@ -55,6 +55,7 @@ from ..prompt import LoraTag
 from ..prompt_weights import WINDOW, emphasize, weighted_tokens, windows
 from ..samplers import canonical_sampler
 from .base import ControlInput, GenerateRequest, InpaintRequest
+from .latent_blend import LatentBlend
 from .lora_loading import load_lora_file
 from .lora_switch import LoraSwitch
 
@@ -227,6 +228,7 @@ class DiffusersEngine:
         self._pipes: dict[tuple[str, bool, str | None], Any] = {("txt2img", False, None): pipe}
         self._controlnets: dict[str, ControlNetModel] = {}
         self._stop = False
+        self._blend: LatentBlend | None = None  # the in-paint pass's, while it runs
         self.models = ModelCache()  # face swap's sessions and references, for this engine's lifetime
 
     # -- Engine protocol --------------------------------------------------------------------
@@ -262,12 +264,25 @@ class DiffusersEngine:
     def latent_upscale(self, image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
         """`image`'s latents resized to `size` / 8 (bilinear, as the WebUI's "Latent" hires
         upscaler): img2img takes them as they are and adds the detail the upscale lacks."""
-        vae = self.pipe.vae
-        pixels = self.pipe.image_processor.preprocess(image.convert("RGB")).to(vae.device, vae.dtype)
-        with torch.no_grad():
-            latents = vae.encode(pixels).latent_dist.mode() * vae.config.scaling_factor
         factor = self.pipe.vae_scale_factor
-        return torch.nn.functional.interpolate(latents, size=(size[1] // factor, size[0] // factor), mode="bilinear")
+        return torch.nn.functional.interpolate(self.encode_image(image), size=(size[1] // factor, size[0] // factor),
+                                               mode="bilinear")
+
+    def encode_image(self, image: Image.Image) -> torch.Tensor:
+        """`image`'s latents (the distribution's mode, scaled), in the UNet's dtype. SDXL's VAE
+        overflows in fp16: it encodes in fp32, as diffusers' SDXL pipelines do."""
+        vae, dtype = self.pipe.vae, self._unet_weight().dtype
+        upcast = self.family == "sdxl" and vae.dtype == torch.float16 and vae.config.get("force_upcast", False)
+        if upcast:
+            vae.to(torch.float32)
+        try:
+            pixels = self.pipe.image_processor.preprocess(image.convert("RGB")).to(vae.device, vae.dtype)
+            with torch.no_grad():
+                latents = vae.encode(pixels).latent_dist.mode() * vae.config.scaling_factor
+        finally:
+            if upcast:
+                vae.to(torch.float16)
+        return latents.to(dtype)
 
     def inpaint(self, request: InpaintRequest) -> Image.Image:
         gen = request.generate
@@ -280,12 +295,18 @@ class DiffusersEngine:
         mask = region.resize(size, Image.Resampling.NEAREST)
         hint = crop_hint(gen.control, box, size, crop, mask)
         extra = self._control_kwargs(gen.control, "control_image", hint)
-        if gen.control is None and self.pipe.unet.config.in_channels == 4:
-            # a 4-channel UNet never reads the masked image's latents: spare their VAE encode
-            weight = self._unet_weight()
-            extra["masked_image_latents"] = torch.zeros((1, 4, 1, 1), device=weight.device, dtype=weight.dtype)
-        out = self._call(self.pipeline("inpaint", gen.control), gen, image=crop, mask_image=mask,
-                         strength=request.denoise, width=gen.width, height=gen.height, **extra)
+        if self.pipe.unet.config.in_channels == 4:  # img2img, the original put back outside the mask each step
+            init = self.encode_image(crop)
+            repaint = torch.from_numpy(np.asarray(mask) > 127)[None, None].to(init.device, init.dtype)
+            self._blend = LatentBlend(init, torch.nn.functional.interpolate(repaint, size=init.shape[-2:]), gen.seed)
+            try:
+                out = self._call(self.pipeline("img2img", gen.control), gen, image=init, strength=request.denoise,
+                                 width=gen.width, height=gen.height, **extra)
+            finally:
+                self._blend = None
+        else:  # an in-painting model reads the mask itself
+            out = self._call(self.pipeline("inpaint", gen.control), gen, image=crop, mask_image=mask,
+                             strength=request.denoise, width=gen.width, height=gen.height, **extra)
         patch = np.asarray(out.resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS))
         base = np.asarray(request.image.convert("RGB"))
         patch = matched(base, patch, box, request.mask, request.seam)  # no colour seam
@@ -482,4 +503,6 @@ class DiffusersEngine:
     def _on_step(self, pipeline, step: int, timestep: Any, tensors: dict) -> dict:
         if self._stop:
             pipeline._interrupt = True
+        if self._blend is not None:
+            tensors["latents"] = self._blend(pipeline, step, tensors["latents"])
         return tensors
