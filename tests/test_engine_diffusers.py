@@ -293,3 +293,11 @@ def test_in_paint_puts_the_original_back_outside_the_mask_at_every_step(engine):
     first = pipe.scheduler.timesteps[2:3]
     theirs = pipe.prepare_latents(init, first, 1, 1, init.dtype, init.device, torch.Generator().manual_seed(3))
     assert torch.allclose(theirs, pipe.scheduler.add_noise(init, blend.noise, first))
+
+
+@pytest.mark.parametrize("sampler", sorted(SCHEDULERS))
+def test_in_paint_runs_with_every_sampler(engine, half_mask, sampler):
+    """The blend asks each scheduler for its noise levels (DDIM, LCM and TCD keep no step index)."""
+    plan = make_plan(parse(PLAIN_PROMPT), MultipassOptions.from_dict({"mask_image": half_mask}), replace(GEN, sampler=sampler))
+    result = run(plan, engine)
+    assert result.error is None and "person_1" in result.images

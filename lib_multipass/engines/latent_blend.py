@@ -39,10 +39,13 @@ class LatentBlend:
         next step's timestep, and itself after the last."""
         timesteps = scheduler.timesteps[-count:].cpu()
         init, noise = self.init.cpu().float(), self.noise.float()
-        begin = scheduler.begin_index
-        scheduler.set_begin_index(None)  # add_noise then finds each timestep's own level
+        indexed = hasattr(scheduler, "set_begin_index")  # DDIM, LCM, TCD: levels by timestep only
+        begin = scheduler.begin_index if indexed else None
+        if indexed:
+            scheduler.set_begin_index(None)  # add_noise then finds each timestep's own level
         try:
             noised = [scheduler.add_noise(init, noise, t.reshape(1)) for t in timesteps[1:]]
         finally:
-            scheduler.set_begin_index(begin)
+            if indexed:
+                scheduler.set_begin_index(begin)
         return torch.cat([*noised, init]).to(self.init.device, self.init.dtype)
