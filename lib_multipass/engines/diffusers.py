@@ -256,8 +256,10 @@ class DiffusersEngine:
     def upscale(self, image: Image.Image, size: tuple[int, int], upscaler: str = LANCZOS) -> Image.Image:
         """Lanczos, or the upscaler weights at the path `upscaler` (spandrel: ESRGAN, Real-ESRGAN,
         SwinIR, ...; loaded once, run in tiles)."""
-        if upscaler.lower() in ("lanczos", "latent") or image.size == size:
-            return image.resize(size, Image.Resampling.LANCZOS) if image.size != size else image
+        if image.size == size:
+            return image
+        if upscaler.lower() in ("lanczos", "latent"):
+            return image.resize(size, Image.Resampling.LANCZOS)
         model = self.models.get(("upscaler", upscaler), lambda: load_image_model(upscaler))
         return upscale_with(model, image, size)
 

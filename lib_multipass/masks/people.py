@@ -137,7 +137,10 @@ def separate(people: Sequence[Person], image: Image.Image) -> list[np.ndarray]:
     # one pixel of wall around: OpenCV's watershed leaves the image's own border unlabelled
     basins = cv2.watershed(cv2.copyMakeBorder(pixels, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=WALL),
                            np.pad(markers, 1))[1:-1, 1:-1]
-    nearest = np.where((basins >= 1) & (basins <= len(people)), basins - 1, nearest_axis(people, claims.shape))
+    reached = (basins >= 1) & (basins <= len(people))
+    nearest = basins - 1
+    if (~reached & (claims > 1)).any():  # rare: a contested pixel cut off from every person's basin
+        nearest = np.where(reached, nearest, nearest_axis(people, claims.shape))
     return [person.mask & ((claims == 1) | (nearest == i)) for i, person in enumerate(people)]
 
 
