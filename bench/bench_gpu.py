@@ -188,9 +188,12 @@ def switch_cost(engine: DiffusersEngine, device: str, peft: bool, rounds: int = 
     return cost
 
 
-def step_times(engine: DiffusersEngine, plan) -> dict[str, float]:
+def step_times(engine: DiffusersEngine, plan, device: str) -> dict[str, float]:
     """The median time between two steps of the base and of the person pass in one job (not
-    synchronised: in a steady state the queue is full and the interval is the step's cost)."""
+    synchronised: in a steady state the queue is full and the interval is the step's cost), and
+    a single pass's timeline: call to first step, last step to the synchronised end. With CUDA
+    graphs the CPU runs ahead of the GPU, so there the intervals are the CPU's and the end
+    holds the GPU's backlog."""
     stamps: list[tuple[str, float]] = []
     on_step = engine._on_step
 
@@ -201,13 +204,22 @@ def step_times(engine: DiffusersEngine, plan) -> dict[str, float]:
     engine._on_step = stamped  # type: ignore[method-assign]
     try:
         run(plan, engine)
+        gaps: dict[str, list[float]] = defaultdict(list)
+        for (name, before), (after_name, after) in zip(stamps, stamps[1:]):
+            if name == after_name:
+                gaps[name].append(after - before)
+        result = {name: 1000 * sorted(values)[len(values) // 2] for name, values in gaps.items()}
+        stamps.clear()
+        sync(device)
+        started = time.perf_counter()
+        engine.txt2img(GenerateRequest.from_pass(plan.base))
+        sync(device)
+        ended = time.perf_counter()
     finally:
         engine._on_step = on_step  # type: ignore[method-assign]
-    gaps: dict[str, list[float]] = defaultdict(list)
-    for (name, before), (after_name, after) in zip(stamps, stamps[1:]):
-        if name == after_name:
-            gaps[name].append(after - before)
-    return {name: 1000 * sorted(values)[len(values) // 2] for name, values in gaps.items()}
+    return result | {"single: call to first step": 1000 * (stamps[0][1] - started),
+                     "single: first to last step": 1000 * (stamps[-1][1] - stamps[0][1]),
+                     "single: last step to synchronised end": 1000 * (ended - stamps[-1][1])}
 
 
 def ab_rounds(engine: DiffusersEngine, plan, device: str, rounds: int) -> dict[str, Any]:
@@ -266,7 +278,7 @@ def measure(engine: DiffusersEngine, plan, device: str, runs: int, stages: bool,
         job = timer.run(lambda: run(plan, engine))
         parts |= {**timer.times, "rest (masks, paste, schedulers, python)": job - sum(timer.times.values()),
                   "outside the pipeline calls": timer.outside}
-    steps = step_times(engine, plan)
+    steps = step_times(engine, plan, device)
     return {
         "first_runs_s": warm, "graphs_after_warmup": compiled, "graphs_compiled_later": graphs() - compiled,
         "step_ms": steps, "images": [np.asarray(engine.txt2img(base_request)),

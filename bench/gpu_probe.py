@@ -1,8 +1,9 @@
 """Where a UNet step's time goes on this GPU, in a minute: the card's matrix rate at the start
 and the end (is it throttled?), one SD1.5-size UNet step (CFG batch of 2) eager, per SDPA
 backend, with cuDNN's autotuner, channels-last, before and after a LoRA is loaded (off and on),
-compiled without CUDA graphs (inductor's kernels alone), and the kernels that take the time.
-Not a test.
+a whole txt2img call's steps (wall against kernel time), compiled without CUDA graphs
+(inductor's kernels alone) or the engine's fast path (`--fast`), and the kernels that take the
+time. Not a test.
 
     python bench/gpu_probe.py --size 512x768 --out probe.json
     .venv/bin/python bench/gpu_probe.py --device cpu --tiny --size 64x64 --reps 2   # a CPU trial
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from bench_gpu import sd15_pipeline  # noqa: E402
 
+from lib_multipass.engines.base import GenerateRequest  # noqa: E402
 from lib_multipass.engines.diffusers import DiffusersEngine  # noqa: E402
 from lib_multipass.tiny_models import LORA_NAME, build_pipeline, write_lora  # noqa: E402
 
@@ -76,12 +78,27 @@ def top_kernels(device: str, fn: Callable[[], Any], rows: int = 14) -> list[dict
              "count_per_call": e.count / 3} for e in events[:rows]]
 
 
+def pipeline_step(engine: DiffusersEngine, device: str, size: str, steps: int) -> dict[str, Any]:
+    """A whole txt2img call (dpm++2m_karras, CFG 7) per step: the wall time against the kernels'
+    time, and its kernels, so what the pipeline adds around the UNet shows."""
+    width, height = (int(v) for v in size.split("x"))
+    request = GenerateRequest("a forest at dawn", "", (), 1, steps, 7.0, "dpm++2m_karras", width, height)
+    wall = timed_ms(device, lambda: engine.txt2img(request), 2) / steps
+    kernels = top_kernels(device, lambda: engine.txt2img(request), rows=12)
+    busy = sum(k["ms_per_call"] for k in kernels) / max(sum(k["share"] for k in kernels), 1e-9)
+    return {"wall_ms_per_step": wall, "kernel_ms_per_step": busy / steps,
+            "kernels_per_step": [{**k, "ms_per_call": k["ms_per_call"] / steps,
+                                  "count_per_call": k["count_per_call"] / steps} for k in kernels]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--size", default="512x768")
     parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--pipeline-steps", type=int, default=8, help="steps of the profiled txt2img call (0: none)")
+    parser.add_argument("--fast", action="store_true", help="then the pipeline step on the engine's fast path")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--compile-mode", default="default")
     parser.add_argument("--inductor", default="conv_1x1_as_mm=1,coordinate_descent_tuning=1,epilogue_fusion=0",
@@ -132,6 +149,8 @@ def main() -> None:
     note("kernels, channels-last eager", top_kernels(device, step))
 
     engine = DiffusersEngine(pipe, root / "loras")
+    if args.pipeline_steps:
+        note("pipeline step, no LoRA", pipeline_step(engine, device, args.size, args.pipeline_steps))
     engine._load({LORA_NAME: root / "loras" / f"{LORA_NAME}.safetensors"})
     engine.loras.apply({})
     lora = {"LoRA loaded, off": timed_ms(device, step, reps)}
@@ -139,8 +158,17 @@ def main() -> None:
     lora["LoRA on (1.0)"] = timed_ms(device, step, reps)
     note("step_ms_lora", lora)
     note("kernels, LoRA on", top_kernels(device, step, rows=8))
+    if args.pipeline_steps:
+        engine.loras.apply({})
+        note("pipeline step, LoRA loaded, off", pipeline_step(engine, device, args.size, args.pipeline_steps))
 
-    if args.compile:
+    if args.fast and args.pipeline_steps:
+        started = time.perf_counter()
+        engine.enable_fast_path()
+        pipeline_step(engine, device, args.size, 1)  # compiles
+        note("fast path compile_s", time.perf_counter() - started)
+        note("pipeline step, fast path, LoRA loaded, off", pipeline_step(engine, device, args.size, args.pipeline_steps))
+    elif args.compile:
         import torch._inductor.config as inductor
 
         for setting in filter(None, args.inductor.split(",")):
