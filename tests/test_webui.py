@@ -284,13 +284,6 @@ def test_xyz_axes_register_once():
     assert labels == [label for label, *_ in xyz.axes()]
 
 
-def test_forge_is_refused_with_a_clear_message(monkeypatch):
-    monkeypatch.setattr(hooks, "is_forge", lambda: True)
-    p, _, _, _ = job(PROMPT)
-    run(p)
-    assert processing.calls == [] and "Forge" in p.extra_generation_params["Multipass error"]
-
-
 # -- ControlNet (sd-webui-controlnet through its external_code API) -------------------------------
 
 

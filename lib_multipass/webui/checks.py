@@ -41,7 +41,7 @@ def current_host() -> Host:
     """The running WebUI's samplers, ControlNet models and settings."""
     from modules import sd_samplers
 
-    from .controlnet import external_code
+    from .controlnet import installed_models
     from .settings import setting
 
     try:
@@ -52,8 +52,7 @@ def current_host() -> Host:
         schedulers = []
     from modules import shared
 
-    code = external_code()
-    models = [m for m in code.get_models() if m != "None"] if code is not None else None
+    models = installed_models()
     folders = [f.strip() for f in re.split(r"[\n,;]", str(setting("multipass_image_folders"))) if f.strip()]
     return Host({**sd_samplers.samplers_map, **{name.lower(): name for name in sd_samplers.all_samplers_map}},
                 schedulers, models, int(setting("multipass_max_persons")),
@@ -100,9 +99,9 @@ def check_options(options: MultipassOptions, host: Host) -> MultipassOptions:
         changes["person_sampler"] = sampler  # the WebUI itself knows exact names only
     if options.controlnet is not None:
         if host.controlnet_models is None:
-            from .controlnet import NEEDED
+            from .controlnet import needed
 
-            raise OptionsError(NEEDED, "controlnet")
+            raise OptionsError(needed(), "controlnet")
         changes["controlnet_model"] = resolve_controlnet_model(options.controlnet_model, host)
     for name in (*IMAGE_OPTIONS, "face_swap_images", "face_swap_model", "face_recognition_model"):
         value = getattr(options, name)

@@ -81,6 +81,24 @@ def seeded_global_rng(seed: int) -> Iterator[None]:
         yield
 
 
+#: what Forge's LoRA loading changes on the shared model and a nested pass would leave behind
+FORGE_MODEL_STATE = ("forge_objects", "forge_objects_after_applying_lora", "current_lora_hash")
+
+
+@contextlib.contextmanager
+def model_state_kept(sd_model) -> Iterator[None]:
+    """Forge: the outer job's patcher set and LoRA hash put back after a nested pass, which
+    loads its own LoRAs into them (Forge rebuilds them per batch, but anything the outer job
+    does after our hook, and the next batch's "same LoRAs, skip" check, must see its own).
+    Nothing to keep on AUTOMATIC1111."""
+    kept = {name: getattr(sd_model, name) for name in FORGE_MODEL_STATE if hasattr(sd_model, name)}
+    try:
+        yield
+    finally:
+        for name, value in kept.items():
+            setattr(sd_model, name, value)
+
+
 def paste_box(nested, size: tuple[int, int]) -> tuple[int, int, int, int]:
     """Where the WebUI took its "only masked" crop (x0, y0, x1, y1); the whole image without one."""
     paste_to = getattr(nested, "paste_to", None)
@@ -191,7 +209,8 @@ class WebUIEngine:
 
     def _run(self, nested, gen: GenerateRequest, what: str) -> Image.Image:
         """Run a nested job as its own: seeded, the outer job's title kept, its ControlNet unit."""
-        with outer_job_kept(), seeded_global_rng(gen.seed), controlnet_for_nested(nested, self.p, gen.control):
+        with (outer_job_kept(), model_state_kept(self.p.sd_model), seeded_global_rng(gen.seed),
+              controlnet_for_nested(nested, self.p, gen.control)):
             self.progress.begin_pass()
             processed = processing.process_images(nested)
         if self.interrupted():
@@ -213,8 +232,9 @@ class WebUIEngine:
             override_settings={"overlay_inpaint": False}, extra_generation_params={},
             init_images=[image], denoising_strength=denoise, **inpaint,
         )
-        nested.cached_c = [None, None]  # its own cache: the outer job's (class-level) one stays
-        nested.cached_uc = [None, None]
+        size = len(processing.StableDiffusionProcessing.cached_c)  # 2, Forge: 3
+        nested.cached_c = [None] * size  # its own cache: the outer job's (class-level) one stays
+        nested.cached_uc = [None] * size
         nested.scripts = nested_scripts(outer, self.whitelist)
         nested.script_args = outer.script_args
         return nested

@@ -38,12 +38,6 @@ def current_segmenter() -> Segmenter:
     return shared_segmenter(segmenter_source(setting("multipass_segmenter") or None), str(devices.device))
 
 
-def is_forge() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("modules_forge") is not None
-
-
 def start_job(p, args: Sequence[Any]) -> MultipassJob | None:
     """The job for `p`, or None when multipass is off (or the job was rejected: nothing runs)."""
     from modules import images
@@ -56,11 +50,6 @@ def start_job(p, args: Sequence[Any]) -> MultipassJob | None:
         if not options.enabled:
             warn_if_meant_for_multipass(p)
             return None
-        if is_forge():
-            raise MultipassError(
-                "this WebUI is Forge: sd-webui-multipass is built and tested for AUTOMATIC1111 1.10 only; "
-                "use the standalone engine (python -m lib_multipass) or AUTOMATIC1111"
-            )
         host = current_host()
         options = check_options(with_settings(options), host)
     except MultipassError as err:

@@ -11,14 +11,13 @@ from typing import Any
 from ..faces.swap import RECOGNIZER_FILE, SWAPPER_FILE
 from ..options import Control, Spec, option_specs
 from .args import CONTROLS, UI_FIELDS, infotext_label, ui_paste_value
-from .controlnet import external_code
+from .controlnet import external_code, installed_models
 from .preview import MASK_CONTROLS
 from .summary import summary_html
 
 
 def controlnet_models() -> list[str]:
-    code = external_code()
-    return [m for m in code.get_models() if m != "None"] if code is not None else []
+    return installed_models() or []
 
 
 def face_models_status(models_path: str) -> str:
@@ -35,7 +34,7 @@ def face_models_status(models_path: str) -> str:
 
 def controlnet_status(models: list[str]) -> str:
     if external_code() is None:
-        return "<small>sd-webui-controlnet is not installed.</small>"
+        return "<small>No ControlNet extension: install sd-webui-controlnet (Forge: enable its built-in one).</small>"
     if not models:
         return "<small>No ControlNet model found: put them in <code>models/ControlNet</code>.</small>"
     return f"<small>{len(models)} ControlNet model(s) installed.</small>"
@@ -57,7 +56,10 @@ def make_control(gr: Any, spec: Spec, control: Control, value: Any, elem_id: str
         return gr.Textbox(value=value, label=control.label, lines=1, max_lines=1, elem_id=elem_id)
     if control.widget == "dropdown":
         offered = listings[control.listing] if control.listing else list(spec.choices)
-        return gr.Dropdown([control.unset, *offered], value=value, label=control.label, elem_id=elem_id)
+        # a listing's pasted or saved value may not be in this WebUI's list: gradio 4 (Forge) refuses
+        # such a value unless told; the job's checks name what is wrong with it
+        return gr.Dropdown([control.unset, *offered], value=value, label=control.label, elem_id=elem_id,
+                           allow_custom_value=bool(control.listing))
     if control.widget == "files":
         return gr.File(label=control.label, file_count="multiple", file_types=["image"], elem_id=elem_id)
     return gr.Image(label=control.label, type="pil", source="upload", image_mode="RGBA" if control.rgba else "RGB",

@@ -26,4 +26,14 @@ def parse_prompts(prompts):
 
 
 def activate(p, extra_network_data):
-    activations.append([args[0] for kind, args in extra_network_data if kind in ("lora", "lyco")])
+    """Records the LoRAs; on Forge (a model with a patcher set) its LoRA extension loads them,
+    and an error there is reported and swallowed, as the WebUI does."""
+    names = [args[0] for kind, args in extra_network_data if kind in ("lora", "lyco")]
+    activations.append(names)
+    if hasattr(p.sd_model, "load_networks"):
+        from modules import errors
+
+        try:
+            p.sd_model.load_networks(names)
+        except Exception as err:  # noqa: BLE001
+            errors.report(f"activating extra network lora: {err}")

@@ -132,6 +132,11 @@ class StableDiffusionProcessing:
                 cache[0], cache[1] = key, f"cond of {prompts}"
 
     def sample_images(self) -> list[Image.Image]:
+        forge = hasattr(self.sd_model, "forge_objects_original")
+        if forge:  # Forge: every sampling starts from the LoRA-applied set, then the scripts' hooks
+            self.sd_model.forge_objects = self.sd_model.forge_objects_after_applying_lora.shallow_copy()
+        if self.scripts is not None:
+            self.scripts.process_before_every_sampling(self)
         outs = []
         state.sampling_steps = self.steps
         for step in range(self.steps):  # the sampler's callback; a test may interrupt at any step
@@ -146,6 +151,8 @@ class StableDiffusionProcessing:
                     "loras": extra_networks.activations[-1] if extra_networks.activations else [],
                     "steps": self.steps, "cfg_scale": self.cfg_scale, "sampler": self.sampler_name,
                     "size": (self.width, self.height), "p": self, "controlnet": list(UNET_HOOK)}
+            if forge:
+                call["forge"] = (self.sd_model.forge_objects.loras, list(self.sd_model.forge_objects.controls))
             calls.append(call)
             outs.append(self.paint(i, prompt, seed, call))
         return outs
@@ -409,9 +416,13 @@ def process_images_inner(p) -> Processed:
             p.scripts.before_process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
         if len(p.prompts) == 0:
             break
+        if hasattr(p.sd_model, "forge_objects_original"):  # Forge resets the patcher set per batch
+            p.sd_model.forge_objects = p.sd_model.forge_objects_original.shallow_copy()
         p.parse_extra_network_prompts()
         if not p.disable_extra_networks:
             extra_networks.activate(p, p.extra_network_data)
+        if hasattr(p.sd_model, "forge_objects_original"):
+            p.sd_model.forge_objects = p.sd_model.forge_objects_after_applying_lora.shallow_copy()
         if p.scripts is not None:
             p.scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
         p.setup_conds()
