@@ -3,8 +3,10 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# The core (no torch) must also run under the WebUI's pinned packages: a second venv.
+# The core (no torch) must also run under the WebUI's pinned packages (AUTOMATIC1111 1.10.1 and
+# Forge 2 pin the same numpy and Pillow) and under Forge Neo's (numpy 2, Pillow 12): two more venvs.
 PINS := .venv-webui-pins
+NEO_PINS := .venv-neo-pins
 CORE_TESTS := tests/test_prompt.py tests/test_options_plan.py tests/test_masks_crop.py tests/test_runner.py
 
 .PHONY: demo test bench bench-masks bench-finish clean tools webui-acceptance readme-options
@@ -20,6 +22,11 @@ $(PINS)/.installed: requirements-webui-pins.txt
 	$(PINS)/bin/python -m pip install --quiet -r requirements-webui-pins.txt
 	touch $@
 
+$(NEO_PINS)/.installed: requirements-neo-pins.txt
+	$(PYTHON) -m venv $(NEO_PINS)
+	$(NEO_PINS)/bin/python -m pip install --quiet -r requirements-neo-pins.txt
+	touch $@
+
 demo: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m lib_multipass demo --out out/demo
 
@@ -29,10 +36,11 @@ tools:
 	@command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs)
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
-test: $(VENV)/.installed $(PINS)/.installed
+test: $(VENV)/.installed $(PINS)/.installed $(NEO_PINS)/.installed
 	$(PY) -m ruff check lib_multipass scripts tests bench install.py
 	$(PY) -m mypy
 	$(PINS)/bin/python -m pytest -q -p no:cacheprovider $(CORE_TESTS)
+	$(NEO_PINS)/bin/python -m pytest -q -p no:cacheprovider $(CORE_TESTS)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 # The acceptance suite on a real AUTOMATIC1111 1.10.1 checkout (never committed here):
@@ -60,4 +68,4 @@ bench-finish: $(VENV)/.installed
 	$(PY) bench/bench_finish.py
 
 clean:
-	rm -rf $(VENV) $(PINS) out .pytest_cache .hypothesis
+	rm -rf $(VENV) $(PINS) $(NEO_PINS) out .pytest_cache .hypothesis
