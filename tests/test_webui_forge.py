@@ -82,6 +82,7 @@ def test_forge_job_runs_lora_only_in_the_person_pass_and_keeps_the_outer_model_s
     assert model.current_lora_hash == str([]) and model.forge_objects_after_applying_lora.loras == ()
     assert model.forge_objects.loras == ()
     assert "Multipass error" not in processed.infotexts[0]
+    assert [params.get("Forge job") for params in (p.extra_generation_params,)] == ["a forest BRE"]
 
 
 def test_forge_unknown_lora_runs_no_person_pass_and_keeps_the_base(forge):

@@ -81,15 +81,18 @@ def seeded_global_rng(seed: int) -> Iterator[None]:
         yield
 
 
-#: what Forge's LoRA loading changes on the shared model and a nested pass would leave behind
-FORGE_MODEL_STATE = ("forge_objects", "forge_objects_after_applying_lora", "current_lora_hash")
+#: what a nested pass changes on Forge's shared model and would leave behind: the patcher set and
+#: LoRA hash its LoRA loading sets, and the infotext parts Forge keeps on the model (reset by
+#: every process_images, merged into the job's infotext at every batch)
+FORGE_MODEL_STATE = ("forge_objects", "forge_objects_after_applying_lora", "current_lora_hash",
+                     "extra_generation_params", "comments")
 
 
 @contextlib.contextmanager
 def model_state_kept(sd_model) -> Iterator[None]:
-    """Forge: the outer job's patcher set and LoRA hash put back after a nested pass, which
-    loads its own LoRAs into them (Forge rebuilds them per batch, but anything the outer job
-    does after our hook, and the next batch's "same LoRAs, skip" check, must see its own).
+    """Forge: the outer job's patcher set, LoRA hash and infotext parts put back after a nested
+    pass, which loads its own LoRAs (Forge rebuilds the set per batch, but anything the outer
+    job does after our hook, and the next batch's "same LoRAs, skip" check, must see its own).
     Nothing to keep on AUTOMATIC1111."""
     kept = {name: getattr(sd_model, name) for name in FORGE_MODEL_STATE if hasattr(sd_model, name)}
     try:

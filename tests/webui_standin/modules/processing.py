@@ -395,6 +395,8 @@ def process_images_inner(p) -> Processed:
     seed = 1000 if p.seed == -1 else p.seed
     p.all_seeds = [int(seed) + x for x in range(len(p.all_prompts))]
     p.all_subseeds = [-1] * len(p.all_prompts)
+    if hasattr(p.sd_model, "forge_objects_original"):  # Forge keeps infotext parts on the model
+        p.sd_model.comments, p.sd_model.extra_generation_params = [], {"Forge job": p.prompt[:12]}
     if p.scripts is not None:
         p.scripts.process(p)
     infotexts, output_images = [], []
@@ -423,6 +425,7 @@ def process_images_inner(p) -> Processed:
             extra_networks.activate(p, p.extra_network_data)
         if hasattr(p.sd_model, "forge_objects_original"):
             p.sd_model.forge_objects = p.sd_model.forge_objects_after_applying_lora.shallow_copy()
+            p.extra_generation_params.update(p.sd_model.extra_generation_params)
         if p.scripts is not None:
             p.scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
         p.setup_conds()
