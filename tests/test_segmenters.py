@@ -6,9 +6,11 @@ from PIL import Image
 
 from lib_multipass.errors import ModelNotFoundError, MultipassError
 from lib_multipass.masks.segmenters import (
+    SMALL_VIEW,
     ClipSegSegmenter,
     FallbackSegmenter,
     SelfieSegmenter,
+    both_models,
     merge_views,
     view_pixels,
     views_of,
@@ -75,3 +77,14 @@ def test_missing_clipseg_weights_error_and_person_fallback(tmp_path):
 def test_selfie_segmenter_refuses_other_terms():
     with pytest.raises(MultipassError, match="people only"):
         SelfieSegmenter().probabilities(Image.new("RGB", (64, 64)), ["hat"])
+
+
+def test_the_selfie_models_total_disagreement_counts_as_no_person_in_small_views_only():
+    """The general model marks whole upscaled small crops as person where the landscape model
+    sees none (the floods of bench_masks); in a view the models see at their own size or larger,
+    the mean keeps what only one of them finds (a dark suit)."""
+    general = np.array([[1.0, 0.9, 0.2]], np.float32)
+    landscape = np.array([[0.0, 0.7, 0.0]], np.float32)
+    small, large = (0, 0, 200, 120), (0, 0, SMALL_VIEW, 180)
+    assert np.allclose(both_models([general, landscape], small), [[0.0, 0.8, 0.1]])
+    assert np.allclose(both_models([general, landscape], large), [[0.5, 0.8, 0.1]])

@@ -156,9 +156,9 @@ class ClipSegSegmenter:
 
 class SelfieSegmenter:
     """People only, offline: mediapipe's selfie segmentation, its square (general) and
-    landscape models averaged. Each alone misses parts the other finds (a dark suit, a
-    camera held to the face); the mean of the two is right more often than either (see
-    bench/bench_masks.py)."""
+    landscape models averaged (`both_models`). Each alone misses parts the other finds (a
+    dark suit, a camera held to the face); the mean of the two is right more often than
+    either (see bench/bench_masks.py)."""
 
     name = "mediapipe selfie segmentation"
 
@@ -195,9 +195,24 @@ class SelfieSegmenter:
         self.prepare(terms)
         pixels = np.ascontiguousarray(np.asarray(image.convert("RGB")))
         views = views_of(image.width, image.height)
-        maps = [np.mean([m.process(view_pixels(pixels, v)).segmentation_mask for m in self._models],
-                        axis=0) for v in views]
+        maps = [both_models([m.process(view_pixels(pixels, v)).segmentation_mask for m in self._models], v)
+                for v in views]
         return np.clip(merge_views(maps, views, image.size), 0.0, 1.0)
+
+
+#: views smaller than this (px, the longer side; the general model's input is 256x256) are
+#: upscaled for the models, and there the general one marks whole crops as person
+SMALL_VIEW = 256
+
+
+def both_models(maps: Sequence[np.ndarray], view: View) -> np.ndarray:
+    """The two selfie models' maps as one: their mean; in a small view, where they disagree
+    completely (one sure, the other sure of the opposite), the lower."""
+    general, landscape = (np.asarray(m, np.float32) for m in maps)
+    mean = (general + landscape) / 2
+    if max(view[2], view[3]) >= SMALL_VIEW:
+        return mean
+    return np.where(np.abs(general - landscape) > 0.8, np.minimum(general, landscape), mean)
 
 
 class FallbackSegmenter:

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Prepare a Stable Diffusion WebUI Forge checkout (Forge 2, lllyasviel/stable-diffusion-webui-forge
+# at dfdcbab6) to run offline on CPU with tiny random models, for the extension's acceptance
+# tests against the real Forge.
+#
+#   tests/webui_real/prepare_forge.sh [FORGE_DIR]        (or FORGE_DIR=... in the environment)
+#
+# The checkout must already hold repositories/ as Forge's first start would clone them
+# (modules/launch_utils.py): stable-diffusion-webui-assets (6f7db241), huggingface_guess
+# (84826248) and BLIP (48211a15). This machine cannot reach GitHub, so nothing here clones.
+#
+# Steps:
+#   1. FORGE_DIR/venv with Python 3.11: torch 2.14.1 + torchvision 0.29.1 (PyPI's CUDA build, it
+#      runs on CPU), requirements_versions.txt without its bare `torch` and its
+#      setuptools==69.5.1 (which conflicts with torch 2.14's setuptools>=77) with torch held by a
+#      constraints file; then what Forge's first start would add: joblib (soft-inpainting's
+#      script imports it, no requirements file names it), the requirements of the built-in
+#      ControlNet/legacy preprocessors (fvcore, mediapipe, onnxruntime, svglib; protobuf, numpy
+#      and Pillow held at Forge's pins), open_clip (pinned by the requirements), `clip` (openai/CLIP
+#      d50d76d, --no-deps) and webuiapi for the tests; setuptools<70 last (pkg_resources, for
+#      pytorch_lightning 1.9.4 and clip's setup.py; pip then reports torch's setuptools>=77
+#      conflict, harmless). Skipped when FORGE_DIR/venv/.multipass-prepared exists (it holds the
+#      venv's pip freeze); a fresh venv takes ~3 min and ~7 GB.
+#   2. No HF cache is needed: Forge ships the SD 1.5 tokenizer and configs in
+#      backend/huggingface/, and points HF_HOME/HF_HUB_CACHE at models/diffusers itself when they
+#      are unset. The script writes models/diffusers/version.txt so the first start does not
+#      print transformers' "cache ... has been updated" migration notice.
+#   3. Tiny random models (tiny_forge_models.py beside this script, run with the venv's python):
+#      models/Stable-diffusion/tiny-sd15.safetensors (~280 MB; SD 1.5 layout Forge detects as
+#      SD15), models/Lora/tiny-sd15-lora.safetensors, models/VAE-taesd/taesd_{de,en}coder.pth.
+#      Kept when already built with the same recipe (a re-run takes ~1 s).
+#
+# Environment knobs:
+#   PYTHON          interpreter for the venv (default: python3.11 from pyenv or PATH)
+#   CLIP_SRC        a checkout of openai/CLIP (commit d50d76d) to pip-install `clip` from;
+#                   default: FORGE_DIR/repositories/CLIP, then the folder "CLIP" beside FORGE_DIR,
+#                   then /work/webui/CLIP; without one, PyPI's openai-clip 1.0.1 (the same code)
+#   FORGE_TINY_FP16=1  store the tiny checkpoint's VAE/text encoder as fp16 (~490 MB) instead of fp8
+#
+# Start Forge afterwards with (OMP_NUM_THREADS=1 matters on 2 shared cores; `--use-cpu all`
+# crashes Forge without CUDA, issue #2231; drop --nowebui for the Gradio UI on the same port):
+#   cd FORGE_DIR && OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 setsid venv/bin/python launch.py \
+#     --always-cpu --all-in-fp32 --skip-prepare-environment --skip-torch-cuda-test \
+#     --ckpt models/Stable-diffusion/tiny-sd15.safetensors --api --nowebui --port 7862 \
+#     --server-name 127.0.0.1 > forge.log 2>&1 &
+#   ready when `curl -sf http://127.0.0.1:7862/sdapi/v1/sd-models` answers (~12-17 s);
+#   stop with kill -TERM -- -<pid of setsid'd python> (its process group).
+set -euo pipefail
+
+FORGE="${1:-${FORGE_DIR:-}}"
+if [[ -z "$FORGE" ]]; then
+    echo "usage: $0 FORGE_DIR   (or set FORGE_DIR)" >&2
+    exit 2
+fi
+FORGE="$(cd "$FORGE" && pwd)"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+BUILDER="$HERE/tiny_forge_models.py"
+VENV="$FORGE/venv"
+MARKER="$VENV/.multipass-prepared"
+TORCH_PINS=("torch==2.14.1" "torchvision==0.29.1")
+
+log() { printf '[prepare_forge] %s\n' "$*"; }
+die() { printf '[prepare_forge] error: %s\n' "$*" >&2; exit 1; }
+
+[[ -f "$FORGE/launch.py" && -f "$FORGE/requirements_versions.txt" && -f "$FORGE/backend/loader.py" ]] \
+    || die "$FORGE is not a Forge checkout (launch.py, requirements_versions.txt, backend/loader.py)"
+grep -q "huggingface_guess" "$FORGE/modules/launch_utils.py" || log "warning: launch_utils.py names no huggingface_guess; this was set up for Forge 2 (dfdcbab6)"
+for repo in stable-diffusion-webui-assets huggingface_guess BLIP; do
+    [[ -d "$FORGE/repositories/$repo" ]] || die "$FORGE/repositories/$repo is missing (clone it at the commit modules/launch_utils.py names)"
+done
+[[ -f "$BUILDER" ]] || die "$BUILDER is missing"
+
+find_python() {
+    if [[ -n "${PYTHON:-}" ]]; then echo "$PYTHON"; return; fi
+    local candidate
+    for candidate in /root/.pyenv/versions/3.11*/bin/python3.11 "$(command -v python3.11 || true)"; do
+        [[ -n "$candidate" && -x "$candidate" ]] && { echo "$candidate"; return; }
+    done
+    die "no Python 3.11 found (set PYTHON)"
+}
+
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+pip_install() {  # quiet pip in the venv; one install at a time (2 shared cores)
+    local status=0
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q "$@" \
+        > "$WORK/pip.log" 2>&1 || status=$?
+    # The machine's pip index lists a few absent local folders: drop that noise.
+    grep -v "is ignored: it is neither a file nor a directory" "$WORK/pip.log" >&2 || true
+    return "$status"
+}
+
+prepare_venv() {
+    local python constraints ext_constraints requirements candidate clip_src=""
+    python="$(find_python)"
+    log "creating $VENV with $python ($("$python" --version 2>&1))"
+    [[ -x "$VENV/bin/python" ]] || "$python" -m venv "$VENV"
+
+    constraints="$WORK/torch-constraints.txt"
+    ext_constraints="$WORK/ext-constraints.txt"
+    requirements="$WORK/requirements.txt"
+    printf '%s\n' "${TORCH_PINS[@]}" > "$constraints"
+    # Forge's pins that the extensions' requirements must not move (mediapipe would lift protobuf).
+    { printf '%s\n' "${TORCH_PINS[@]}"
+      grep -E '^(protobuf|numpy|Pillow)==' "$FORGE/requirements_versions.txt"
+      echo "setuptools<70"; } > "$ext_constraints"
+    grep -v -E '^[[:space:]]*(torch|setuptools)[[:space:]]*(==|$|#)' "$FORGE/requirements_versions.txt" > "$requirements"
+
+    log "pip: ${TORCH_PINS[*]}"
+    pip_install "${TORCH_PINS[@]}"
+    log "pip: requirements_versions.txt (torch held at ${TORCH_PINS[0]})"
+    pip_install -r "$requirements" -c "$constraints"
+    log "pip: setuptools<70 (pkg_resources, for clip's setup.py and pytorch_lightning 1.9.4)"
+    pip_install "setuptools<70"
+    log "pip: joblib, the built-in ControlNet/preprocessor requirements, wheel, webuiapi"
+    pip_install joblib fvcore mediapipe onnxruntime svglib "opencv-python>=4.8.0" wheel webuiapi -c "$ext_constraints"
+
+    for candidate in "${CLIP_SRC:-}" "$FORGE/repositories/CLIP" "$(dirname "$FORGE")/CLIP" /work/webui/CLIP; do
+        if [[ -n "$candidate" && -f "$candidate/setup.py" ]]; then clip_src="$candidate"; break; fi
+    done
+    if [[ -n "$clip_src" ]]; then
+        log "pip: clip from $clip_src"
+        # --no-deps: its requirements are there, and re-resolving torch would raise setuptools again.
+        pip_install --no-build-isolation --no-deps "$clip_src"
+        rm -rf "$clip_src/build" "$clip_src"/*.egg-info 2>/dev/null || true
+    else
+        log "pip: clip from PyPI's openai-clip 1.0.1 (no openai/CLIP checkout found)"
+        pip_install --no-deps "openai-clip==1.0.1"
+    fi
+
+    # Again, in case anything above raised setuptools to satisfy torch's metadata.
+    pip_install "setuptools<70"
+
+    log "checking imports"
+    OMP_NUM_THREADS=1 "$VENV/bin/python" - <<'EOF'
+import warnings
+warnings.simplefilter("ignore")
+import pkg_resources  # noqa: F401  (pytorch_lightning needs it)
+import torch, torchvision, transformers, diffusers, gradio, numpy, PIL, pydantic, google.protobuf  # noqa
+import pytorch_lightning, open_clip, clip, joblib, webuiapi, safetensors  # noqa
+from torchvision.ops import nms  # fails with a CUDA-linked torchvision that does not match torch
+nms(torch.rand(3, 4), torch.rand(3), 0.5)
+assert hasattr(torch, "float8_e4m3fn")  # the tiny checkpoint stores its VAE/text encoder as fp8
+print(f"[prepare_forge] torch {torch.__version__}, torchvision {torchvision.__version__}, "
+      f"transformers {transformers.__version__}, diffusers {diffusers.__version__}, gradio {gradio.__version__}, "
+      f"pydantic {pydantic.VERSION}, numpy {numpy.__version__}, Pillow {PIL.__version__}, "
+      f"protobuf {google.protobuf.__version__}")
+EOF
+    "$VENV/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null > "$MARKER.tmp"
+    mv "$MARKER.tmp" "$MARKER"   # the marker holds the pip freeze of the prepared venv
+}
+
+if [[ -f "$MARKER" ]]; then
+    log "$VENV already prepared ($MARKER exists): skipping the installs"
+else
+    prepare_venv
+fi
+
+# Forge's own HF cache folder (HF_HOME/HF_HUB_CACHE default to it): mark its layout as current.
+mkdir -p "$FORGE/models/diffusers"
+[[ -f "$FORGE/models/diffusers/version.txt" ]] || printf '1' > "$FORGE/models/diffusers/version.txt"
+
+log "building the tiny models (tiny_forge_models.py)"
+builder_args=("$FORGE")
+[[ "${FORGE_TINY_FP16:-0}" == 1 ]] && builder_args+=(--fp16)
+if ! OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 "$VENV/bin/python" -W ignore "$BUILDER" "${builder_args[@]}" \
+        > "$WORK/builder.log" 2>&1; then
+    tail -30 "$WORK/builder.log" >&2
+    die "the tiny-model builder failed"
+fi
+grep '^\[tiny_forge_models\]' "$WORK/builder.log" | sed 's/^\[tiny_forge_models\]/[prepare_forge]/'
+
+cat <<EOF
+[prepare_forge] ready. Start Forge with:
+  cd $FORGE && OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 setsid venv/bin/python launch.py \\
+    --always-cpu --all-in-fp32 --skip-prepare-environment --skip-torch-cuda-test \\
+    --ckpt models/Stable-diffusion/tiny-sd15.safetensors --api --nowebui --port 7862 \\
+    --server-name 127.0.0.1 > forge.log 2>&1 &
+EOF

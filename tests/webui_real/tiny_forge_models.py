@@ -1,0 +1,467 @@
+#!/usr/bin/env python3
+"""Build a tiny random SD 1.5 checkpoint (and a matching LoRA) that a real Stable Diffusion
+WebUI Forge (Forge 2, commit dfdcbab6) accepts and runs offline on CPU.
+
+Run it with Forge's own venv (it imports Forge's ``backend`` and ``repositories/huggingface_guess``
+to build exactly the modules Forge builds, and checks Forge's detection on the result):
+
+    <forge>/venv/bin/python tiny_forge_models.py [--forge-dir] <forge> [--seed 0] [--fp16] [--no-lora]
+        [--no-taesd] [--force]
+    (importable: tiny_forge_models.main(forge_dir, seed=0, fp16=False, force=False, lora=True, taesd=True)
+     -> {"checkpoint": Path, "lora": Path, "taesd_decoder": Path, "taesd_encoder": Path})
+
+What it writes (random weights, fixed seed: the files are byte-identical on every run; a rerun
+with the same recipe only reads the existing headers and returns at once):
+
+* ``<forge>/models/Stable-diffusion/tiny-sd15.safetensors`` (~280 MB): an SD 1.5 single-file
+  checkpoint (``model.diffusion_model.*``, ``first_stage_model.*``, ``cond_stage_model.transformer.*``).
+* ``<forge>/models/Lora/tiny-sd15-lora.safetensors``: a kohya-format LoRA (rank 4, alpha 2) for it.
+* ``<forge>/models/VAE-taesd/taesd_{de,en}coder.pth`` (unless ``--no-taesd``): random TAESD nets,
+  so that the "TAESD" VAE/live-preview settings work offline (Forge would download them).  The
+  full SD 1.5 VAE is most of the CPU time at 128-256 px (decode at 256 px: ~7 s on one core);
+  with ``"sd_vae_decode_method": "TAESD"`` (and ``sd_vae_encode_method``) a 256 px, 4-step
+  txt2img takes ~3 s instead of ~9 s.
+
+Why these shapes (Forge does not read a yaml for the architecture):
+
+* Forge finds the model type with huggingface_guess: it *detects* the UNet config from the state
+  dict's keys and shapes (``detect_unet_config``) and takes the first class of ``model_list`` whose
+  ``unet_config`` matches.  ``SD15`` needs ``model_channels`` 320, ``context_dim`` 768 (the width
+  of ``attn2.to_k`` in the first transformer), ``use_linear_in_transformer`` False (4-d ``proj_in``),
+  no ``label_emb``, no temporal layers.  Depth, levels and channel multipliers are free: Forge
+  builds the UNet from the *detected* config (``num_heads`` 8 comes from the SD15 class).  So the
+  UNet here has SD 1.5's width but only two levels (channel_mult [1, 1]), one res block per
+  level, a transformer in level 1 and in the middle block (none at full resolution): 36.7 M
+  parameters instead of 860 M, stored as fp16.  The builder checks that the config Forge
+  detects rebuilds exactly this key/shape set.
+* The VAE and the text encoder are *not* detected: Forge builds them from its own configs,
+  ``backend/huggingface/runwayml/stable-diffusion-v1-5/{vae,text_encoder}/config.json`` (the full
+  SD 1.5 VAE, 83.7 M parameters, and the full CLIP ViT-L/14 text model, 123 M), loads the
+  checkpoint's tensors non-strictly, and a missing ``Linear`` weight stays ``None`` in Forge's
+  operations (a crash at the first forward), other missing tensors stay uninitialised memory.
+  They must therefore be complete and full-size.  To keep the file small they are stored as
+  float8_e4m3fn by default (Forge copies them into its fp32/fp16 modules on load; only the UNet's
+  dtype is "detected" from the file, and the UNet is stored as fp16): ~280 MB.  ``--fp16`` stores
+  them as fp16 (~490 MB).
+* The tokenizer is Forge's own (``backend/huggingface/.../tokenizer``): no HF cache is needed
+  for the model.
+
+Random weights are drawn everywhere (uniform +-1/sqrt(fan_in) for linear/conv layers, N(0, 0.02)
+for embeddings), every norm gets weight 1 + N(0, 0.1) and bias N(0, 0.1) (all-zero LayerNorm
+biases make the text encoder's output mean zero, and the "original" prompt-emphasis rescaling
+then divides 0 by 0).
+
+The LoRA uses the key names of real kohya SD 1.5 LoRAs (diffusers block names):
+``lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q`` (-> input_blocks.3.1),
+``lora_unet_mid_block_attentions_0_...`` (-> middle_block.1), ``lora_unet_up_blocks_0_attentions_{0,1}_...``
+(-> output_blocks.{0,1}.1), ``lora_te_text_model_encoder_layers_{0..11}_...``;
+every key is checked against Forge's own mapping (huggingface_guess ``unet_to_diffusers``) and
+shape.  Its up weights are random (not zero), so applying it visibly changes the image.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import struct
+import sys
+import time
+from pathlib import Path
+
+BUILDER_VERSION = 2
+CHECKPOINT_NAME = "tiny-sd15.safetensors"
+LORA_NAME = "tiny-sd15-lora.safetensors"
+SD15_REPO = "runwayml/stable-diffusion-v1-5"
+
+# The UNet: SD 1.5's widths (what huggingface_guess' SD15 class requires), two levels deep.
+UNET_CONFIG = dict(
+    in_channels=4, out_channels=4, model_channels=320, context_dim=768,
+    channel_mult=[1, 1], num_res_blocks=[1, 1],
+    # no transformer at full resolution (the costly part on a CPU: 0.6 s instead of 1.3 s per step
+    # at 256 px), one in level 1, one in the middle block
+    transformer_depth=[0, 1], transformer_depth_output=[0, 0, 1, 1], transformer_depth_middle=1,
+    use_linear_in_transformer=False, use_spatial_transformer=True,
+    num_heads=8, num_head_channels=-1, adm_in_channels=None,
+)
+LORA_RANK, LORA_ALPHA = 4, 2.0
+# Modules the LoRA patches (as kohya's default SD 1.5 LoRA: transformer attention/ff + proj).
+LORA_UNET_SUFFIXES = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0",
+                      "attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0",
+                      "ff.net.0.proj", "ff.net.2")
+LORA_TE_MODULES = {"self_attn.q_proj": "self_attn_q_proj", "self_attn.k_proj": "self_attn_k_proj",
+                   "self_attn.v_proj": "self_attn_v_proj", "self_attn.out_proj": "self_attn_out_proj",
+                   "mlp.fc1": "mlp_fc1", "mlp.fc2": "mlp_fc2"}
+
+_ST_DTYPES = {}  # torch dtype -> safetensors dtype name (filled once torch is imported)
+
+
+def log(msg: str) -> None:
+    print(f"[tiny_forge_models] {msg}", flush=True)
+
+
+# --------------------------------------------------------------------------- safetensors I/O
+def read_safetensors_metadata(path: Path) -> dict | None:
+    """The ``__metadata__`` of a safetensors file (None when unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            if length > 100 * 1024 * 1024:
+                return None
+            header = json.loads(f.read(length))
+        return header.get("__metadata__", {})
+    except (OSError, ValueError, struct.error):
+        return None
+
+
+def write_safetensors(path: Path, tensors: dict, metadata: dict[str, str]) -> None:
+    """A plain safetensors writer with a sorted, deterministic header (safetensors 0.4.2 writes
+    its metadata from a hash map, in random order).  Written to a temp file, then renamed."""
+    import torch
+
+    header: dict = {"__metadata__": dict(sorted(metadata.items()))}
+    offset = 0
+    blobs = []
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        raw = t.view(torch.uint8) if t.dtype.itemsize == 1 and t.dtype != torch.uint8 else t
+        data = raw.numpy().tobytes() if raw.dtype != torch.bfloat16 else raw.view(torch.int16).numpy().tobytes()
+        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+        blobs.append(data)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for data in blobs:
+            f.write(data)
+    os.replace(tmp, path)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- Forge imports
+def import_forge(forge_dir: Path):
+    """Make Forge's ``backend`` and huggingface_guess importable (as its launcher does)."""
+    for sub in ("repositories/huggingface_guess", "packages_3rdparty", "."):
+        p = str(forge_dir / sub)
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    saved_argv = sys.argv
+    # backend.args parses sys.argv at import time; give it only what a CPU start would.
+    sys.argv = [saved_argv[0], "--always-cpu", "--all-in-fp32"]
+    try:
+        import contextlib
+        import io
+        with contextlib.redirect_stdout(io.StringIO()):  # "Set vram state to: ..." etc.
+            import backend.nn.unet as forge_unet
+            import backend.nn.vae as forge_vae
+        import huggingface_guess
+    finally:
+        sys.argv = saved_argv
+    return forge_unet, forge_vae, huggingface_guess
+
+
+# --------------------------------------------------------------------------- random weights
+class Drawer:
+    """Draws every parameter of a (meta-device) module tree from one seeded generator."""
+
+    def __init__(self, seed: int):
+        import torch
+        self.torch = torch
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def uniform(self, shape, bound):
+        t = self.torch
+        return (t.rand(shape, generator=self.gen) * 2 - 1) * bound
+
+    def normal(self, shape, std, mean=0.0):
+        return self.torch.randn(shape, generator=self.gen) * std + mean
+
+    def state_dict(self, model, prefix: str, dtype) -> dict:
+        """Random tensors for every parameter of ``model`` (a module built on the meta device)."""
+        nn = self.torch.nn
+        out = {}
+        for mod_name, module in model.named_modules():
+            for p_name, param in module.named_parameters(recurse=False):
+                shape = tuple(param.shape)
+                if isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
+                    value = self.normal(shape, 0.1, 1.0 if p_name == "weight" else 0.0)
+                elif isinstance(module, (nn.Linear, nn.Conv2d, nn.Conv1d)):
+                    fan_in = 1
+                    for d in module.weight.shape[1:]:
+                        fan_in *= d
+                    value = self.uniform(shape, fan_in ** -0.5)
+                else:  # embeddings and bare parameters
+                    value = self.normal(shape, 0.02)
+                key = prefix + (f"{mod_name}." if mod_name else "") + p_name
+                out[key] = value.to(dtype)
+        return out
+
+
+# --------------------------------------------------------------------------- builders
+def build_checkpoint_tensors(forge_dir: Path, seed: int, te_vae_dtype, forge_unet, forge_vae, huggingface_guess):
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    repo = forge_dir / "backend" / "huggingface" / SD15_REPO
+    drawer = Drawer(seed)
+    tensors: dict = {}
+    with torch.device("meta"):
+        unet = forge_unet.IntegratedUNet2DConditionModel(**UNET_CONFIG)
+        vae_config = forge_vae.IntegratedAutoencoderKL.load_config(str(repo / "vae"))
+        vae = forge_vae.IntegratedAutoencoderKL.from_config(vae_config)
+        te_config = CLIPTextConfig.from_pretrained(str(repo / "text_encoder"))
+        text_encoder = CLIPTextModel(te_config)
+    tensors.update(drawer.state_dict(unet, "model.diffusion_model.", torch.float16))
+    tensors.update(drawer.state_dict(vae, "first_stage_model.", te_vae_dtype))
+    tensors.update(drawer.state_dict(text_encoder, "cond_stage_model.transformer.", te_vae_dtype))
+    return tensors
+
+
+def check_detection(tensors: dict, huggingface_guess):
+    """Run Forge's detection on the key/shape set: it must say SD 1.5."""
+    import torch
+    meta = {k: torch.empty(v.shape, device="meta") for k, v in tensors.items()}
+    guess = huggingface_guess.guess(meta)
+    if type(guess) is not huggingface_guess.model_list.SD15:
+        raise SystemExit(f"huggingface_guess did not detect SD15 but {type(guess).__name__}: {guess and guess.unet_config}")
+    return guess
+
+
+def check_rebuild(tensors: dict, guess, forge_unet) -> None:
+    """Forge builds the UNet from the detected config: it must have exactly our keys and shapes."""
+    import inspect
+
+    import torch
+    accepted = inspect.signature(forge_unet.IntegratedUNet2DConditionModel.__init__).parameters
+    config = {k: v for k, v in guess.unet_config.items() if k in accepted}  # what from_config passes
+    with torch.device("meta"):
+        rebuilt = forge_unet.IntegratedUNet2DConditionModel(**config)
+    want = {k[len("model.diffusion_model."):]: tuple(v.shape) for k, v in tensors.items()
+            if k.startswith("model.diffusion_model.")}
+    got = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
+    if want != got:
+        missing, extra = sorted(set(got) - set(want)), sorted(set(want) - set(got))
+        shapes = sorted(k for k in set(want) & set(got) if want[k] != got[k])
+        raise SystemExit(f"the UNet Forge would build differs: missing {missing[:5]}, "
+                         f"unexpected {extra[:5]}, shapes {shapes[:5]}")
+
+
+def taesd_state_dicts(seed: int) -> dict:
+    """Random TAESD encoder/decoder (the architecture of Forge's modules/sd_vae_taesd.py)."""
+    import torch
+    from torch import nn
+
+    def conv(n_in, n_out, **kwargs):
+        return nn.Conv2d(n_in, n_out, 3, padding=1, **kwargs)
+
+    class Block(nn.Module):
+        def __init__(self, n_in, n_out):
+            super().__init__()
+            self.conv = nn.Sequential(conv(n_in, n_out), nn.ReLU(), conv(n_out, n_out), nn.ReLU(), conv(n_out, n_out))
+            self.skip = nn.Conv2d(n_in, n_out, 1, bias=False) if n_in != n_out else nn.Identity()
+            self.fuse = nn.ReLU()
+
+    with torch.device("meta"):
+        decoder = nn.Sequential(
+            nn.Identity(), conv(4, 64), nn.ReLU(),
+            Block(64, 64), Block(64, 64), Block(64, 64), nn.Upsample(scale_factor=2), conv(64, 64, bias=False),
+            Block(64, 64), Block(64, 64), Block(64, 64), nn.Upsample(scale_factor=2), conv(64, 64, bias=False),
+            Block(64, 64), Block(64, 64), Block(64, 64), nn.Upsample(scale_factor=2), conv(64, 64, bias=False),
+            Block(64, 64), conv(64, 3),
+        )
+        encoder = nn.Sequential(
+            conv(3, 64), Block(64, 64),
+            conv(64, 64, stride=2, bias=False), Block(64, 64), Block(64, 64), Block(64, 64),
+            conv(64, 64, stride=2, bias=False), Block(64, 64), Block(64, 64), Block(64, 64),
+            conv(64, 64, stride=2, bias=False), Block(64, 64), Block(64, 64), Block(64, 64),
+            conv(64, 4),
+        )
+    drawer = Drawer(seed + 2)
+    return {"taesd_decoder.pth": drawer.state_dict(decoder, "", torch.float32),
+            "taesd_encoder.pth": drawer.state_dict(encoder, "", torch.float32)}
+
+
+def save_torch_deterministic(path: Path, state_dict: dict) -> None:
+    """torch.save of a plain state dict (what Forge's torch.load(weights_only) reads), via a temp file."""
+    import torch
+    tmp = path.with_name(path.name + ".part")
+    torch.save(dict(sorted(state_dict.items())), tmp)
+    os.replace(tmp, path)
+
+
+def build_lora_tensors(ckpt_tensors: dict, guess, seed: int, huggingface_guess) -> dict:
+    """A kohya LoRA (diffusers block names) for every transformer of the tiny UNet and every
+    layer of the text encoder, checked against Forge's own key mapping and the shapes."""
+    import torch
+
+    diffusers_to_ldm = huggingface_guess.utils.unet_to_diffusers(guess.unet_config)
+    ldm_to_diffusers = {v: k for k, v in diffusers_to_ldm.items()}
+    targets = []  # (lora name, weight key in the checkpoint)
+    for ldm_key in sorted(ldm_to_diffusers):
+        if not ldm_key.endswith(".weight"):
+            continue
+        module = ldm_key[: -len(".weight")]
+        if ".transformer_blocks." in module and module.endswith(LORA_UNET_SUFFIXES) or module.endswith((".proj_in", ".proj_out")):
+            name = "lora_unet_" + ldm_to_diffusers[ldm_key][: -len(".weight")].replace(".", "_")
+            targets.append((name, "model.diffusion_model." + ldm_key))
+    n_layers = 1 + max(int(k.split(".")[5]) for k in ckpt_tensors
+                       if k.startswith("cond_stage_model.transformer.text_model.encoder.layers."))
+    for layer in range(n_layers):
+        for module, suffix in LORA_TE_MODULES.items():
+            targets.append((f"lora_te_text_model_encoder_layers_{layer}_{suffix}",
+                            f"cond_stage_model.transformer.text_model.encoder.layers.{layer}.{module}.weight"))
+
+    drawer = Drawer(seed + 1)
+    out = {}
+    for name, weight_key in targets:
+        if weight_key not in ckpt_tensors:
+            raise SystemExit(f"LoRA target {weight_key} is not in the checkpoint")
+        shape = tuple(ckpt_tensors[weight_key].shape)
+        out_dim, in_dim = shape[0], shape[1]
+        kernel = shape[2:]
+        # delta W = alpha/rank * up @ down: entries ~ 0.5/sqrt(in), as large as the weights
+        down = drawer.normal((LORA_RANK, in_dim) + kernel, in_dim ** -0.5)
+        up = drawer.normal((out_dim, LORA_RANK) + tuple(1 for _ in kernel), LORA_RANK ** -0.5 / 2)
+        out[f"{name}.lora_down.weight"] = down.to(torch.float16)
+        out[f"{name}.lora_up.weight"] = up.to(torch.float16)
+        out[f"{name}.alpha"] = torch.tensor(LORA_ALPHA, dtype=torch.float16)
+
+    # Forge's mapping (comfyui_lora_collection.model_lora_keys_unet): lora_unet_<diffusers key>
+    # -> diffusion_model.<unet_to_diffusers value>; check every UNet name maps to its target.
+    for name, weight_key in targets:
+        if name.startswith("lora_unet_"):
+            diffusers_key = next(k for k, v in diffusers_to_ldm.items()
+                                 if "model.diffusion_model." + v == weight_key)
+            assert name == "lora_unet_" + diffusers_key[: -len(".weight")].replace(".", "_"), name
+    return out, targets
+
+
+def recipe(seed: int, te_vae_dtype_name: str) -> str:
+    text = json.dumps({"builder": BUILDER_VERSION, "seed": seed, "te_vae_dtype": te_vae_dtype_name,
+                       "unet": UNET_CONFIG, "lora": [LORA_RANK, LORA_ALPHA, LORA_UNET_SUFFIXES,
+                                                     sorted(LORA_TE_MODULES)]}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def main(forge_dir, seed: int = 0, fp16: bool = False, force: bool = False, lora: bool = True,
+         taesd: bool = True) -> dict[str, Path]:
+    """Build (or keep, when already built with the same recipe) the tiny files; return their paths."""
+    forge_dir = Path(forge_dir).resolve()
+    if not (forge_dir / "backend" / "loader.py").is_file():
+        raise SystemExit(f"{forge_dir} is not a Forge checkout (no backend/loader.py)")
+    if not (forge_dir / "repositories" / "huggingface_guess" / "huggingface_guess").is_dir():
+        raise SystemExit(f"{forge_dir}/repositories/huggingface_guess is missing")
+    dtype_name = "fp16" if fp16 else "fp8_e4m3fn"
+    want = recipe(seed, dtype_name)
+    ckpt_path = forge_dir / "models" / "Stable-diffusion" / CHECKPOINT_NAME
+    lora_path = forge_dir / "models" / "Lora" / LORA_NAME
+    paths = {"checkpoint": ckpt_path}
+    if lora:
+        paths["lora"] = lora_path
+    taesd_dir = forge_dir / "models" / "VAE-taesd"
+    stamp = taesd_dir / "tiny_forge_models.recipe"
+    if taesd:
+        paths["taesd_decoder"] = taesd_dir / "taesd_decoder.pth"
+        paths["taesd_encoder"] = taesd_dir / "taesd_encoder.pth"
+
+    def up_to_date(path: Path) -> bool:
+        if path.suffix == ".pth":  # the TAESD files: a stamp file beside them holds the recipe
+            return path.is_file() and stamp.is_file() and stamp.read_text().strip() == want
+        meta = read_safetensors_metadata(path) if path.is_file() else None
+        return bool(meta) and meta.get("tiny_forge_models.recipe") == want
+
+    if not force and all(up_to_date(p) for p in paths.values()):
+        for kind, path in paths.items():
+            log(f"{kind}: {path} is up to date (recipe {want}); --force rebuilds")
+        return paths
+
+    t0 = time.time()
+    import torch
+    _ST_DTYPES.update({torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+                       torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2",
+                       torch.int64: "I64", torch.uint8: "U8"})
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    forge_unet, forge_vae, huggingface_guess = import_forge(forge_dir)
+    te_vae_dtype = torch.float16 if fp16 else torch.float8_e4m3fn
+
+    tensors = build_checkpoint_tensors(forge_dir, seed, te_vae_dtype, forge_unet, forge_vae, huggingface_guess)
+    guess = check_detection(tensors, huggingface_guess)
+    check_rebuild(tensors, guess, forge_unet)
+    counts = {}
+    for k, v in tensors.items():
+        part = k.split(".")[0]
+        counts[part] = counts.get(part, 0) + v.numel()
+    metadata = {
+        "tiny_forge_models.recipe": want,
+        "tiny_forge_models.note": "random weights, for tests only; SD 1.5 layout (UNet 2 levels at SD 1.5 widths, "
+                                  f"full SD 1.5 VAE and CLIP-L text encoder stored as {dtype_name})",
+        "modelspec.architecture": "stable-diffusion-v1",
+        "modelspec.title": "tiny-sd15 (random)",
+    }
+    ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+    if force or not up_to_date(ckpt_path):
+        write_safetensors(ckpt_path, tensors, metadata)
+        log(f"checkpoint: {ckpt_path} ({ckpt_path.stat().st_size / 1e6:.1f} MB, sha256 {sha256_file(ckpt_path)[:12]}; "
+            + ", ".join(f"{k} {v / 1e6:.1f} M params" for k, v in counts.items()) + ")")
+    else:
+        log(f"checkpoint: {ckpt_path} is up to date")
+    log(f"detected by huggingface_guess as {type(guess).__name__}: channel_mult {guess.unet_config['channel_mult']}, "
+        f"num_res_blocks {guess.unet_config['num_res_blocks']}, transformer_depth {guess.unet_config['transformer_depth']}")
+
+    if lora:
+        lora_tensors, targets = build_lora_tensors(tensors, guess, seed, huggingface_guess)
+        lora_meta = {
+            "tiny_forge_models.recipe": want,
+            "ss_base_model_version": "sd_v1",
+            "ss_network_module": "networks.lora",
+            "ss_network_dim": str(LORA_RANK),
+            "ss_network_alpha": str(LORA_ALPHA),
+            "ss_sd_model_name": CHECKPOINT_NAME,
+            "modelspec.architecture": "stable-diffusion-v1/lora",
+        }
+        lora_path.parent.mkdir(parents=True, exist_ok=True)
+        write_safetensors(lora_path, lora_tensors, lora_meta)
+        n_unet = sum(1 for n, _ in targets if n.startswith("lora_unet_"))
+        log(f"lora: {lora_path} ({lora_path.stat().st_size / 1e3:.0f} kB, sha256 {sha256_file(lora_path)[:12]}; "
+            f"{len(targets)} modules: {n_unet} UNet, {len(targets) - n_unet} text encoder; "
+            f"rank {LORA_RANK}, alpha {LORA_ALPHA:g})")
+    if taesd:
+        taesd_dir.mkdir(parents=True, exist_ok=True)
+        for name, sd in taesd_state_dicts(seed).items():
+            save_torch_deterministic(taesd_dir / name, sd)
+        stamp.write_text(want + "\n")
+        log(f"taesd: {taesd_dir}/taesd_{{de,en}}coder.pth (random TAESD for the 'TAESD' VAE/preview settings)")
+    log(f"built in {time.time() - t0:.1f} s")
+    return paths
+
+
+def cli(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("forge_dir_pos", nargs="?", help="the Forge checkout (same as --forge-dir)")
+    parser.add_argument("--forge-dir", default=os.environ.get("FORGE_DIR"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fp16", action="store_true", help="store the VAE and text encoder as fp16 (default fp8_e4m3fn)")
+    parser.add_argument("--no-lora", action="store_true")
+    parser.add_argument("--no-taesd", action="store_true", help="do not write models/VAE-taesd/taesd_{de,en}coder.pth")
+    parser.add_argument("--force", action="store_true", help="rebuild even when the files are up to date")
+    args = parser.parse_args(argv)
+    forge_dir = args.forge_dir_pos or args.forge_dir
+    if not forge_dir:
+        parser.error("give the Forge checkout (argument, --forge-dir or FORGE_DIR)")
+    main(forge_dir, seed=args.seed, fp16=args.fp16, force=args.force, lora=not args.no_lora, taesd=not args.no_taesd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
