@@ -59,6 +59,19 @@ def test_person_pass_replaces_the_image_before_face_restoration_and_keeps_other_
     assert tuple(final[32, 20]) == person_colour
 
 
+@pytest.mark.parametrize("stored", [True, False], ids=["in config.json", "fresh install"])
+def test_the_nested_pass_turns_the_inpaint_overlay_off_for_itself_only(stored):
+    """The WebUI puts back only overridden options already in its data: on a fresh Forge (no
+    config.json) an override stayed for every later job."""
+    if not stored:
+        del shared.opts.data["overlay_inpaint"]
+    p, _, _, _ = job(PROMPT)
+    processed = run(p)
+    assert tuple(np.asarray(processed.images[0])[32, 20]) != processing.colour("a forest, photo", 100)
+    assert nested_calls()[0]["p"].override_settings == {}
+    assert shared.opts.data.get("overlay_inpaint", "absent") == (True if stored else "absent")
+
+
 def test_nested_pass_runs_only_whitelisted_scripts_and_keeps_outer_state():
     (Path(paths.data_path) / "params.txt").write_text("outer", encoding="utf8")
     p, script, kept, dropped = job(PROMPT)

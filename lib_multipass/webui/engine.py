@@ -102,6 +102,24 @@ def model_state_kept(sd_model) -> Iterator[None]:
             setattr(sd_model, name, value)
 
 
+@contextlib.contextmanager
+def option_set(name: str, value: object) -> Iterator[None]:
+    """A WebUI option changed for a nested pass and put back exactly (absent stays absent).
+    Not through `override_settings`: the WebUI puts back only the keys already in its options'
+    data, and a fresh Forge has none there (no config.json yet), so the nested pass's value
+    stayed for every later job of the user's."""
+    data = shared.opts.data
+    had, old = name in data, data.get(name)
+    data[name] = value
+    try:
+        yield
+    finally:
+        if had:
+            data[name] = old
+        else:
+            data.pop(name, None)
+
+
 def paste_box(nested, size: tuple[int, int]) -> tuple[int, int, int, int]:
     """Where the WebUI took its "only masked" crop (x0, y0, x1, y1); the whole image without one."""
     paste_to = getattr(nested, "paste_to", None)
@@ -212,8 +230,8 @@ class WebUIEngine:
 
     def _run(self, nested, gen: GenerateRequest, what: str) -> Image.Image:
         """Run a nested job as its own: seeded, the outer job's title kept, its ControlNet unit."""
-        with (outer_job_kept(), model_state_kept(self.p.sd_model), seeded_global_rng(gen.seed),
-              controlnet_for_nested(nested, self.p, gen.control)):
+        with (outer_job_kept(), model_state_kept(self.p.sd_model), option_set("overlay_inpaint", False),
+              seeded_global_rng(gen.seed), controlnet_for_nested(nested, self.p, gen.control)):
             self.progress.begin_pass()
             processed = processing.process_images(nested)
         if self.interrupted():
@@ -232,7 +250,7 @@ class WebUIEngine:
             subseed=-1, subseed_strength=0, sampler_name=gen.sampler, scheduler=getattr(outer, "scheduler", None),
             batch_size=1, n_iter=1, steps=gen.steps, cfg_scale=gen.cfg_scale, width=gen.width, height=gen.height,
             restore_faces=False, tiling=outer.tiling, do_not_save_samples=True, do_not_save_grid=True,
-            override_settings={"overlay_inpaint": False}, extra_generation_params={},
+            override_settings={}, extra_generation_params={},
             init_images=[image], denoising_strength=denoise, **inpaint,
         )
         size = len(processing.StableDiffusionProcessing.cached_c)  # 2, Forge: 3
