@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from webui_client import EXTENSION, FIRST_JOB, FLAGS, HERE, LORA, PORT, ROOT, SD1, SDXL, START_TIMEOUT, Server
+from webui_client import EXTENSION, FIRST_JOB, FLAGS, FORGE, HERE, LORA, PORT, ROOT, SD1, SDXL, START_TIMEOUT, Server
 
 
 def _webui_dir() -> Path | None:
@@ -46,8 +46,15 @@ def _copy_extension(webui: Path) -> Path:
 
 def _build_models(webui: Path) -> None:
     python = webui / "venv" / "bin" / "python"
+    prepare = "prepare_forge.sh" if FORGE else "prepare_webui.sh"
     if not (webui / "models" / "Stable-diffusion" / SD1).is_file():
-        pytest.exit(f"{webui} has no tiny models: run tests/webui_real/prepare_webui.sh {webui} first", 2)
+        pytest.exit(f"{webui} has no tiny models: run tests/webui_real/{prepare} {webui} first", 2)
+    if FORGE:  # prepare_forge.sh built the model and its LoRA; CLIPSeg is the same everywhere
+        if not (webui / "models" / "clipseg" / "config.json").is_file():
+            subprocess.run([str(python), "-c", "import sys, tiny_webui_extras as e; e.check_clipseg("
+                            "e.build_clipseg(__import__('pathlib').Path(sys.argv[1]), 13))", str(webui)],
+                           cwd=HERE, check=True)
+        return
     if not (webui / "models" / "Lora" / f"{LORA[SD1]}.safetensors").is_file() or not (
             webui / "models" / "clipseg" / "config.json").is_file():
         subprocess.run([str(python), str(HERE / "tiny_webui_extras.py"), "--webui-dir", str(webui)], check=True)
@@ -61,7 +68,9 @@ def _wait(url: str, process: subprocess.Popen, log: Path) -> None:
         if process.poll() is not None:
             pytest.exit(f"the WebUI exited with {process.returncode}; its log:\n{log.read_text()[-4000:]}", 2)
         try:
-            if requests.get(url + "/sdapi/v1/sd-models", timeout=5).status_code == 200:
+            # our own route is added by app_started, after the API computed its default script
+            # args: a job sent when /sdapi/ first answers can fail inside the WebUI (seen on Forge)
+            if requests.get(url + "/multipass/v1/options", timeout=5).status_code == 200:
                 return
         except requests.RequestException:
             pass
@@ -107,6 +116,8 @@ def sd1(server) -> Server:
 
 @pytest.fixture
 def sdxl(server) -> Server:
+    if not (server.webui / "models" / "Stable-diffusion" / SDXL).is_file():
+        pytest.skip(f"no {SDXL} in this WebUI (the Forge checkout has only a tiny SD 1.5)")
     server.use(SDXL)
     yield server
     server.use(SD1)

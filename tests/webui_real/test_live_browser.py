@@ -10,10 +10,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from webui_client import LORA, SD1
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-PROMPT = "a forest clearing BREAK photo BREAK ohwx man <lora:tiny-sd1-lora:1>"
+PROMPT = f"a forest clearing BREAK photo BREAK ohwx man <lora:{LORA[SD1]}:1>"
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def open_page(browser, server, width: int):
 
     page.on("console", on_console)
     page.on("pageerror", lambda error: errors.append(f"{error} {error.stack or ''}"))
-    page.goto(server.url, wait_until="networkidle")
+    page.goto(server.url, wait_until="load")  # gradio 4 (Forge) keeps a connection open: never network-idle
     page.wait_for_selector("#multipass_txt2img", timeout=60000)
     return page, errors
 
@@ -69,7 +70,7 @@ def test_accordion_fits_and_the_summary_follows_typing(browser, server, shots, w
     for text in ("a forest", "a forest BREAK man", PROMPT.replace("ohwx", "sks"), PROMPT):
         box.fill(text)  # faster than a request: only the newest answer may stay
     page.wait_for_function(
-        "() => document.querySelector('#multipass_txt2img_plan').innerText.includes('tiny-sd1-lora:1')", timeout=15000)
+        "() => document.querySelector('#multipass_txt2img_plan').innerText.includes('" + LORA[SD1] + ":1')", timeout=15000)
     page.wait_for_timeout(800)
     summary = page.locator("#multipass_txt2img_plan").first.inner_text()
     assert "person 1" in summary and "sks" not in summary and "ohwx man" in summary
@@ -100,7 +101,7 @@ def ours(errors: list[str]) -> list[str]:
 
 
 def test_send_to_img2img_keeps_the_job(browser, server, shots):
-    server.use("tiny-sd1.safetensors")
+    server.use(SD1)
     page, errors = open_page(browser, server, 1280)
     open_accordion(page)
     page.locator("#txt2img_prompt textarea").fill(PROMPT)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from webui_client import FIRST_JOB, LORA, PROMPT, SD1, SDXL, infotext_params
+from webui_client import FIRST_JOB, FORGE, LORA, PROMPT, SD1, SDXL, infotext_params
 
 PASSES = {"enabled": True, "save_passes": True}
 
@@ -48,7 +48,12 @@ def test_batch_2x2_every_image_exact_and_seeded(sd1):
         assert outside_exact(job, index)[0] == 0
     assert [job.params(i)["Seed"] for i in finals] == ["1234", "1235", "1236", "1237"]
     single = sd1.txt2img(options={"enabled": True}, seed=1235)
-    assert np.array_equal(single.images[0], job.images[finals[1]])  # batch image 2 = a job with its seed
+    # batch image 2 = a job with its seed, as exactly as the WebUI's own batches are (Forge's
+    # batched CPU kernels move a few pixels by 1 level even without multipass)
+    plain = sd1.txt2img("a forest clearing, photo", options=None, batch_size=2)
+    plain_single = sd1.txt2img("a forest clearing, photo", options=None, seed=1235)
+    own = np.abs(plain.images[1].astype(int) - plain_single.images[0].astype(int)).max()
+    assert np.abs(single.images[0].astype(int) - job.images[finals[1]].astype(int)).max() <= own
 
 
 def test_first_job_after_start_equals_later_ones(sd1):
@@ -57,8 +62,9 @@ def test_first_job_after_start_equals_later_ones(sd1):
 
 
 def test_hires_fix_keeps_the_outside_exact(sd1):
+    forge = {"hr_additional_modules": ["Use same choices"]} if FORGE else {}  # Forge's API fails without it
     job = sd1.txt2img(options=PASSES, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", hr_second_pass_steps=2,
-                      denoising_strength=0.5)
+                      denoising_strength=0.5, **forge)
     assert job.images[0].shape == (96, 96, 3)
     assert outside_exact(job)[0] == 0
 

@@ -62,18 +62,50 @@ def test_paste_button_restores_the_options(server, config):
     assert dict(zip(dep["outputs"], answer.json()["data"]))[txt2img["enabled"]].get("value") is False
 
 
+def targets(dependency) -> list[int]:
+    """The components a dependency listens to (gradio 4, Forge: [id, event] pairs)."""
+    return [t[0] if isinstance(t, list) else t for t in dependency.get("targets", [])]
+
+
+def image_in(server, config, image) -> object:
+    """An image as an event's input: a data URL (gradio 3), an uploaded file (gradio 4)."""
+    from webui_client import encode
+
+    if not str(config.get("version", "3")).startswith("4"):
+        return "data:image/png;base64," + encode(image)
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    path = server.http.post(server.url + "/upload", files={"files": ("photo.png", buffer.getvalue())}).json()[0]
+    return {"path": path, "orig_name": "photo.png", "meta": {"_type": "gradio.FileData"}}
+
+
+def image_out(server, value):
+    from webui_client import decode
+
+    if isinstance(value, str):
+        return decode(value)
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    content = server.get("/file=" + value["path"]).content
+    return np.asarray(Image.open(io.BytesIO(content)).convert("RGB"))
+
+
 def test_preview_mask_shows_the_mask_over_an_uploaded_image(server, config):
     from PIL import Image
-    from webui_client import decode, encode
 
     txt2img = controls(config, "txt2img")
-    index = next(i for i, d in enumerate(config["dependencies"]) if txt2img["preview_button"] in d.get("targets", []))
-    photo = "data:image/png;base64," + encode(Image.new("RGB", (96, 64), (120, 100, 90)))
+    index = next(i for i, d in enumerate(config["dependencies"]) if txt2img["preview_button"] in targets(d))
+    photo = image_in(server, config, Image.new("RGB", (96, 64), (120, 100, 90)))
     data = [photo, "person", "", 0.0, "0", 0, False, None]  # threshold 0: the whole image is "person"
     answer = server.post("/run/predict", {"fn_index": index, "data": data, "session_hash": uuid.uuid4().hex[:11]})
     assert answer.status_code == 200, answer.text
     image, note = answer.json()["data"]
-    assert decode(image).shape == (64, 96, 3) and "mask covers" in note
+    assert image_out(server, image).shape == (64, 96, 3) and "mask covers" in note
     data[4] = "big"  # a bad dilate is said, not raised
     answer = server.post("/run/predict", {"fn_index": index, "data": data, "session_hash": uuid.uuid4().hex[:11]})
     assert "mask_dilate" in answer.json()["data"][1]

@@ -6,9 +6,10 @@ Run it with Forge's own venv (it imports Forge's ``backend`` and ``repositories/
 to build exactly the modules Forge builds, and checks Forge's detection on the result):
 
     <forge>/venv/bin/python tiny_forge_models.py [--forge-dir] <forge> [--seed 0] [--fp16] [--no-lora]
-        [--no-taesd] [--force]
-    (importable: tiny_forge_models.main(forge_dir, seed=0, fp16=False, force=False, lora=True, taesd=True)
-     -> {"checkpoint": Path, "lora": Path, "taesd_decoder": Path, "taesd_encoder": Path})
+        [--no-taesd] [--controlnet | --no-controlnet] [--force]
+    (importable: tiny_forge_models.main(forge_dir, seed=0, fp16=False, force=False, lora=True, taesd=True,
+     controlnet=True) -> {"checkpoint": Path, "lora": Path, "taesd_decoder": Path, "taesd_encoder": Path,
+     "controlnet": Path})
 
 What it writes (random weights, fixed seed: the files are byte-identical on every run; a rerun
 with the same recipe only reads the existing headers and returns at once):
@@ -21,6 +22,9 @@ with the same recipe only reads the existing headers and returns at once):
   full SD 1.5 VAE is most of the CPU time at 128-256 px (decode at 256 px: ~7 s on one core);
   with ``"sd_vae_decode_method": "TAESD"`` (and ``sd_vae_encode_method``) a 256 px, 4-step
   txt2img takes ~3 s instead of ~9 s.
+* ``<forge>/models/ControlNet/tiny-sd15-controlnet.safetensors`` (unless ``--no-controlnet``; ~34 MB):
+  a ControlNet for the tiny UNet in the lllyasviel/A1111 layout (``control_model.*``), listed by
+  Forge's built-in ControlNet as ``tiny-sd15-controlnet [hash]``.  See "The ControlNet" below.
 
 Why these shapes (Forge does not read a yaml for the architecture):
 
@@ -57,6 +61,21 @@ The LoRA uses the key names of real kohya SD 1.5 LoRAs (diffusers block names):
 (-> output_blocks.{0,1}.1), ``lora_te_text_model_encoder_layers_{0..11}_...``;
 every key is checked against Forge's own mapping (huggingface_guess ``unet_to_diffusers``) and
 shape.  Its up weights are random (not zero), so applying it visibly changes the image.
+
+The ControlNet: Forge's loader (``modules_forge/supported_controlnet.py``) takes a file with
+``control_model.zero_convs.0.0.weight`` as an lllyasviel ``.pth``-style ControlNet, *detects* its
+config from the state dict with huggingface_guess (``model_config_from_unet(sd, "control_model.",
+True)``: the same detection as the UNet's, on ``control_model.input_blocks.*``/``middle_block.*``),
+reads ``hint_channels`` from ``input_hint_block.0.weight`` and builds ``backend/nn/cnets/cldm.py``'s
+``ControlNet``, loading non-strictly.  So the file is that class built with the tiny UNet's config
+(2 levels, 320 channels, context 768, transformers in level 1 and the middle) and 3 hint channels:
+its 4 zero-conv outputs and ``middle_block_out`` line up with the UNet's 4 skip connections and
+middle block.  The builder checks the detected config rebuilds exactly its keys/shapes.  Weights
+are random (seed + 3) and fp16; unlike a freshly initialised ControlNet the zero convs are NOT zero
+(uniform, gain ``CONTROLNET_ZERO_CONV_GAIN`` over the default bound), and each conv of the hint
+block is rescaled so that its output on a fixed reference image has std 1 (the last one
+``CONTROLNET_HINT_STD``), so the hint image is not lost in its 8 convolutions: a unit at weight
+1-2 visibly changes a 64x64 4-step image, and a different image gives a different result.
 """
 from __future__ import annotations
 
@@ -72,6 +91,7 @@ from pathlib import Path
 BUILDER_VERSION = 2
 CHECKPOINT_NAME = "tiny-sd15.safetensors"
 LORA_NAME = "tiny-sd15-lora.safetensors"
+CONTROLNET_NAME = "tiny-sd15-controlnet.safetensors"
 SD15_REPO = "runwayml/stable-diffusion-v1-5"
 
 # The UNet: SD 1.5's widths (what huggingface_guess' SD15 class requires), two levels deep.
@@ -92,6 +112,12 @@ LORA_UNET_SUFFIXES = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0"
 LORA_TE_MODULES = {"self_attn.q_proj": "self_attn_q_proj", "self_attn.k_proj": "self_attn_k_proj",
                    "self_attn.v_proj": "self_attn_v_proj", "self_attn.out_proj": "self_attn_out_proj",
                    "mlp.fc1": "mlp_fc1", "mlp.fc2": "mlp_fc2"}
+
+# The ControlNet: 3 hint channels (an RGB control image); its zero convs get the default random
+# bound times this gain (not zero), so the control visibly changes the image.
+CONTROLNET_HINT_CHANNELS = 3
+CONTROLNET_ZERO_CONV_GAIN = 3.0
+CONTROLNET_HINT_STD = 1.0  # std of the hint block's output on the builder's reference image
 
 _ST_DTYPES = {}  # torch dtype -> safetensors dtype name (filled once torch is imported)
 
@@ -347,6 +373,83 @@ def build_lora_tensors(ckpt_tensors: dict, guess, seed: int, huggingface_guess) 
     return out, targets
 
 
+def controlnet_config() -> dict:
+    """The config Forge's loader gives ``cldm.ControlNet`` for our file: the UNet's, without
+    ``out_channels``, with ``hint_channels`` from ``input_hint_block.0.weight``."""
+    config = {k: v for k, v in UNET_CONFIG.items() if k != "out_channels"}
+    config["hint_channels"] = CONTROLNET_HINT_CHANNELS
+    return config
+
+
+def build_controlnet_tensors(seed: int, cldm) -> dict:
+    """A random ControlNet (lllyasviel layout, ``control_model.*``) matching the tiny UNet."""
+    import torch
+
+    prefix = "control_model."
+    with torch.device("meta"):
+        model = cldm.ControlNet(**controlnet_config())
+    drawer = Drawer(seed + 3)
+    tensors = drawer.state_dict(model, prefix, torch.float32)
+    # The hint block: 8 convs with SiLU between them.  With the default +-1/sqrt(fan_in) weights and
+    # biases of the same size the image shrinks to almost nothing (std ~0.01 at the end, under the
+    # biases), and a fixed larger gain either still loses it or blows it up (SiLU is ~x/2 near 0,
+    # ~x for large x).  So: uniform weights, small biases, then each conv rescaled in turn so that
+    # its output on a fixed reference image (random 8x8-pixel colour blocks, 64x64) has std 1, the
+    # last one CONTROLNET_HINT_STD (the first input block's output on a unit-variance latent has
+    # std ~0.5): the hint then shapes the control signal instead of being noise on it.
+    gen = torch.Generator().manual_seed(seed + 4)
+    act = (torch.rand(1, CONTROLNET_HINT_CHANNELS, 8, 8, generator=gen) > 0.5).float()
+    act = act.repeat_interleave(8, dim=2).repeat_interleave(8, dim=3)
+    convs = [(name, module) for name, module in model.input_hint_block.named_modules()
+             if isinstance(module, torch.nn.Conv2d)]
+    for i, (name, module) in enumerate(convs):
+        w_key, b_key = f"{prefix}input_hint_block.{name}.weight", f"{prefix}input_hint_block.{name}.bias"
+        weight = drawer.uniform(module.weight.shape, (3 / module.weight[0].numel()) ** 0.5)  # std 1/sqrt(fan_in)
+        bias = drawer.normal(module.bias.shape, 0.01)
+        out = torch.nn.functional.conv2d(act, weight, None, module.stride, module.padding)
+        target = CONTROLNET_HINT_STD if i == len(convs) - 1 else 1.0
+        weight = weight * (target / float(out.std()))
+        tensors[w_key], tensors[b_key] = weight, bias
+        act = torch.nn.functional.conv2d(act, weight, bias, module.stride, module.padding)
+        if i < len(convs) - 1:
+            act = torch.nn.functional.silu(act)
+    # Zero convs: random, not zero (a fresh ControlNet's zero convs would make it a no-op).
+    zero_conv_keys = [k for k in tensors if k.startswith((prefix + "zero_convs.", prefix + "middle_block_out."))]
+    for key in zero_conv_keys:
+        tensors[key] = tensors[key] * CONTROLNET_ZERO_CONV_GAIN
+    return {k: v.to(torch.float16) for k, v in tensors.items()}
+
+
+def check_controlnet(tensors: dict, huggingface_guess, cldm) -> dict:
+    """Run Forge's ControlNet config detection (supported_controlnet.py) on the file's keys and
+    shapes: the ControlNet it builds must have exactly our keys and shapes."""
+    import torch
+    from huggingface_guess.detection import model_config_from_unet
+
+    prefix = "control_model."
+    if "control_model.zero_convs.0.0.weight" not in tensors:
+        raise SystemExit("the ControlNet lacks control_model.zero_convs.0.0.weight (Forge's .pth-layout marker)")
+    meta = {k: torch.empty(v.shape, device="meta") for k, v in tensors.items()}
+    config = dict(model_config_from_unet(meta, prefix, True).unet_config)
+    config.pop("out_channels")
+    config["hint_channels"] = meta[prefix + "input_hint_block.0.weight"].shape[1]
+    with torch.device("meta"):
+        rebuilt = cldm.ControlNet(**config)
+    want = {k[len(prefix):]: tuple(v.shape) for k, v in tensors.items()}
+    got = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
+    if want != got:
+        missing, extra = sorted(set(got) - set(want)), sorted(set(want) - set(got))
+        shapes = sorted(k for k in set(want) & set(got) if want[k] != got[k])
+        raise SystemExit(f"the ControlNet Forge would build differs: missing {missing[:5]}, "
+                         f"unexpected {extra[:5]}, shapes {shapes[:5]}")
+    # Its outputs are added to the UNet's skip connections: the structure must be the UNet's.
+    for key in ("model_channels", "channel_mult", "num_res_blocks", "transformer_depth", "context_dim"):
+        got_value = list(config[key]) if isinstance(config[key], (list, tuple)) else config[key]
+        if got_value != UNET_CONFIG[key]:
+            raise SystemExit(f"the ControlNet's detected {key} {got_value} is not the UNet's {UNET_CONFIG[key]}")
+    return config
+
+
 def recipe(seed: int, te_vae_dtype_name: str) -> str:
     text = json.dumps({"builder": BUILDER_VERSION, "seed": seed, "te_vae_dtype": te_vae_dtype_name,
                        "unet": UNET_CONFIG, "lora": [LORA_RANK, LORA_ALPHA, LORA_UNET_SUFFIXES,
@@ -354,8 +457,18 @@ def recipe(seed: int, te_vae_dtype_name: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def controlnet_recipe(seed: int) -> str:
+    """The ControlNet's own recipe (independent of the checkpoint's, so adding or retuning it does
+    not rebuild the checkpoint)."""
+    text = json.dumps({"controlnet": 1, "seed": seed, "config": controlnet_config(),
+                       "zero_conv_gain": CONTROLNET_ZERO_CONV_GAIN,
+                       "hint_std": CONTROLNET_HINT_STD, "hint_init": "uniform, bias N(0, 0.01), "
+                       "rescaled to std 1 on a reference image", "dtype": "fp16"}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def main(forge_dir, seed: int = 0, fp16: bool = False, force: bool = False, lora: bool = True,
-         taesd: bool = True) -> dict[str, Path]:
+         taesd: bool = True, controlnet: bool = True) -> dict[str, Path]:
     """Build (or keep, when already built with the same recipe) the tiny files; return their paths."""
     forge_dir = Path(forge_dir).resolve()
     if not (forge_dir / "backend" / "loader.py").is_file():
@@ -364,6 +477,7 @@ def main(forge_dir, seed: int = 0, fp16: bool = False, force: bool = False, lora
         raise SystemExit(f"{forge_dir}/repositories/huggingface_guess is missing")
     dtype_name = "fp16" if fp16 else "fp8_e4m3fn"
     want = recipe(seed, dtype_name)
+    want_controlnet = controlnet_recipe(seed)
     ckpt_path = forge_dir / "models" / "Stable-diffusion" / CHECKPOINT_NAME
     lora_path = forge_dir / "models" / "Lora" / LORA_NAME
     paths = {"checkpoint": ckpt_path}
@@ -374,17 +488,25 @@ def main(forge_dir, seed: int = 0, fp16: bool = False, force: bool = False, lora
     if taesd:
         paths["taesd_decoder"] = taesd_dir / "taesd_decoder.pth"
         paths["taesd_encoder"] = taesd_dir / "taesd_encoder.pth"
+    controlnet_path = forge_dir / "models" / "ControlNet" / CONTROLNET_NAME
+    if controlnet:
+        paths["controlnet"] = controlnet_path
+
+    def recipe_of(path: Path) -> str:
+        return want_controlnet if path == controlnet_path else want
 
     def up_to_date(path: Path) -> bool:
         if path.suffix == ".pth":  # the TAESD files: a stamp file beside them holds the recipe
             return path.is_file() and stamp.is_file() and stamp.read_text().strip() == want
         meta = read_safetensors_metadata(path) if path.is_file() else None
-        return bool(meta) and meta.get("tiny_forge_models.recipe") == want
+        return bool(meta) and meta.get("tiny_forge_models.recipe") == recipe_of(path)
 
     if not force and all(up_to_date(p) for p in paths.values()):
         for kind, path in paths.items():
-            log(f"{kind}: {path} is up to date (recipe {want}); --force rebuilds")
+            log(f"{kind}: {path} is up to date (recipe {recipe_of(path)}); --force rebuilds")
         return paths
+    # The checkpoint (and the LoRA, which is drawn from its shapes) only when one of them is stale.
+    need_checkpoint = force or not up_to_date(ckpt_path) or (lora and not up_to_date(lora_path))
 
     t0 = time.time()
     import torch
@@ -394,7 +516,44 @@ def main(forge_dir, seed: int = 0, fp16: bool = False, force: bool = False, lora
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     forge_unet, forge_vae, huggingface_guess = import_forge(forge_dir)
     te_vae_dtype = torch.float16 if fp16 else torch.float8_e4m3fn
+    if need_checkpoint:
+        build_checkpoint_and_lora(forge_dir, seed, force, lora, want, dtype_name, te_vae_dtype, ckpt_path,
+                                  lora_path, up_to_date, forge_unet, forge_vae, huggingface_guess)
+    else:
+        log(f"checkpoint: {ckpt_path} is up to date" + (f", lora: {lora_path} too" if lora else ""))
+    if controlnet and (force or not up_to_date(controlnet_path)):
+        import backend.nn.cnets.cldm as cldm
+        cn_tensors = build_controlnet_tensors(seed, cldm)
+        cn_config = check_controlnet(cn_tensors, huggingface_guess, cldm)
+        cn_meta = {
+            "tiny_forge_models.recipe": want_controlnet,
+            "tiny_forge_models.note": "random weights (zero convs not zero), for tests only; SD 1.5 ControlNet "
+                                      "layout (control_model.*) matching the tiny UNet, 3 hint channels",
+            "modelspec.architecture": "stable-diffusion-v1/controlnet",
+            "modelspec.title": "tiny-sd15-controlnet (random)",
+        }
+        controlnet_path.parent.mkdir(parents=True, exist_ok=True)
+        write_safetensors(controlnet_path, cn_tensors, cn_meta)
+        n_params = sum(v.numel() for v in cn_tensors.values())
+        n_zero_convs = len({k for k in cn_tensors if k.startswith("control_model.zero_convs.")}) // 2
+        log(f"controlnet: {controlnet_path} ({controlnet_path.stat().st_size / 1e6:.1f} MB, "
+            f"sha256 {sha256_file(controlnet_path)[:12]}; {n_params / 1e6:.1f} M params, fp16; detected "
+            f"channel_mult {cn_config['channel_mult']}, transformer_depth {cn_config['transformer_depth']}, "
+            f"hint_channels {cn_config['hint_channels']}, {n_zero_convs} zero convs + middle_block_out)")
+    elif controlnet:
+        log(f"controlnet: {controlnet_path} is up to date")
+    if taesd:
+        taesd_dir.mkdir(parents=True, exist_ok=True)
+        for name, sd in taesd_state_dicts(seed).items():
+            save_torch_deterministic(taesd_dir / name, sd)
+        stamp.write_text(want + "\n")
+        log(f"taesd: {taesd_dir}/taesd_{{de,en}}coder.pth (random TAESD for the 'TAESD' VAE/preview settings)")
+    log(f"built in {time.time() - t0:.1f} s")
+    return paths
 
+
+def build_checkpoint_and_lora(forge_dir, seed, force, lora, want, dtype_name, te_vae_dtype, ckpt_path,
+                              lora_path, up_to_date, forge_unet, forge_vae, huggingface_guess) -> None:
     tensors = build_checkpoint_tensors(forge_dir, seed, te_vae_dtype, forge_unet, forge_vae, huggingface_guess)
     guess = check_detection(tensors, huggingface_guess)
     check_rebuild(tensors, guess, forge_unet)
@@ -436,14 +595,6 @@ def main(forge_dir, seed: int = 0, fp16: bool = False, force: bool = False, lora
         log(f"lora: {lora_path} ({lora_path.stat().st_size / 1e3:.0f} kB, sha256 {sha256_file(lora_path)[:12]}; "
             f"{len(targets)} modules: {n_unet} UNet, {len(targets) - n_unet} text encoder; "
             f"rank {LORA_RANK}, alpha {LORA_ALPHA:g})")
-    if taesd:
-        taesd_dir.mkdir(parents=True, exist_ok=True)
-        for name, sd in taesd_state_dicts(seed).items():
-            save_torch_deterministic(taesd_dir / name, sd)
-        stamp.write_text(want + "\n")
-        log(f"taesd: {taesd_dir}/taesd_{{de,en}}coder.pth (random TAESD for the 'TAESD' VAE/preview settings)")
-    log(f"built in {time.time() - t0:.1f} s")
-    return paths
 
 
 def cli(argv=None) -> int:
@@ -454,12 +605,15 @@ def cli(argv=None) -> int:
     parser.add_argument("--fp16", action="store_true", help="store the VAE and text encoder as fp16 (default fp8_e4m3fn)")
     parser.add_argument("--no-lora", action="store_true")
     parser.add_argument("--no-taesd", action="store_true", help="do not write models/VAE-taesd/taesd_{de,en}coder.pth")
+    parser.add_argument("--controlnet", action=argparse.BooleanOptionalAction, default=True,
+                        help="write models/ControlNet/tiny-sd15-controlnet.safetensors (default: on)")
     parser.add_argument("--force", action="store_true", help="rebuild even when the files are up to date")
     args = parser.parse_args(argv)
     forge_dir = args.forge_dir_pos or args.forge_dir
     if not forge_dir:
         parser.error("give the Forge checkout (argument, --forge-dir or FORGE_DIR)")
-    main(forge_dir, seed=args.seed, fp16=args.fp16, force=args.force, lora=not args.no_lora, taesd=not args.no_taesd)
+    main(forge_dir, seed=args.seed, fp16=args.fp16, force=args.force, lora=not args.no_lora, taesd=not args.no_taesd,
+         controlnet=args.controlnet)
     return 0
 
 

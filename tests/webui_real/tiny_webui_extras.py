@@ -313,8 +313,10 @@ def build_clipseg(webui: Path, seed: int) -> Path:
                               ViTImageProcessor)
 
     text_dir = webui / "models" / "tiny-clip-text-encoder"
-    if not (text_dir / "vocab.json").is_file():
-        raise FileNotFoundError(f"{text_dir} is missing: run tiny_webui_models.py first")
+    if not (text_dir / "vocab.json").is_file():  # a Forge checkout: its tiny model needs no such folder
+        from tiny_webui_models import build_tiny_text_encoder_dir  # beside this file
+
+        build_tiny_text_encoder_dir(text_dir)
     folder = webui / "models" / "clipseg"
     if folder.exists():
         shutil.rmtree(folder)

@@ -1,6 +1,8 @@
 """A client of the real WebUI for the acceptance suite: its HTTP helpers, job results and constants.
 
-The acceptance suite runs on a real AUTOMATIC1111 WebUI 1.10.1 checkout (`WEBUI_DIR`).
+The acceptance suite runs on a real AUTOMATIC1111 WebUI 1.10.1 checkout (`WEBUI_DIR`), or on a
+real Forge 2 checkout (a `WEBUI_DIR` with `modules_forge/`, prepared by prepare_forge.sh: its
+own tiny SD 1.5 model and LoRA, no SDXL, its CPU flags).
 
 `make webui-acceptance WEBUI_DIR=...` prepares the checkout (tests/webui_real/prepare_webui.sh:
 its venv, tiny random SD 1.x and SDXL models, LoRAs, a tiny CLIPSeg), copies this working
@@ -29,16 +31,23 @@ HERE = Path(__file__).resolve().parent
 EXTENSION = "sd-webui-multipass"
 PORT = int(os.environ.get("WEBUI_PORT", "7860"))
 START_TIMEOUT = 180
-SD1, SDXL = "tiny-sd1.safetensors", "tiny-sdxl.safetensors"
-LORA = {SD1: "tiny-sd1-lora", SDXL: "tiny-sdxl-lora"}
-FLAGS = ["--skip-prepare-environment", "--skip-torch-cuda-test", "--no-half", "--use-cpu", "all",
-         "--disable-opt-split-attention", "--do-not-download-clip", "--no-download-sd-model", "--api",
-         "--server-name", "127.0.0.1"]
+FORGE = bool(os.environ.get("WEBUI_DIR")) and (Path(os.environ["WEBUI_DIR"]) / "modules_forge").is_dir()
+if FORGE:  # `--use-cpu all` crashes Forge without CUDA (Forge #2231)
+    SD1, SDXL = "tiny-sd15.safetensors", "tiny-sdxl.safetensors"
+    LORA = {SD1: "tiny-sd15-lora", SDXL: "tiny-sdxl-lora"}
+    FLAGS = ["--skip-prepare-environment", "--skip-torch-cuda-test", "--always-cpu", "--all-in-fp32", "--api",
+             "--server-name", "127.0.0.1"]
+else:
+    SD1, SDXL = "tiny-sd1.safetensors", "tiny-sdxl.safetensors"
+    LORA = {SD1: "tiny-sd1-lora", SDXL: "tiny-sdxl-lora"}
+    FLAGS = ["--skip-prepare-environment", "--skip-torch-cuda-test", "--no-half", "--use-cpu", "all",
+             "--disable-opt-split-attention", "--do-not-download-clip", "--no-download-sd-model", "--api",
+             "--server-name", "127.0.0.1"]
 
 #: what a job sends when a test does not say otherwise: small and quick on a CPU
 BASE_PAYLOAD = {"steps": 4, "width": 64, "height": 64, "cfg_scale": 5, "sampler_name": "Euler a",
                 "seed": 1234, "batch_size": 1, "n_iter": 1, "send_images": True, "save_images": False}
-PROMPT = "a forest clearing BREAK photo BREAK ohwx man <lora:tiny-sd1-lora:1>"
+PROMPT = f"a forest clearing BREAK photo BREAK ohwx man <lora:{LORA[SD1]}:1>"
 FIRST_JOB = dict(prompt=PROMPT, options={"enabled": True, "save_passes": True}, seed=777)
 
 _PARAM = re.compile(r'\s*([\w ]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
