@@ -9,7 +9,7 @@ PINS := .venv-webui-pins
 NEO_PINS := .venv-neo-pins
 CORE_TESTS := tests/test_prompt.py tests/test_options_plan.py tests/test_masks_crop.py tests/test_runner.py
 
-.PHONY: demo test bench bench-masks bench-finish clean tools webui-acceptance readme-options
+.PHONY: demo test bench bench-masks bench-finish clean tools webui-acceptance forge-acceptance readme-options
 
 $(VENV)/.installed: requirements-standalone.txt requirements-dev.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,14 @@ webui-acceptance: $(VENV)/.installed tools
 	bash tests/webui_real/prepare_webui.sh "$(WEBUI_DIR)"
 	$(PY) -m pip install --quiet playwright==1.65.2  # drives the system's chromium (make tools); no browser download
 	WEBUI_DIR="$(abspath $(WEBUI_DIR))" $(PY) -m pytest -q -p no:cacheprovider tests/webui_real
+
+# The same suite on a real Forge 2 checkout (lllyasviel/stable-diffusion-webui-forge, repositories/ filled):
+#   make forge-acceptance FORGE_DIR=/path/to/stable-diffusion-webui-forge
+forge-acceptance: $(VENV)/.installed tools
+	@test -n "$(FORGE_DIR)" || { echo "give FORGE_DIR=<a Forge 2 checkout>"; exit 2; }
+	bash tests/webui_real/prepare_forge.sh "$(FORGE_DIR)"
+	$(PY) -m pip install --quiet playwright==1.65.2
+	WEBUI_DIR="$(abspath $(FORGE_DIR))" $(PY) -m pytest -q -p no:cacheprovider tests/webui_real
 
 # README's options table is the declarations' output; `make test` fails until it is pasted anew.
 readme-options: $(VENV)/.installed
