@@ -27,7 +27,10 @@
 #      print transformers' "cache ... has been updated" migration notice.
 #   3. Tiny random models (tiny_forge_models.py beside this script, run with the venv's python):
 #      models/Stable-diffusion/tiny-sd15.safetensors (~280 MB; SD 1.5 layout Forge detects as
-#      SD15), models/Lora/tiny-sd15-lora.safetensors, models/VAE-taesd/taesd_{de,en}coder.pth.
+#      SD15), models/Lora/tiny-sd15-lora.safetensors, models/VAE-taesd/taesd_{de,en}coder.pth and
+#      models/ControlNet/tiny-sd15-controlnet.safetensors (~37 MB, lllyasviel "control_model.*"
+#      layout matching the tiny UNet, random non-zero zero convs; the built-in ControlNet lists it
+#      as "tiny-sd15-controlnet [6c429777]": a unit must name it with that hash).
 #      Kept when already built with the same recipe (a re-run takes ~1 s).
 #
 # Environment knobs:
@@ -36,6 +39,7 @@
 #                   default: FORGE_DIR/repositories/CLIP, then the folder "CLIP" beside FORGE_DIR,
 #                   then /work/webui/CLIP; without one, PyPI's openai-clip 1.0.1 (the same code)
 #   FORGE_TINY_FP16=1  store the tiny checkpoint's VAE/text encoder as fp16 (~490 MB) instead of fp8
+#   FORGE_TINY_CONTROLNET=0  do not build the tiny ControlNet
 #
 # Start Forge afterwards with (OMP_NUM_THREADS=1 matters on 2 shared cores; `--use-cpu all`
 # crashes Forge without CUDA, issue #2231; drop --nowebui for the Gradio UI on the same port):
@@ -164,6 +168,7 @@ mkdir -p "$FORGE/models/diffusers"
 log "building the tiny models (tiny_forge_models.py)"
 builder_args=("$FORGE")
 [[ "${FORGE_TINY_FP16:-0}" == 1 ]] && builder_args+=(--fp16)
+if [[ "${FORGE_TINY_CONTROLNET:-1}" == 0 ]]; then builder_args+=(--no-controlnet); else builder_args+=(--controlnet); fi
 if ! OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 "$VENV/bin/python" -W ignore "$BUILDER" "${builder_args[@]}" \
         > "$WORK/builder.log" 2>&1; then
     tail -30 "$WORK/builder.log" >&2

@@ -53,3 +53,33 @@ def test_a_controlnet_failure_inside_the_person_pass_is_a_warning(sd1, models):
         pytest.skip("openpose ran here (its annotator weights are installed)")
     labels = [text.split(",")[0] for text in job.infotexts]
     assert "multipass person_1" not in labels  # the unguided pass was not kept
+
+
+def test_outer_unit_guides_every_base_image_over_batches_and_repeated_jobs(sd1, models):
+    """The user's own unit (outside multipass) guides the base pass of every batch, as it does
+    without multipass, and the person pass runs its own unit; a repeated job is the same."""
+    from PIL import Image, ImageDraw
+    from webui_client import FORGE, encode
+
+    hint = Image.new("RGB", (64, 64), "black")
+    ImageDraw.Draw(hint).rectangle((8, 8, 40, 56), outline="white", width=3)
+    outer = {"enabled": True, "module": "None" if FORGE else "none", "model": models[0], "image": encode(hint),
+             "weight": 2.0, "save_detected_map": False}
+    with_outer = {"n_iter": 2, "alwayson_scripts": {"controlnet": {"args": [outer]}}}
+    options = {"enabled": True, "save_passes": True, "controlnet": "canny",
+               "controlnet_model": models[0].split(" [")[0], "controlnet_pose_from_base": True}
+    before = sd1.log_text()
+    jobs = [sd1.txt2img(options=options, **with_outer) for _ in range(2)]
+    plain = sd1.txt2img("a forest clearing, photo", options=None, **with_outer)
+    unguided = sd1.txt2img("a forest clearing, photo", options=None, n_iter=2)
+    new_log = sd1.log_text()[len(before):]
+    assert "Traceback" not in new_log and "*** Error" not in new_log
+    for index in (1, 2):
+        base = jobs[0].named(f"multipass base, image {index}")
+        assert np.array_equal(base, plain.images[index - 1])  # the outer unit, as without multipass
+        assert not np.array_equal(base, unguided.images[index - 1])  # and it did guide
+        assert np.array_equal(jobs[1].named(f"multipass base, image {index}"), base)
+    finals = [[image for image, text in zip(job.images, job.infotexts) if not text.startswith("multipass ")]
+              for job in jobs]
+    assert len(finals[0]) == 2 and all(np.array_equal(a, b) for a, b in zip(*finals))
+    assert "Multipass warnings" not in jobs[0].params(), jobs[0].params()

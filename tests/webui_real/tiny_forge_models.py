@@ -22,7 +22,7 @@ with the same recipe only reads the existing headers and returns at once):
   full SD 1.5 VAE is most of the CPU time at 128-256 px (decode at 256 px: ~7 s on one core);
   with ``"sd_vae_decode_method": "TAESD"`` (and ``sd_vae_encode_method``) a 256 px, 4-step
   txt2img takes ~3 s instead of ~9 s.
-* ``<forge>/models/ControlNet/tiny-sd15-controlnet.safetensors`` (unless ``--no-controlnet``; ~34 MB):
+* ``<forge>/models/ControlNet/tiny-sd15-controlnet.safetensors`` (unless ``--no-controlnet``; ~37 MB):
   a ControlNet for the tiny UNet in the lllyasviel/A1111 layout (``control_model.*``), listed by
   Forge's built-in ControlNet as ``tiny-sd15-controlnet [hash]``.  See "The ControlNet" below.
 
@@ -114,7 +114,9 @@ LORA_TE_MODULES = {"self_attn.q_proj": "self_attn_q_proj", "self_attn.k_proj": "
                    "mlp.fc1": "mlp_fc1", "mlp.fc2": "mlp_fc2"}
 
 # The ControlNet: 3 hint channels (an RGB control image); its zero convs get the default random
-# bound times this gain (not zero), so the control visibly changes the image.
+# bound times this gain (not zero), so the control visibly changes the image (measured on Forge,
+# 64x64, 4 steps, Euler a: mean |guided - unguided| 12/255 at weight 1, 13/255 at weight 2; a
+# different control image 9/255; gain 1 gave 9 and 11).
 CONTROLNET_HINT_CHANNELS = 3
 CONTROLNET_ZERO_CONV_GAIN = 3.0
 CONTROLNET_HINT_STD = 1.0  # std of the hint block's output on the builder's reference image

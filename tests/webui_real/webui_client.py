@@ -111,8 +111,8 @@ class Server:
                 **payload: Any) -> Result:
         """A job with multipass `options` (None: the script not sent at all)."""
         body = {**BASE_PAYLOAD, "prompt": prompt, **payload}
-        if options is not None:
-            body.setdefault("alwayson_scripts", {})["multipass"] = {"args": [options]}
+        if options is not None:  # the caller's alwayson_scripts (other scripts' args) are not changed
+            body["alwayson_scripts"] = {**body.get("alwayson_scripts", {}), "multipass": {"args": [options]}}
         answer = self.post(f"/sdapi/v1/{endpoint}", body)
         data = answer.json()
         if answer.status_code != 200:
