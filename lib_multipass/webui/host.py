@@ -3,7 +3,7 @@
 Forge keeps the WebUI's script hooks and `process_images`, but its model is a set of
 patchers (`sd_model.forge_objects`) rebuilt for every batch and sampling, its ControlNet is
 built in (`sd_forge_controlnet`) and its UI runs on gradio 4. The adapter asks `forge` where
-they differ; `label` goes into the infotext and the error messages.
+they differ, and the name where the Forge forks differ from Forge 2.
 """
 
 from __future__ import annotations
@@ -22,10 +22,6 @@ class WebUIHost:
     @property
     def forge(self) -> bool:
         return self.name != "AUTOMATIC1111"
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} {self.version}".strip()
 
 
 def host_from_version(version: str, release: str = "", reforge: bool = False) -> WebUIHost:
