@@ -60,7 +60,7 @@ def test_the_host_is_named_from_forges_version_file():
     assert host_from_version("2.0.1v1.10.1") == WebUIHost("Forge", "2.0.1v1.10.1")
     assert host_from_version("neo", "2.22") == WebUIHost("Forge Neo", "2.22")
     assert host_from_version("classic", "1.4").name == "Forge Classic"
-    assert host_from_version("f1.7.0-v1.10.1RC", reforge=True).name == "reForge"
+    assert host_from_version("2.0.0dev-v1.10.1RC", reforge=True).name == "reForge"
     assert host_from_version("2.0.1v1.10.1").forge and not WebUIHost("AUTOMATIC1111", "v1.10.1").forge
 
 

@@ -27,13 +27,11 @@ class WebUIHost:
 def host_from_version(version: str, release: str = "", reforge: bool = False) -> WebUIHost:
     """The host that `modules_forge.forge_version` names ("2.0.1v1.10.1" on Forge 2; Neo and
     Classic say "neo"/"classic" and give their release apart)."""
-    if reforge:
-        return WebUIHost("reForge", version)
     lowered = version.lower()
     for flavour in ("neo", "classic"):
         if lowered.startswith(flavour):
             return WebUIHost(f"Forge {flavour.capitalize()}", release or version[len(flavour):].strip(" -v"))
-    return WebUIHost("Forge", version)
+    return WebUIHost("reForge" if reforge else "Forge", version)
 
 
 @cache
@@ -52,5 +50,7 @@ def current_webui() -> WebUIHost:
         version, release = str(getattr(forge_version, "version", "")), str(getattr(forge_version, "release", ""))
     except ImportError:
         version, release = "", ""
-    reforge = importlib.util.find_spec("ldm_patched") is not None and importlib.util.find_spec("backend") is None
+    # reForge names itself like Forge 2 ("2.0.0dev-v1.10.1RC") but keeps Forge 1's ldm_patched,
+    # which Forge 2 dropped (Neo and Classic say so in their version)
+    reforge = importlib.util.find_spec("ldm_patched") is not None
     return host_from_version(version, release, reforge)
