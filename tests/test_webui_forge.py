@@ -142,6 +142,28 @@ def test_forge_controlnet_failing_in_the_person_pass_is_said_and_the_base_kept(f
     assert tuple(np.asarray(processed.images[0])[32, 20]) == base  # the base image survives
 
 
+def test_forge_classic_processing_without_a_scheduler_field(forge, monkeypatch):
+    """Forge Classic's processing classes are 1.7's: no `scheduler` field (a TypeError if given)."""
+    import inspect
+
+    from modules import processing
+
+    class OlderImg2Img(processing.StableDiffusionProcessingImg2Img):  # named as the WebUI's in the calls
+        def __init__(self, **kwargs):
+            if "scheduler" in kwargs:
+                raise TypeError("__init__() got an unexpected keyword argument 'scheduler'")
+            super().__init__(**kwargs)
+
+    fields = inspect.signature(processing.StableDiffusionProcessingImg2Img).parameters.values()
+    OlderImg2Img.__signature__ = inspect.Signature([f for f in fields if f.name != "scheduler"])
+    OlderImg2Img.__name__ = "StableDiffusionProcessingImg2Img"
+    monkeypatch.setattr(processing, "StableDiffusionProcessingImg2Img", OlderImg2Img)
+    p, _ = forge_job(PROMPT, ({"enabled": True, "mask_dilate": 0},))
+    processed = run(p)
+    assert [c["forge"][0] for c in nested_calls()] == [("ohwx",)]
+    assert "Multipass error" not in processed.infotexts[0] and "Multipass warnings" not in processed.infotexts[0]
+
+
 def test_forge_controlnet_models_come_from_its_global_state(forge):
     from lib_controlnet import global_state
 

@@ -14,6 +14,7 @@ import contextlib
 import copy
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from inspect import signature
 from pathlib import Path
 
 import numpy as np
@@ -244,16 +245,19 @@ class WebUIEngine:
         """A nested img2img of `image` on the outer job's model, with its own conditioning cache
         and only the whitelisted scripts; `inpaint`: the mask settings of an in-paint pass."""
         outer = self.p
-        nested = processing.StableDiffusionProcessingImg2Img(
+        kind = processing.StableDiffusionProcessingImg2Img
+        # the scheduler is a field since 1.9; Forge Classic's processing (1.7's) has none
+        scheduler = {"scheduler": getattr(outer, "scheduler", None)} if "scheduler" in signature(kind).parameters else {}
+        nested = kind(
             sd_model=outer.sd_model, outpath_samples=outer.outpath_samples, outpath_grids=outer.outpath_grids,
             prompt=with_tags(gen.prompt, gen.loras), negative_prompt=gen.negative, styles=[], seed=gen.seed,
-            subseed=-1, subseed_strength=0, sampler_name=gen.sampler, scheduler=getattr(outer, "scheduler", None),
+            subseed=-1, subseed_strength=0, sampler_name=gen.sampler, **scheduler,
             batch_size=1, n_iter=1, steps=gen.steps, cfg_scale=gen.cfg_scale, width=gen.width, height=gen.height,
             restore_faces=False, tiling=outer.tiling, do_not_save_samples=True, do_not_save_grid=True,
             override_settings={}, extra_generation_params={},
             init_images=[image], denoising_strength=denoise, **inpaint,
         )
-        size = len(processing.StableDiffusionProcessing.cached_c)  # 2, Forge: 3
+        size = len(processing.StableDiffusionProcessing.cached_c)  # 2; Forge 2: 3
         nested.cached_c = [None] * size  # its own cache: the outer job's (class-level) one stays
         nested.cached_uc = [None] * size
         nested.scripts = nested_scripts(outer, self.whitelist)

@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Prepare a Stable Diffusion WebUI Forge checkout (Forge 2, lllyasviel/stable-diffusion-webui-forge
 # at dfdcbab6) to run offline on CPU with tiny random models, for the extension's acceptance
-# tests against the real Forge.
+# tests against the real Forge. Also a Forge Classic checkout (Haoming02/sd-webui-forge-classic,
+# branch `classic`, 1f95d717; recognised by modules_forge/forge_version.py saying
+# version = "classic"): the differences are noted as "Classic:" below.
 #
 #   tests/webui_real/prepare_forge.sh [FORGE_DIR]        (or FORGE_DIR=... in the environment)
 #
 # The checkout must already hold repositories/ as Forge's first start would clone them
 # (modules/launch_utils.py): stable-diffusion-webui-assets (6f7db241), huggingface_guess
-# (84826248) and BLIP (48211a15). This machine cannot reach GitHub, so nothing here clones.
+# (84826248) and BLIP (48211a15). Classic: stable-diffusion-webui-assets (6f7db241),
+# stable-diffusion-stability-ai (cf1d67a6) and generative-models (45c443b3), no BLIP or
+# huggingface_guess. This machine cannot reach GitHub, so nothing here clones.
 #
 # Steps:
 #   1. FORGE_DIR/venv with Python 3.11: torch 2.14.1 + torchvision 0.29.1 (PyPI's CUDA build, it
-#      runs on CPU), requirements_versions.txt without its bare `torch` and its
-#      setuptools==69.5.1 (which conflicts with torch 2.14's setuptools>=77) with torch held by a
-#      constraints file; then what Forge's first start would add: joblib (soft-inpainting's
+#      runs on CPU), requirements_versions.txt (Classic: requirements.txt, gradio 3.41.2,
+#      pydantic 1.10.20, transformers 4.30.2, protobuf 3.20.3) without its bare `torch` and its
+#      setuptools==69.5.1 (which conflicts with torch 2.14's setuptools>=77; Classic pins none)
+#      with torch held by a constraints file; then what Forge's first start would add: joblib (soft-inpainting's
 #      script imports it, no requirements file names it), the requirements of the built-in
 #      ControlNet/legacy preprocessors (fvcore, mediapipe, onnxruntime, svglib; protobuf, numpy
 #      and Pillow held at Forge's pins), open_clip (pinned by the requirements), `clip` (openai/CLIP
@@ -22,15 +27,18 @@
 #      conflict, harmless). Skipped when FORGE_DIR/venv/.multipass-prepared exists (it holds the
 #      venv's pip freeze); a fresh venv takes ~3 min and ~7 GB.
 #   2. No HF cache is needed: Forge ships the SD 1.5 tokenizer and configs in
-#      backend/huggingface/, and points HF_HOME/HF_HUB_CACHE at models/diffusers itself when they
-#      are unset. The script writes models/diffusers/version.txt so the first start does not
-#      print transformers' "cache ... has been updated" migration notice.
+#      backend/huggingface/ (Classic: ldm_patched/modules/sd1_tokenizer, sd1_clip_config.json, and
+#      A1111's configs/v1-inference.yaml), and points HF_HOME/HF_HUB_CACHE at models/diffusers itself
+#      when they are unset. The script writes models/diffusers/version.txt so the first start does
+#      not print transformers' "cache ... has been updated" migration notice.
 #   3. Tiny random models (tiny_forge_models.py beside this script, run with the venv's python):
 #      models/Stable-diffusion/tiny-sd15.safetensors (~280 MB; SD 1.5 layout Forge detects as
 #      SD15), models/Lora/tiny-sd15-lora.safetensors, models/VAE-taesd/taesd_{de,en}coder.pth and
 #      models/ControlNet/tiny-sd15-controlnet.safetensors (~37 MB, lllyasviel "control_model.*"
 #      layout matching the tiny UNet, random non-zero zero convs; the built-in ControlNet lists it
-#      as "tiny-sd15-controlnet [6c429777]": a unit must name it with that hash).
+#      as "tiny-sd15-controlnet [6c429777]": a unit must name it with that hash; Classic lists it,
+#      and wants it named, as plain "tiny-sd15-controlnet"). On Classic the builder uses Classic's
+#      own modules and detection (ldm_patched) and writes byte-identical files.
 #      Kept when already built with the same recipe (a re-run takes ~1 s).
 #
 # Environment knobs:
@@ -49,6 +57,8 @@
 #     --server-name 127.0.0.1 > forge.log 2>&1 &
 #   ready when `curl -sf http://127.0.0.1:7862/sdapi/v1/sd-models` answers (~12-17 s);
 #   stop with kill -TERM -- -<pid of setsid'd python> (its process group).
+#   Classic: the same command (it has the same --always-cpu/--all-in-fp32 flags; answers after
+#   ~9-12 s and loads the checkpoint right after start, in the background).
 set -euo pipefail
 
 FORGE="${1:-${FORGE_DIR:-}}"
@@ -66,10 +76,24 @@ TORCH_PINS=("torch==2.14.1" "torchvision==0.29.1")
 log() { printf '[prepare_forge] %s\n' "$*"; }
 die() { printf '[prepare_forge] error: %s\n' "$*" >&2; exit 1; }
 
-[[ -f "$FORGE/launch.py" && -f "$FORGE/requirements_versions.txt" && -f "$FORGE/backend/loader.py" ]] \
-    || die "$FORGE is not a Forge checkout (launch.py, requirements_versions.txt, backend/loader.py)"
-grep -q "huggingface_guess" "$FORGE/modules/launch_utils.py" || log "warning: launch_utils.py names no huggingface_guess; this was set up for Forge 2 (dfdcbab6)"
-for repo in stable-diffusion-webui-assets huggingface_guess BLIP; do
+# Forge Classic (Haoming02/sd-webui-forge-classic, branch classic) says so in its version file.
+if [[ -f "$FORGE/modules_forge/forge_version.py" ]] \
+        && grep -Eq "^[[:space:]]*version[[:space:]]*=[[:space:]]*[\"']classic[\"']" "$FORGE/modules_forge/forge_version.py"; then
+    FLAVOR=classic
+    REQUIREMENTS="$FORGE/requirements.txt"
+    REPOS=(stable-diffusion-webui-assets stable-diffusion-stability-ai generative-models)
+    [[ -f "$FORGE/launch.py" && -f "$REQUIREMENTS" && -f "$FORGE/modules_forge/forge_loader.py" && -d "$FORGE/ldm_patched" ]] \
+        || die "$FORGE is not a Forge Classic checkout (launch.py, requirements.txt, modules_forge/forge_loader.py, ldm_patched/)"
+    log "Forge Classic checkout (modules_forge/forge_version.py: version = \"classic\")"
+else
+    FLAVOR=forge2
+    REQUIREMENTS="$FORGE/requirements_versions.txt"
+    REPOS=(stable-diffusion-webui-assets huggingface_guess BLIP)
+    [[ -f "$FORGE/launch.py" && -f "$REQUIREMENTS" && -f "$FORGE/backend/loader.py" ]] \
+        || die "$FORGE is not a Forge checkout (launch.py, requirements_versions.txt, backend/loader.py)"
+    grep -q "huggingface_guess" "$FORGE/modules/launch_utils.py" || log "warning: launch_utils.py names no huggingface_guess; this was set up for Forge 2 (dfdcbab6)"
+fi
+for repo in "${REPOS[@]}"; do
     [[ -d "$FORGE/repositories/$repo" ]] || die "$FORGE/repositories/$repo is missing (clone it at the commit modules/launch_utils.py names)"
 done
 [[ -f "$BUILDER" ]] || die "$BUILDER is missing"
@@ -107,13 +131,13 @@ prepare_venv() {
     printf '%s\n' "${TORCH_PINS[@]}" > "$constraints"
     # Forge's pins that the extensions' requirements must not move (mediapipe would lift protobuf).
     { printf '%s\n' "${TORCH_PINS[@]}"
-      grep -E '^(protobuf|numpy|Pillow)==' "$FORGE/requirements_versions.txt"
+      grep -E '^(protobuf|numpy|Pillow)==' "$REQUIREMENTS"
       echo "setuptools<70"; } > "$ext_constraints"
-    grep -v -E '^[[:space:]]*(torch|setuptools)[[:space:]]*(==|$|#)' "$FORGE/requirements_versions.txt" > "$requirements"
+    grep -v -E '^[[:space:]]*(torch|setuptools)[[:space:]]*(==|$|#)' "$REQUIREMENTS" > "$requirements"
 
     log "pip: ${TORCH_PINS[*]}"
     pip_install "${TORCH_PINS[@]}"
-    log "pip: requirements_versions.txt (torch held at ${TORCH_PINS[0]})"
+    log "pip: $(basename "$REQUIREMENTS") (torch held at ${TORCH_PINS[0]})"
     pip_install -r "$requirements" -c "$constraints"
     log "pip: setuptools<70 (pkg_resources, for clip's setup.py and pytorch_lightning 1.9.4)"
     pip_install "setuptools<70"
@@ -177,7 +201,7 @@ fi
 grep '^\[tiny_forge_models\]' "$WORK/builder.log" | sed 's/^\[tiny_forge_models\]/[prepare_forge]/'
 
 cat <<EOF
-[prepare_forge] ready. Start Forge with:
+[prepare_forge] ready. Start Forge$([[ $FLAVOR == classic ]] && echo " Classic") with:
   cd $FORGE && OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 setsid venv/bin/python launch.py \\
     --always-cpu --all-in-fp32 --skip-prepare-environment --skip-torch-cuda-test \\
     --ckpt models/Stable-diffusion/tiny-sd15.safetensors --api --nowebui --port 7862 \\

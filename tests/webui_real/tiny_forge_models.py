@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
 """Build a tiny random SD 1.5 checkpoint (and a matching LoRA) that a real Stable Diffusion
-WebUI Forge (Forge 2, commit dfdcbab6) accepts and runs offline on CPU.
+WebUI Forge (Forge 2, commit dfdcbab6) accepts and runs offline on CPU; the same files for Forge
+Classic (Haoming02/sd-webui-forge-classic, branch ``classic``, 1f95d717).
 
 Run it with Forge's own venv (it imports Forge's ``backend`` and ``repositories/huggingface_guess``
-to build exactly the modules Forge builds, and checks Forge's detection on the result):
+to build exactly the modules Forge builds, and checks Forge's detection on the result; on a
+Classic checkout, recognised by ``modules_forge/forge_version.py`` saying ``version = "classic"``,
+it imports Classic's ``ldm_patched`` (its ComfyUI copy) instead: see ``ClassicHost``.  Both draw
+every tensor in the same order (``canonical_named_modules``), so for the same recipe both write
+byte-identical files, and each checks its own Forge's detection on them):
 
     <forge>/venv/bin/python tiny_forge_models.py [--forge-dir] <forge> [--seed 0] [--fp16] [--no-lora]
         [--no-taesd] [--controlnet | --no-controlnet] [--force]
@@ -24,7 +29,8 @@ with the same recipe only reads the existing headers and returns at once):
   txt2img takes ~3 s instead of ~9 s.
 * ``<forge>/models/ControlNet/tiny-sd15-controlnet.safetensors`` (unless ``--no-controlnet``; ~37 MB):
   a ControlNet for the tiny UNet in the lllyasviel/A1111 layout (``control_model.*``), listed by
-  Forge's built-in ControlNet as ``tiny-sd15-controlnet [hash]``.  See "The ControlNet" below.
+  Forge's built-in ControlNet as ``tiny-sd15-controlnet [hash]`` (Forge Classic lists it, and wants
+  it named, without the hash: ``tiny-sd15-controlnet``).  See "The ControlNet" below.
 
 Why these shapes (Forge does not read a yaml for the architecture):
 
@@ -178,28 +184,213 @@ def sha256_file(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------- Forge imports
+def forge_flavor(forge_dir: Path) -> str:
+    """``"classic"`` for Forge Classic (Haoming02/sd-webui-forge-classic, branch ``classic``: its
+    ``modules_forge/forge_version.py`` says ``version = "classic"``; the old Forge 1 code on
+    ``ldm_patched``), ``"forge2"`` for Forge 2 (``backend/loader.py``)."""
+    version_file = forge_dir / "modules_forge" / "forge_version.py"
+    try:
+        version_text = version_file.read_text(encoding="utf-8")
+    except OSError:
+        version_text = ""
+    if "classic" in version_text and (forge_dir / "ldm_patched").is_dir():
+        return "classic"
+    if (forge_dir / "backend" / "loader.py").is_file():
+        return "forge2"
+    raise SystemExit(f"{forge_dir} is neither a Forge 2 checkout (backend/loader.py) nor a Forge Classic one "
+                     "(modules_forge/forge_version.py with version = \"classic\", ldm_patched/)")
+
+
+def _quiet_import(argv_extra, importer):
+    """Run ``importer()`` with a CPU command line in sys.argv (both Forges parse it at import
+    time) and their import-time prints ("Set vram state to: ..." etc.) swallowed."""
+    import contextlib
+    import io
+    saved_argv = sys.argv
+    sys.argv = [saved_argv[0], "--always-cpu", "--all-in-fp32", *argv_extra]
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return importer()
+    finally:
+        sys.argv = saved_argv
+
+
 def import_forge(forge_dir: Path):
-    """Make Forge's ``backend`` and huggingface_guess importable (as its launcher does)."""
+    """Make Forge 2's ``backend`` and huggingface_guess importable (as its launcher does)."""
     for sub in ("repositories/huggingface_guess", "packages_3rdparty", "."):
         p = str(forge_dir / sub)
         if p not in sys.path:
             sys.path.insert(0, p)
-    saved_argv = sys.argv
-    # backend.args parses sys.argv at import time; give it only what a CPU start would.
-    sys.argv = [saved_argv[0], "--always-cpu", "--all-in-fp32"]
-    try:
-        import contextlib
-        import io
-        with contextlib.redirect_stdout(io.StringIO()):  # "Set vram state to: ..." etc.
-            import backend.nn.unet as forge_unet
-            import backend.nn.vae as forge_vae
-        import huggingface_guess
-    finally:
-        sys.argv = saved_argv
+
+    def importer():
+        import backend.nn.unet as forge_unet
+        import backend.nn.vae as forge_vae
+        return forge_unet, forge_vae
+
+    forge_unet, forge_vae = _quiet_import([], importer)
+    import huggingface_guess
     return forge_unet, forge_vae, huggingface_guess
 
 
+class Detected:
+    """What a Forge's model detection said about a state dict: the class name and UNet config."""
+
+    def __init__(self, name: str, unet_config: dict):
+        self.name, self.unet_config = name, unet_config
+
+
+class Forge2Host:
+    """The modules Forge 2 (dfdcbab6) builds for an SD 1.5 single file, and its detection
+    (``backend/loader.py``: huggingface_guess; ``modules_forge/supported_controlnet.py``)."""
+
+    flavor = "forge2"
+    detector = "huggingface_guess"
+
+    def __init__(self, forge_dir: Path):
+        self.forge_dir = forge_dir
+        self.repo = forge_dir / "backend" / "huggingface" / SD15_REPO
+        self.forge_unet, self.forge_vae, self.huggingface_guess = import_forge(forge_dir)
+
+    def unet(self, config: dict):
+        return self.forge_unet.IntegratedUNet2DConditionModel(**config)
+
+    def vae(self):
+        vae_config = self.forge_vae.IntegratedAutoencoderKL.load_config(str(self.repo / "vae"))
+        return self.forge_vae.IntegratedAutoencoderKL.from_config(vae_config)
+
+    def text_encoder(self):
+        from transformers import CLIPTextConfig, CLIPTextModel
+        return CLIPTextModel(CLIPTextConfig.from_pretrained(str(self.repo / "text_encoder")))
+
+    def detect(self, meta: dict) -> Detected:
+        guess = self.huggingface_guess.guess(meta)
+        name = type(guess).__name__ if guess is not None else "nothing"
+        if type(guess) is not self.huggingface_guess.model_list.SD15:
+            raise SystemExit(f"huggingface_guess did not detect SD15 but {name}: {guess and guess.unet_config}")
+        return Detected(name, dict(guess.unet_config))
+
+    def rebuild_unet(self, unet_config: dict):
+        import inspect
+        accepted = inspect.signature(self.forge_unet.IntegratedUNet2DConditionModel.__init__).parameters
+        return self.unet({k: v for k, v in unet_config.items() if k in accepted})  # what from_config passes
+
+    def unet_to_diffusers(self, unet_config: dict) -> dict:
+        return self.huggingface_guess.utils.unet_to_diffusers(unet_config)
+
+    def controlnet(self, config: dict):
+        import backend.nn.cnets.cldm as cldm
+        return cldm.ControlNet(**config)
+
+    def detect_controlnet(self, meta: dict, prefix: str) -> dict:
+        from huggingface_guess.detection import model_config_from_unet
+        return dict(model_config_from_unet(meta, prefix, True).unet_config)
+
+
+class ClassicHost:
+    """The modules Forge Classic builds for an SD 1.5 single file, and its detection.  Classic
+    (``modules_forge/forge_loader.py``) instantiates A1111's yaml config (``v1-inference.yaml`` for
+    SD 1.5, with the UNet/VAE/CLIP replaced by stand-ins), then builds the real parts with its
+    ComfyUI copy ``ldm_patched``: ``model_detection.model_config_from_unet`` *detects* the UNet
+    config (same rules as huggingface_guess: SD15 needs model_channels 320, context_dim 768,
+    use_linear_in_transformer False, ...), the VAE is the fixed SD 1.x ``ddconfig`` of
+    ``ldm_patched/modules/sd.py`` and the text encoder transformers' CLIPTextModel from
+    ``ldm_patched/modules/sd1_clip_config.json`` (both loaded non-strictly, as in Forge 2).
+    The ControlNet loader (``modules_forge/supported_controlnet.py``) detects like Forge 2's."""
+
+    flavor = "classic"
+    detector = "ldm_patched model_detection"
+    # ldm_patched/modules/sd.py, class VAE: "default SD1.x/SD2.x VAE parameters"
+    VAE_DDCONFIG = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3,
+                    "ch": 128, "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [],
+                    "dropout": 0.0}
+
+    def __init__(self, forge_dir: Path):
+        self.forge_dir = forge_dir
+        if str(forge_dir) not in sys.path:
+            sys.path.insert(0, str(forge_dir))
+
+        def importer():
+            import torch
+            from ldm_patched.modules import args_parser
+            # what modules_forge/initialization.py does before anything touches the device
+            args_parser.args, _ = args_parser.parser.parse_known_args()
+            import ldm_patched.controlnet.cldm as cldm
+            import ldm_patched.ldm.models.autoencoder as autoencoder
+            import ldm_patched.ldm.modules.diffusionmodules.openaimodel as openaimodel
+            import ldm_patched.modules.model_detection as model_detection
+            import ldm_patched.modules.utils as utils
+            return torch, cldm, autoencoder, openaimodel, model_detection, utils
+
+        (self.torch, self.cldm, self.autoencoder, self.openaimodel, self.model_detection,
+         self.utils) = _quiet_import([], importer)
+
+    def unet(self, config: dict):
+        return self.openaimodel.UNetModel(**{"image_size": 32, **config})  # image_size is unused
+
+    def vae(self):
+        return self.autoencoder.AutoencoderKL(ddconfig=dict(self.VAE_DDCONFIG), embed_dim=4)
+
+    def text_encoder(self):
+        from transformers import CLIPTextConfig, CLIPTextModel
+        config = self.forge_dir / "ldm_patched" / "modules" / "sd1_clip_config.json"
+        return CLIPTextModel(CLIPTextConfig.from_json_file(str(config)))
+
+    def detect(self, meta: dict) -> Detected:
+        config = self.model_detection.model_config_from_unet(meta, "model.diffusion_model.", self.torch.float32)
+        name = type(config).__name__ if config is not None else "nothing"
+        if name != "SD15":
+            raise SystemExit(f"ldm_patched's model_detection did not detect SD15 but {name}: "
+                             f"{config and config.unet_config}")
+        return Detected(name, dict(config.unet_config))
+
+    def rebuild_unet(self, unet_config: dict):
+        return self.openaimodel.UNetModel(**unet_config)  # what supported_models_base.get_model passes
+
+    def unet_to_diffusers(self, unet_config: dict) -> dict:
+        return self.utils.unet_to_diffusers(unet_config)
+
+    def controlnet(self, config: dict):
+        return self.cldm.ControlNet(**{"image_size": 32, **config})  # image_size is unused
+
+    def detect_controlnet(self, meta: dict, prefix: str) -> dict:
+        return dict(self.model_detection.model_config_from_unet(meta, prefix, self.torch.float32, True).unet_config)
+
+
+def forge_host(forge_dir: Path):
+    return ClassicHost(forge_dir) if forge_flavor(forge_dir) == "classic" else Forge2Host(forge_dir)
+
+
 # --------------------------------------------------------------------------- random weights
+# The order in which a transformer block's parts are drawn: Forge 2's BasicTransformerBlock
+# registers them in this order; ldm_patched's (Forge Classic) registers attn1, ff, attn2, norm1-3.
+# Drawing in one fixed order gives both Forges the same bytes for the same recipe.
+TRANSFORMER_BLOCK_ORDER = ("attn1", "norm1", "attn2", "norm2", "ff", "norm3")
+
+
+def canonical_named_modules(model, prefix: str = ""):
+    """``model.named_modules()`` (pre-order, each module once), except that the children of a
+    transformer block (one with all of TRANSFORMER_BLOCK_ORDER) come in that order, then any
+    others in their own order."""
+    seen = set()
+
+    def walk(module, name):
+        if id(module) in seen:
+            return
+        seen.add(id(module))
+        yield name, module
+        children = dict(module.named_children())
+        if all(k in children for k in TRANSFORMER_BLOCK_ORDER):
+            order = list(TRANSFORMER_BLOCK_ORDER) + [k for k in children if k not in TRANSFORMER_BLOCK_ORDER]
+        else:
+            order = list(children)
+        for child_name in order:
+            child = children[child_name]
+            if child is not None:
+                yield from walk(child, f"{name}.{child_name}" if name else child_name)
+
+    yield from walk(model, prefix)
+
+
 class Drawer:
     """Draws every parameter of a (meta-device) module tree from one seeded generator."""
 
@@ -219,7 +410,7 @@ class Drawer:
         """Random tensors for every parameter of ``model`` (a module built on the meta device)."""
         nn = self.torch.nn
         out = {}
-        for mod_name, module in model.named_modules():
+        for mod_name, module in canonical_named_modules(model):
             for p_name, param in module.named_parameters(recurse=False):
                 shape = tuple(param.shape)
                 if isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
@@ -237,44 +428,33 @@ class Drawer:
 
 
 # --------------------------------------------------------------------------- builders
-def build_checkpoint_tensors(forge_dir: Path, seed: int, te_vae_dtype, forge_unet, forge_vae, huggingface_guess):
+def build_checkpoint_tensors(host, seed: int, te_vae_dtype):
     import torch
-    from transformers import CLIPTextConfig, CLIPTextModel
 
-    repo = forge_dir / "backend" / "huggingface" / SD15_REPO
     drawer = Drawer(seed)
     tensors: dict = {}
     with torch.device("meta"):
-        unet = forge_unet.IntegratedUNet2DConditionModel(**UNET_CONFIG)
-        vae_config = forge_vae.IntegratedAutoencoderKL.load_config(str(repo / "vae"))
-        vae = forge_vae.IntegratedAutoencoderKL.from_config(vae_config)
-        te_config = CLIPTextConfig.from_pretrained(str(repo / "text_encoder"))
-        text_encoder = CLIPTextModel(te_config)
+        unet = host.unet(UNET_CONFIG)
+        vae = host.vae()
+        text_encoder = host.text_encoder()
     tensors.update(drawer.state_dict(unet, "model.diffusion_model.", torch.float16))
     tensors.update(drawer.state_dict(vae, "first_stage_model.", te_vae_dtype))
     tensors.update(drawer.state_dict(text_encoder, "cond_stage_model.transformer.", te_vae_dtype))
     return tensors
 
 
-def check_detection(tensors: dict, huggingface_guess):
+def check_detection(tensors: dict, host) -> Detected:
     """Run Forge's detection on the key/shape set: it must say SD 1.5."""
     import torch
     meta = {k: torch.empty(v.shape, device="meta") for k, v in tensors.items()}
-    guess = huggingface_guess.guess(meta)
-    if type(guess) is not huggingface_guess.model_list.SD15:
-        raise SystemExit(f"huggingface_guess did not detect SD15 but {type(guess).__name__}: {guess and guess.unet_config}")
-    return guess
+    return host.detect(meta)
 
 
-def check_rebuild(tensors: dict, guess, forge_unet) -> None:
+def check_rebuild(tensors: dict, guess: Detected, host) -> None:
     """Forge builds the UNet from the detected config: it must have exactly our keys and shapes."""
-    import inspect
-
     import torch
-    accepted = inspect.signature(forge_unet.IntegratedUNet2DConditionModel.__init__).parameters
-    config = {k: v for k, v in guess.unet_config.items() if k in accepted}  # what from_config passes
     with torch.device("meta"):
-        rebuilt = forge_unet.IntegratedUNet2DConditionModel(**config)
+        rebuilt = host.rebuild_unet(guess.unet_config)
     want = {k[len("model.diffusion_model."):]: tuple(v.shape) for k, v in tensors.items()
             if k.startswith("model.diffusion_model.")}
     got = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
@@ -328,12 +508,12 @@ def save_torch_deterministic(path: Path, state_dict: dict) -> None:
     os.replace(tmp, path)
 
 
-def build_lora_tensors(ckpt_tensors: dict, guess, seed: int, huggingface_guess) -> dict:
+def build_lora_tensors(ckpt_tensors: dict, guess: Detected, seed: int, host) -> dict:
     """A kohya LoRA (diffusers block names) for every transformer of the tiny UNet and every
     layer of the text encoder, checked against Forge's own key mapping and the shapes."""
     import torch
 
-    diffusers_to_ldm = huggingface_guess.utils.unet_to_diffusers(guess.unet_config)
+    diffusers_to_ldm = host.unet_to_diffusers(guess.unet_config)
     ldm_to_diffusers = {v: k for k, v in diffusers_to_ldm.items()}
     targets = []  # (lora name, weight key in the checkpoint)
     for ldm_key in sorted(ldm_to_diffusers):
@@ -383,13 +563,13 @@ def controlnet_config() -> dict:
     return config
 
 
-def build_controlnet_tensors(seed: int, cldm) -> dict:
+def build_controlnet_tensors(seed: int, host) -> dict:
     """A random ControlNet (lllyasviel layout, ``control_model.*``) matching the tiny UNet."""
     import torch
 
     prefix = "control_model."
     with torch.device("meta"):
-        model = cldm.ControlNet(**controlnet_config())
+        model = host.controlnet(controlnet_config())
     drawer = Drawer(seed + 3)
     tensors = drawer.state_dict(model, prefix, torch.float32)
     # The hint block: 8 convs with SiLU between them.  With the default +-1/sqrt(fan_in) weights and
@@ -422,21 +602,20 @@ def build_controlnet_tensors(seed: int, cldm) -> dict:
     return {k: v.to(torch.float16) for k, v in tensors.items()}
 
 
-def check_controlnet(tensors: dict, huggingface_guess, cldm) -> dict:
+def check_controlnet(tensors: dict, host) -> dict:
     """Run Forge's ControlNet config detection (supported_controlnet.py) on the file's keys and
     shapes: the ControlNet it builds must have exactly our keys and shapes."""
     import torch
-    from huggingface_guess.detection import model_config_from_unet
 
     prefix = "control_model."
     if "control_model.zero_convs.0.0.weight" not in tensors:
         raise SystemExit("the ControlNet lacks control_model.zero_convs.0.0.weight (Forge's .pth-layout marker)")
     meta = {k: torch.empty(v.shape, device="meta") for k, v in tensors.items()}
-    config = dict(model_config_from_unet(meta, prefix, True).unet_config)
+    config = host.detect_controlnet(meta, prefix)
     config.pop("out_channels")
     config["hint_channels"] = meta[prefix + "input_hint_block.0.weight"].shape[1]
     with torch.device("meta"):
-        rebuilt = cldm.ControlNet(**config)
+        rebuilt = host.controlnet(config)
     want = {k[len(prefix):]: tuple(v.shape) for k, v in tensors.items()}
     got = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
     if want != got:
@@ -473,9 +652,8 @@ def main(forge_dir, seed: int = 0, fp16: bool = False, force: bool = False, lora
          taesd: bool = True, controlnet: bool = True) -> dict[str, Path]:
     """Build (or keep, when already built with the same recipe) the tiny files; return their paths."""
     forge_dir = Path(forge_dir).resolve()
-    if not (forge_dir / "backend" / "loader.py").is_file():
-        raise SystemExit(f"{forge_dir} is not a Forge checkout (no backend/loader.py)")
-    if not (forge_dir / "repositories" / "huggingface_guess" / "huggingface_guess").is_dir():
+    flavor = forge_flavor(forge_dir)  # Forge 2 or Forge Classic: the same files for both
+    if flavor == "forge2" and not (forge_dir / "repositories" / "huggingface_guess" / "huggingface_guess").is_dir():
         raise SystemExit(f"{forge_dir}/repositories/huggingface_guess is missing")
     dtype_name = "fp16" if fp16 else "fp8_e4m3fn"
     want = recipe(seed, dtype_name)
@@ -516,17 +694,16 @@ def main(forge_dir, seed: int = 0, fp16: bool = False, force: bool = False, lora
                        torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2",
                        torch.int64: "I64", torch.uint8: "U8"})
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    forge_unet, forge_vae, huggingface_guess = import_forge(forge_dir)
+    host = forge_host(forge_dir)
     te_vae_dtype = torch.float16 if fp16 else torch.float8_e4m3fn
     if need_checkpoint:
-        build_checkpoint_and_lora(forge_dir, seed, force, lora, want, dtype_name, te_vae_dtype, ckpt_path,
-                                  lora_path, up_to_date, forge_unet, forge_vae, huggingface_guess)
+        build_checkpoint_and_lora(host, seed, force, lora, want, dtype_name, te_vae_dtype, ckpt_path,
+                                  lora_path, up_to_date)
     else:
         log(f"checkpoint: {ckpt_path} is up to date" + (f", lora: {lora_path} too" if lora else ""))
     if controlnet and (force or not up_to_date(controlnet_path)):
-        import backend.nn.cnets.cldm as cldm
-        cn_tensors = build_controlnet_tensors(seed, cldm)
-        cn_config = check_controlnet(cn_tensors, huggingface_guess, cldm)
+        cn_tensors = build_controlnet_tensors(seed, host)
+        cn_config = check_controlnet(cn_tensors, host)
         cn_meta = {
             "tiny_forge_models.recipe": want_controlnet,
             "tiny_forge_models.note": "random weights (zero convs not zero), for tests only; SD 1.5 ControlNet "
@@ -554,11 +731,11 @@ def main(forge_dir, seed: int = 0, fp16: bool = False, force: bool = False, lora
     return paths
 
 
-def build_checkpoint_and_lora(forge_dir, seed, force, lora, want, dtype_name, te_vae_dtype, ckpt_path,
-                              lora_path, up_to_date, forge_unet, forge_vae, huggingface_guess) -> None:
-    tensors = build_checkpoint_tensors(forge_dir, seed, te_vae_dtype, forge_unet, forge_vae, huggingface_guess)
-    guess = check_detection(tensors, huggingface_guess)
-    check_rebuild(tensors, guess, forge_unet)
+def build_checkpoint_and_lora(host, seed, force, lora, want, dtype_name, te_vae_dtype, ckpt_path,
+                              lora_path, up_to_date) -> None:
+    tensors = build_checkpoint_tensors(host, seed, te_vae_dtype)
+    guess = check_detection(tensors, host)
+    check_rebuild(tensors, guess, host)
     counts = {}
     for k, v in tensors.items():
         part = k.split(".")[0]
@@ -577,11 +754,11 @@ def build_checkpoint_and_lora(forge_dir, seed, force, lora, want, dtype_name, te
             + ", ".join(f"{k} {v / 1e6:.1f} M params" for k, v in counts.items()) + ")")
     else:
         log(f"checkpoint: {ckpt_path} is up to date")
-    log(f"detected by huggingface_guess as {type(guess).__name__}: channel_mult {guess.unet_config['channel_mult']}, "
+    log(f"detected by {host.detector} as {guess.name}: channel_mult {guess.unet_config['channel_mult']}, "
         f"num_res_blocks {guess.unet_config['num_res_blocks']}, transformer_depth {guess.unet_config['transformer_depth']}")
 
     if lora:
-        lora_tensors, targets = build_lora_tensors(tensors, guess, seed, huggingface_guess)
+        lora_tensors, targets = build_lora_tensors(tensors, guess, seed, host)
         lora_meta = {
             "tiny_forge_models.recipe": want,
             "ss_base_model_version": "sd_v1",
