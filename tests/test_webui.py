@@ -390,3 +390,13 @@ def test_unit_count_change_in_the_nested_pass_leaves_the_outer_args_alone(monkey
     run(p)
     assert [(s.args_from, s.args_to) for s in p.scripts.alwayson_scripts] == spans
     assert nested_calls()[0]["controlnet"] == [("control_openpose", "openpose_full", (64, 64, 3))]
+
+
+def test_the_jobs_json_holds_no_functions_after_the_job():
+    """Forge Classic's Processed.js() is json.dumps without a fallback (1.10 writes functions as
+    null): the per-image infotext values are written into every infotext, then nulled."""
+    p, _, _, _ = job(PROMPT.replace("ohwx:0.8", "missing:0.8"))  # a warning: a per-image value
+    processed = run(p)
+    assert "LoRA 'missing' not found" in processed.infotexts[0]
+    written = json.loads(json.dumps(processed.extra_generation_params))
+    assert written["Multipass warnings"] is None

@@ -228,12 +228,19 @@ class MultipassJob:
     # -- postprocess ------------------------------------------------------------------------------
 
     def finish(self, processed) -> None:
-        """Intermediate passes join the result (the API returns them; the UI shows them)."""
+        """Intermediate passes join the result (the API returns them; the UI shows them). Our
+        per-image infotext values were functions of the image; every infotext is written now,
+        and what remains is the job's JSON, which 1.10 writes with such values as null and
+        Forge Classic (1.7's `Processed.js`) cannot write at all: null them here."""
         if self.progress is not None:
             self.progress.release(self.progress.reserved)
         for image, label in self.extra_images:
             processed.images.append(image)
             processed.infotexts.append(label)
+        params = processed.extra_generation_params
+        for key, value in list(params.items()):
+            if key.startswith("Multipass") and callable(value):
+                params[key] = None
 
 
 def reject(p, message: str) -> None:

@@ -71,10 +71,10 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BUILDER="$HERE/tiny_forge_models.py"
 VENV="$FORGE/venv"
 MARKER="$VENV/.multipass-prepared"
-TORCH_PINS=("torch==2.14.1" "torchvision==0.29.1")
 
-log() { printf '[prepare_forge] %s\n' "$*"; }
-die() { printf '[prepare_forge] error: %s\n' "$*" >&2; exit 1; }
+PREFIX=prepare_forge
+# shellcheck source=prepare_common.sh
+source "$HERE/prepare_common.sh"
 
 # Forge Classic (Haoming02/sd-webui-forge-classic, branch classic) says so in its version file.
 if [[ -f "$FORGE/modules_forge/forge_version.py" ]] \
@@ -98,29 +98,8 @@ for repo in "${REPOS[@]}"; do
 done
 [[ -f "$BUILDER" ]] || die "$BUILDER is missing"
 
-find_python() {
-    if [[ -n "${PYTHON:-}" ]]; then echo "$PYTHON"; return; fi
-    local candidate
-    for candidate in /root/.pyenv/versions/3.11*/bin/python3.11 "$(command -v python3.11 || true)"; do
-        [[ -n "$candidate" && -x "$candidate" ]] && { echo "$candidate"; return; }
-    done
-    die "no Python 3.11 found (set PYTHON)"
-}
-
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-
-pip_install() {  # quiet pip in the venv; one install at a time (2 shared cores)
-    local status=0
-    "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q "$@" \
-        > "$WORK/pip.log" 2>&1 || status=$?
-    # The machine's pip index lists a few absent local folders: drop that noise.
-    grep -v "is ignored: it is neither a file nor a directory" "$WORK/pip.log" >&2 || true
-    return "$status"
-}
-
 prepare_venv() {
-    local python constraints ext_constraints requirements candidate clip_src=""
+    local python constraints ext_constraints requirements
     python="$(find_python)"
     log "creating $VENV with $python ($("$python" --version 2>&1))"
     [[ -x "$VENV/bin/python" ]] || "$python" -m venv "$VENV"
@@ -144,21 +123,7 @@ prepare_venv() {
     log "pip: joblib, the built-in ControlNet/preprocessor requirements, wheel, webuiapi"
     pip_install joblib fvcore mediapipe onnxruntime svglib "opencv-python>=4.8.0" wheel webuiapi -c "$ext_constraints"
 
-    for candidate in "${CLIP_SRC:-}" "$FORGE/repositories/CLIP" "$(dirname "$FORGE")/CLIP" /work/webui/CLIP; do
-        if [[ -n "$candidate" && -f "$candidate/setup.py" ]]; then clip_src="$candidate"; break; fi
-    done
-    if [[ -n "$clip_src" ]]; then
-        log "pip: clip from $clip_src"
-        # --no-deps: its requirements are there, and re-resolving torch would raise setuptools again.
-        pip_install --no-build-isolation --no-deps "$clip_src"
-        rm -rf "$clip_src/build" "$clip_src"/*.egg-info 2>/dev/null || true
-    else
-        log "pip: clip from PyPI's openai-clip 1.0.1 (no openai/CLIP checkout found)"
-        pip_install --no-deps "openai-clip==1.0.1"
-    fi
-
-    # Again, in case anything above raised setuptools to satisfy torch's metadata.
-    pip_install "setuptools<70"
+    install_clip "${CLIP_SRC:-}" "$FORGE/repositories/CLIP" "$(dirname "$FORGE")/CLIP" /work/webui/CLIP
 
     log "checking imports"
     OMP_NUM_THREADS=1 "$VENV/bin/python" - <<'EOF'
@@ -175,8 +140,7 @@ print(f"[prepare_forge] torch {torch.__version__}, torchvision {torchvision.__ve
       f"pydantic {pydantic.VERSION}, numpy {numpy.__version__}, Pillow {PIL.__version__}, "
       f"protobuf {google.protobuf.__version__}")
 EOF
-    "$VENV/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null > "$MARKER.tmp"
-    mv "$MARKER.tmp" "$MARKER"   # the marker holds the pip freeze of the prepared venv
+    write_marker
 }
 
 if [[ -f "$MARKER" ]]; then

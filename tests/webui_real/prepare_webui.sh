@@ -52,10 +52,10 @@ BUILDER="$HERE/tiny_webui_models.py"
 HF_DIR="${WEBUI_HF_HOME:-$(dirname "$WEBUI")/hf-home}"
 VENV="$WEBUI/venv"
 MARKER="$VENV/.multipass-prepared"
-TORCH_PINS=("torch==2.14.1" "torchvision==0.29.1")
 
-log() { printf '[prepare_webui] %s\n' "$*"; }
-die() { printf '[prepare_webui] error: %s\n' "$*" >&2; exit 1; }
+PREFIX=prepare_webui
+# shellcheck source=prepare_common.sh
+source "$HERE/prepare_common.sh"
 
 [[ -f "$WEBUI/launch.py" && -f "$WEBUI/requirements_versions.txt" ]] || die "$WEBUI is not a WebUI checkout"
 head -1 "$WEBUI/CHANGELOG.md" 2>/dev/null | grep -q '^## 1\.10' || log "warning: CHANGELOG.md does not start with 1.10.x; this was set up for 1.10.1"
@@ -64,29 +64,8 @@ for repo in stable-diffusion-stability-ai generative-models k-diffusion BLIP sta
 done
 [[ -f "$BUILDER" ]] || die "$BUILDER is missing"
 
-find_python() {
-    if [[ -n "${PYTHON:-}" ]]; then echo "$PYTHON"; return; fi
-    local candidate
-    for candidate in /root/.pyenv/versions/3.11*/bin/python3.11 "$(command -v python3.11 || true)"; do
-        [[ -n "$candidate" && -x "$candidate" ]] && { echo "$candidate"; return; }
-    done
-    die "no Python 3.11 found (set PYTHON)"
-}
-
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-
-pip_install() {  # quiet pip in the venv; one install at a time (2 shared cores)
-    local status=0
-    "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q "$@" \
-        > "$WORK/pip.log" 2>&1 || status=$?
-    # The machine's pip index lists a few absent local folders: drop that noise.
-    grep -v "is ignored: it is neither a file nor a directory" "$WORK/pip.log" >&2 || true
-    return "$status"
-}
-
 prepare_venv() {
-    local python constraints requirements candidate clip_src=""
+    local python constraints requirements
     python="$(find_python)"
     log "creating $VENV with $python ($("$python" --version 2>&1))"
     [[ -x "$VENV/bin/python" ]] || "$python" -m venv "$VENV"
@@ -112,22 +91,7 @@ prepare_venv() {
     log "pip: setuptools<70 (pkg_resources, for clip's setup.py and pytorch_lightning 1.9.4)"
     pip_install "setuptools<70"
 
-    for candidate in "${CLIP_SRC:-}" "$WEBUI/repositories/CLIP" "$(dirname "$WEBUI")/CLIP"; do
-        if [[ -n "$candidate" && -f "$candidate/setup.py" ]]; then clip_src="$candidate"; break; fi
-    done
-    if [[ -n "$clip_src" ]]; then
-        log "pip: clip from $clip_src"
-        # --no-deps: its requirements (ftfy, regex, tqdm, torch, torchvision) are there, and
-        # re-resolving torch would raise setuptools again.
-        pip_install --no-build-isolation --no-deps "$clip_src"
-        rm -rf "$clip_src/build" "$clip_src"/*.egg-info
-    else
-        log "pip: clip from PyPI's openai-clip 1.0.1 (no openai/CLIP checkout found)"
-        pip_install --no-deps "openai-clip==1.0.1"
-    fi
-
-    # Again, in case anything above raised setuptools to satisfy torch's metadata.
-    pip_install "setuptools<70"
+    install_clip "${CLIP_SRC:-}" "$WEBUI/repositories/CLIP" "$(dirname "$WEBUI")/CLIP"
 
     log "checking imports"
     OMP_NUM_THREADS=1 "$VENV/bin/python" - <<'EOF'
@@ -141,8 +105,7 @@ print(f"[prepare_webui] torch {torch.__version__}, torchvision {torchvision.__ve
       f"transformers {transformers.__version__}, gradio {gradio.__version__}, numpy {numpy.__version__}, "
       f"Pillow {PIL.__version__}")
 EOF
-    "$VENV/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null > "$MARKER.tmp"
-    mv "$MARKER.tmp" "$MARKER"   # the marker holds the pip freeze of the prepared venv
+    write_marker
 }
 
 if [[ -f "$MARKER" ]]; then

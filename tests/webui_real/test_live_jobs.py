@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from webui_client import FIRST_JOB, FORGE, LORA, PROMPT, SD1, SDXL, infotext_params
+from webui_client import FIRST_JOB, FORGE2, LORA, PROMPT, SD1, SDXL, infotext_params
 
 PASSES = {"enabled": True, "save_passes": True}
 
@@ -62,7 +62,7 @@ def test_first_job_after_start_equals_later_ones(sd1):
 
 
 def test_hires_fix_keeps_the_outside_exact(sd1):
-    forge = {"hr_additional_modules": ["Use same choices"]} if FORGE else {}  # Forge's API fails without it
+    forge = {"hr_additional_modules": ["Use same choices"]} if FORGE2 else {}  # Forge 2's API fails without it
     job = sd1.txt2img(options=PASSES, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", hr_second_pass_steps=2,
                       denoising_strength=0.5, **forge)
     assert job.images[0].shape == (96, 96, 3)

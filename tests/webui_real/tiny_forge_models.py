@@ -457,11 +457,16 @@ def check_rebuild(tensors: dict, guess: Detected, host) -> None:
         rebuilt = host.rebuild_unet(guess.unet_config)
     want = {k[len("model.diffusion_model."):]: tuple(v.shape) for k, v in tensors.items()
             if k.startswith("model.diffusion_model.")}
+    same_layout(want, rebuilt, "UNet")
+
+
+def same_layout(want: dict, rebuilt, what: str) -> None:
+    """Stop when the module Forge would build from the file has other keys or shapes."""
     got = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
     if want != got:
         missing, extra = sorted(set(got) - set(want)), sorted(set(want) - set(got))
         shapes = sorted(k for k in set(want) & set(got) if want[k] != got[k])
-        raise SystemExit(f"the UNet Forge would build differs: missing {missing[:5]}, "
+        raise SystemExit(f"the {what} Forge would build differs: missing {missing[:5]}, "
                          f"unexpected {extra[:5]}, shapes {shapes[:5]}")
 
 
@@ -616,13 +621,7 @@ def check_controlnet(tensors: dict, host) -> dict:
     config["hint_channels"] = meta[prefix + "input_hint_block.0.weight"].shape[1]
     with torch.device("meta"):
         rebuilt = host.controlnet(config)
-    want = {k[len(prefix):]: tuple(v.shape) for k, v in tensors.items()}
-    got = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
-    if want != got:
-        missing, extra = sorted(set(got) - set(want)), sorted(set(want) - set(got))
-        shapes = sorted(k for k in set(want) & set(got) if want[k] != got[k])
-        raise SystemExit(f"the ControlNet Forge would build differs: missing {missing[:5]}, "
-                         f"unexpected {extra[:5]}, shapes {shapes[:5]}")
+    same_layout({k[len(prefix):]: tuple(v.shape) for k, v in tensors.items()}, rebuilt, "ControlNet")
     # Its outputs are added to the UNet's skip connections: the structure must be the UNet's.
     for key in ("model_channels", "channel_mult", "num_res_blocks", "transformer_depth", "context_dim"):
         got_value = list(config[key]) if isinstance(config[key], (list, tuple)) else config[key]

@@ -32,6 +32,7 @@ EXTENSION = "sd-webui-multipass"
 PORT = int(os.environ.get("WEBUI_PORT", "7860"))
 START_TIMEOUT = 180
 FORGE = bool(os.environ.get("WEBUI_DIR")) and (Path(os.environ["WEBUI_DIR"]) / "modules_forge").is_dir()
+FORGE2 = FORGE and (Path(os.environ["WEBUI_DIR"]) / "backend").is_dir()  # not Forge Classic
 if FORGE:  # `--use-cpu all` crashes Forge without CUDA (Forge #2231)
     SD1, SDXL = "tiny-sd15.safetensors", "tiny-sdxl.safetensors"
     LORA = {SD1: "tiny-sd15-lora", SDXL: "tiny-sdxl-lora"}
