@@ -119,15 +119,16 @@ def test_forge_person_pass_runs_its_own_unit_on_a_copy_of_the_shared_script(forg
     assert p.script_args[len(UI_FIELDS)] is outer and not errors.reported
 
 
-def test_forge_forks_take_the_hint_as_an_image_and_mask_pair(forge, monkeypatch):
-    import modules_forge.forge_version as version
+@pytest.mark.parametrize("version,release,hint", [("classic", "1.4", "dict"), ("neo", "2.27", (64, 64, 3))])
+def test_the_hint_is_an_image_and_mask_pair_on_classic_an_array_on_neo(forge, monkeypatch, version, release, hint):
+    import modules_forge.forge_version as forge_version
 
-    monkeypatch.setattr(version, "version", "classic", raising=False)
-    monkeypatch.setattr(version, "release", "1.4", raising=False)
+    monkeypatch.setattr(forge_version, "version", version, raising=False)
+    monkeypatch.setattr(forge_version, "release", release, raising=False)
     current_webui.cache_clear()
     p, _ = forge_job(PROMPT, ({**PERSON_CN, "controlnet_model": "control_v11p_sd15_openpose [cab727d4]"},))
     run(p)
-    assert nested_calls()[0]["forge"][1] == [("control_v11p_sd15_openpose [cab727d4]", "openpose_full", "dict")]
+    assert nested_calls()[0]["forge"][1] == [("control_v11p_sd15_openpose [cab727d4]", "openpose_full", hint)]
 
 
 def test_forge_controlnet_failing_in_the_person_pass_is_said_and_the_base_kept(forge, monkeypatch):

@@ -87,12 +87,13 @@ def installed_models() -> list[str] | None:
 
 def make_unit(code: Any, control: ControlInput) -> Any:
     """A unit for the nested pass; the ControlNet extension crops its image like the in-paint crop.
-    Forge names "no preprocessor" "None"; Forge 2 takes the hint as an array, its forks as an
-    image-and-mask pair."""
+    Forge names "no preprocessor" "None". The hint is an array where the UI is gradio 4 (Forge 2,
+    and Neo, which keeps Forge 2's backend: not run here), an image-and-mask pair on the gradio 3
+    forks of Forge 1 (Classic, seen; reForge)."""
     host = current_webui()
     hint = np.asarray(control.hint.convert("RGB"))
     image: Any = hint
-    if host.forge and host.name != "Forge":
+    if host.name in ("Forge Classic", "reForge"):
         image = {"image": hint, "mask": np.zeros_like(hint)}
     none = "None" if host.forge else "none"
     return code.ControlNetUnit(
