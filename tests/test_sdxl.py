@@ -155,3 +155,21 @@ def test_another_model_type_is_refused_before_any_weight_loads(tmp_path):
     (tmp_path / "flux" / "model_index.json").write_text('{"_class_name": "FluxPipeline"}')
     with pytest.raises(MultipassError, match="FluxPipeline; the standalone engine runs SD 1.x/2.x and SDXL"):
         load_pipeline(str(tmp_path / "flux"), device="cpu")
+
+
+def test_an_fp16_sdxl_vae_encodes_in_fp32_with_only_its_encoder_converted(xl_engine, monkeypatch):
+    """As diffusers' upcast of the whole VAE, bit for bit; the decoder is never converted."""
+    vae, image = xl_engine.pipe.vae, Image.fromarray(np.random.default_rng(3).integers(0, 255, (64, 64, 3), np.uint8))
+    vae.to(torch.float16)
+    try:
+        vae.to(torch.float32)  # the whole VAE upcast, from the same fp16 weights
+        expected = xl_engine.encode_image(image)
+        vae.to(torch.float16)
+        converted = []
+        monkeypatch.setattr(vae.decoder, "_apply", lambda *a, **k: converted.append(1))
+        got = xl_engine.encode_image(image)
+        assert torch.equal(got, expected) and got.dtype == torch.float32
+        assert next(vae.encoder.parameters()).dtype == torch.float16 and converted == []
+    finally:
+        monkeypatch.undo()
+        vae.to(torch.float32)

@@ -272,18 +272,24 @@ class DiffusersEngine:
 
     def encode_image(self, image: Image.Image) -> torch.Tensor:
         """`image`'s latents (the distribution's mode, scaled), in the UNet's dtype. SDXL's VAE
-        overflows in fp16: it encodes in fp32, as diffusers' SDXL pipelines do."""
+        overflows in fp16: it encodes in fp32, as diffusers' SDXL pipelines do, with only the
+        encoder converted (and back)."""
         vae, dtype = self.pipe.vae, self._unet_weight().dtype
-        upcast = self.family == "sdxl" and vae.dtype == torch.float16 and vae.config.get("force_upcast", False)
-        if upcast:
-            vae.to(torch.float32)
+        weight = next(vae.encoder.parameters())
+        upcast = self.family == "sdxl" and weight.dtype == torch.float16 and vae.config.get("force_upcast", False)
+        coder = [m for m in (vae.encoder, getattr(vae, "quant_conv", None)) if m is not None]
+        if upcast:  # the encoder only (diffusers upcasts the whole VAE): half the weights converted
+            for module in coder:
+                module.to(torch.float32)
         try:
-            pixels = self.pipe.image_processor.preprocess(image.convert("RGB")).to(vae.device, vae.dtype)
+            pixels = self.pipe.image_processor.preprocess(image.convert("RGB"))
+            pixels = pixels.to(weight.device, torch.float32 if upcast else weight.dtype)
             with torch.no_grad():
                 latents = vae.encode(pixels).latent_dist.mode() * vae.config.scaling_factor
         finally:
             if upcast:
-                vae.to(torch.float16)
+                for module in coder:
+                    module.to(torch.float16)
         return latents.to(dtype)
 
     def inpaint(self, request: InpaintRequest) -> Image.Image:
