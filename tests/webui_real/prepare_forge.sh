@@ -3,7 +3,10 @@
 # at dfdcbab6) to run offline on CPU with tiny random models, for the extension's acceptance
 # tests against the real Forge. Also a Forge Classic checkout (Haoming02/sd-webui-forge-classic,
 # branch `classic`, 1f95d717; recognised by modules_forge/forge_version.py saying
-# version = "classic"): the differences are noted as "Classic:" below.
+# version = "classic"): the differences are noted as "Classic:" below. Also reForge
+# (Panchovix/stable-diffusion-webui-reForge, branch main, 3b56b268; recognised by
+# modules_forge/ and ldm_patched/ with a forge_version.py version that is neither "classic" nor
+# "neo", here '1.0.0v2-v1.10.1RC'): noted as "reForge:".
 #
 #   tests/webui_real/prepare_forge.sh [FORGE_DIR]        (or FORGE_DIR=... in the environment)
 #
@@ -11,12 +14,18 @@
 # (modules/launch_utils.py): stable-diffusion-webui-assets (6f7db241), huggingface_guess
 # (84826248) and BLIP (48211a15). Classic: stable-diffusion-webui-assets (6f7db241),
 # stable-diffusion-stability-ai (cf1d67a6) and generative-models (45c443b3), no BLIP or
-# huggingface_guess. This machine cannot reach GitHub, so nothing here clones.
+# huggingface_guess. reForge: stable-diffusion-webui-assets (6f7db241), stable-diffusion-stability-ai
+# (launch_utils.py names joypaul162's fork at f16630a9; Stability-AI's cf1d67a6 serves: only
+# modules/paths.py's check for ldm/models/diffusion/ddpm.py and the yaml configs use it),
+# generative-models (45c443b3), k-diffusion (ab527a9a) and BLIP (48211a15).
+# This machine cannot reach GitHub, so nothing here clones.
 #
 # Steps:
 #   1. FORGE_DIR/venv with Python 3.11: torch 2.14.1 + torchvision 0.29.1 (PyPI's CUDA build, it
 #      runs on CPU), requirements_versions.txt (Classic: requirements.txt, gradio 3.41.2,
-#      pydantic 1.10.20, transformers 4.30.2, protobuf 3.20.3) without its bare `torch` and its
+#      pydantic 1.10.20, transformers 4.30.2, protobuf 3.20.3; reForge: requirements_versions.txt,
+#      gradio 3.41.2, transformers 4.48.1, numpy 1.26.4, pillow 10.4.0, protobuf 3.20.0, and its
+#      pydantic wheel URL on GitHub replaced by PyPI's pydantic==1.10.15) without its bare `torch` and its
 #      setuptools==69.5.1 (which conflicts with torch 2.14's setuptools>=77; Classic pins none)
 #      with torch held by a constraints file; then what Forge's first start would add: joblib (soft-inpainting's
 #      script imports it, no requirements file names it), the requirements of the built-in
@@ -39,7 +48,10 @@
 #      as "tiny-sd15-controlnet [6c429777]": a unit must name it with that hash; Classic lists it,
 #      and wants it named, as plain "tiny-sd15-controlnet"). On Classic the builder uses Classic's
 #      own modules and detection (ldm_patched) and writes byte-identical files.
-#      Kept when already built with the same recipe (a re-run takes ~1 s).
+#      Kept when already built with the same recipe (a re-run takes ~1 s). reForge: built with
+#      its ldm_patched (like Classic; same bytes, ControlNet listed as "tiny-sd15-controlnet
+#      [6c429777]" as on Forge 2), plus a random models/VAE-approx/model.pt when missing (reForge
+#      ships only vaeapprox-sdxl.pt and would download model.pt at the first SD 1.5 job: HTTP 500).
 #
 # Environment knobs:
 #   PYTHON          interpreter for the venv (default: python3.11 from pyenv or PATH)
@@ -59,6 +71,7 @@
 #   stop with kill -TERM -- -<pid of setsid'd python> (its process group).
 #   Classic: the same command (it has the same --always-cpu/--all-in-fp32 flags; answers after
 #   ~9-12 s and loads the checkpoint right after start, in the background).
+#   reForge: the same command too (answers after ~16 s, loads the checkpoint in the background).
 set -euo pipefail
 
 FORGE="${1:-${FORGE_DIR:-}}"
@@ -85,6 +98,15 @@ if [[ -f "$FORGE/modules_forge/forge_version.py" ]] \
     [[ -f "$FORGE/launch.py" && -f "$REQUIREMENTS" && -f "$FORGE/modules_forge/forge_loader.py" && -d "$FORGE/ldm_patched" ]] \
         || die "$FORGE is not a Forge Classic checkout (launch.py, requirements.txt, modules_forge/forge_loader.py, ldm_patched/)"
     log "Forge Classic checkout (modules_forge/forge_version.py: version = \"classic\")"
+elif [[ -f "$FORGE/modules_forge/forge_version.py" && -d "$FORGE/ldm_patched" && ! -f "$FORGE/backend/loader.py" ]] \
+        && ! grep -Eq "^[[:space:]]*version[[:space:]]*=[[:space:]]*[\"'](classic|neo)[\"']" "$FORGE/modules_forge/forge_version.py"; then
+    # reForge (Panchovix/stable-diffusion-webui-reForge, main): Forge 1 layout on ldm_patched.
+    FLAVOR=reforge
+    REQUIREMENTS="$FORGE/requirements_versions.txt"
+    REPOS=(stable-diffusion-webui-assets stable-diffusion-stability-ai generative-models k-diffusion BLIP)
+    [[ -f "$FORGE/launch.py" && -f "$REQUIREMENTS" && -f "$FORGE/modules_forge/forge_loader.py" ]] \
+        || die "$FORGE is not a reForge checkout (launch.py, requirements_versions.txt, modules_forge/forge_loader.py, ldm_patched/)"
+    log "reForge checkout (modules_forge/forge_version.py: $(grep -E '^[[:space:]]*version[[:space:]]*=' "$FORGE/modules_forge/forge_version.py" | head -1))"
 else
     FLAVOR=forge2
     REQUIREMENTS="$FORGE/requirements_versions.txt"
@@ -110,9 +132,12 @@ prepare_venv() {
     printf '%s\n' "${TORCH_PINS[@]}" > "$constraints"
     # Forge's pins that the extensions' requirements must not move (mediapipe would lift protobuf).
     { printf '%s\n' "${TORCH_PINS[@]}"
-      grep -E '^(protobuf|numpy|Pillow)==' "$REQUIREMENTS"
+      grep -iE '^(protobuf|numpy|Pillow)==' "$REQUIREMENTS"  # -i: reForge pins "pillow"
       echo "setuptools<70"; } > "$ext_constraints"
-    grep -v -E '^[[:space:]]*(torch|setuptools)[[:space:]]*(==|$|#)' "$REQUIREMENTS" > "$requirements"
+    # reForge names a pydantic wheel on GitHub (unreachable here): PyPI's pydantic of that version instead.
+    grep -v -E '^[[:space:]]*(torch|setuptools)[[:space:]]*(==|$|#)' "$REQUIREMENTS" \
+        | sed -E 's#^[[:space:]]*https?://[^[:space:]]*/pydantic-([0-9][0-9a-z.]*)-py3-none-any\.whl.*$#pydantic==\1#' \
+        > "$requirements"
 
     log "pip: ${TORCH_PINS[*]}"
     pip_install "${TORCH_PINS[@]}"
@@ -165,7 +190,7 @@ fi
 grep '^\[tiny_forge_models\]' "$WORK/builder.log" | sed 's/^\[tiny_forge_models\]/[prepare_forge]/'
 
 cat <<EOF
-[prepare_forge] ready. Start Forge$([[ $FLAVOR == classic ]] && echo " Classic") with:
+[prepare_forge] ready. Start $(case $FLAVOR in classic) echo "Forge Classic";; reforge) echo "reForge";; *) echo "Forge";; esac) with:
   cd $FORGE && OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 setsid venv/bin/python launch.py \\
     --always-cpu --all-in-fp32 --skip-prepare-environment --skip-torch-cuda-test \\
     --ckpt models/Stable-diffusion/tiny-sd15.safetensors --api --nowebui --port 7862 \\

@@ -197,8 +197,13 @@ def forge_flavor(forge_dir: Path) -> str:
         return "classic"
     if (forge_dir / "backend" / "loader.py").is_file():
         return "forge2"
-    raise SystemExit(f"{forge_dir} is neither a Forge 2 checkout (backend/loader.py) nor a Forge Classic one "
-                     "(modules_forge/forge_version.py with version = \"classic\", ldm_patched/)")
+    # reForge (Panchovix/stable-diffusion-webui-reForge, main, 3b56b268): modules_forge/ and
+    # ldm_patched/ as Classic, a version that is neither "classic" nor "neo" ('1.0.0v2-v1.10.1RC').
+    if version_text and "neo" not in version_text and (forge_dir / "ldm_patched").is_dir():
+        return "reforge"
+    raise SystemExit(f"{forge_dir} is neither a Forge 2 checkout (backend/loader.py), a Forge Classic one "
+                     "(modules_forge/forge_version.py with version = \"classic\", ldm_patched/) nor a reForge one "
+                     "(modules_forge/forge_version.py, ldm_patched/)")
 
 
 def _quiet_import(argv_extra, importer):
@@ -356,8 +361,44 @@ class ClassicHost:
         return dict(self.model_detection.model_config_from_unet(meta, prefix, self.torch.float32, True).unet_config)
 
 
+class ReForgeHost(ClassicHost):
+    """reForge (Panchovix/stable-diffusion-webui-reForge, main, 3b56b268): Classic's way of loading
+    (``modules_forge/forge_loader.py`` + ``ldm_patched``), on a newer ComfyUI copy whose
+    ``model_detection.model_config_from_unet(state_dict, prefix, use_base_if_no_match, metadata)``
+    takes no dtype.  The same modules, so the same bytes as Forge 2/Classic."""
+
+    flavor = "reforge"
+
+    def detect(self, meta: dict) -> Detected:
+        config = self.model_detection.model_config_from_unet(meta, "model.diffusion_model.")
+        name = type(config).__name__ if config is not None else "nothing"
+        if name != "SD15":
+            raise SystemExit(f"ldm_patched's model_detection did not detect SD15 but {name}: "
+                             f"{config and config.unet_config}")
+        return Detected(name, dict(config.unet_config))
+
+    def detect_controlnet(self, meta: dict, prefix: str) -> dict:
+        return dict(self.model_detection.model_config_from_unet(meta, prefix, True).unet_config)
+
+
 def forge_host(forge_dir: Path):
-    return ClassicHost(forge_dir) if forge_flavor(forge_dir) == "classic" else Forge2Host(forge_dir)
+    flavor = forge_flavor(forge_dir)
+    return {"classic": ClassicHost, "reforge": ReForgeHost}.get(flavor, Forge2Host)(forge_dir)
+
+
+def vae_approx_state_dict(seed: int) -> dict:
+    """Random "Approx NN" live-preview net (A1111's modules/sd_vae_approx.py VAEApprox) for
+    models/VAE-approx/model.pt.  reForge ships only vaeapprox-sdxl.pt and downloads model.pt from
+    GitHub at the first SD 1.5 job (live previews are on by default): offline that is HTTP 500."""
+    import torch
+    from torch import nn
+    widths = [4, 8, 16, 32, 64, 32, 16, 8, 3]
+    kernels = [7, 5, 3, 3, 3, 3, 3, 3]
+    with torch.device("meta"):
+        net = nn.Module()
+        for i, k in enumerate(kernels):
+            setattr(net, f"conv{i + 1}", nn.Conv2d(widths[i], widths[i + 1], (k, k)))
+    return Drawer(seed + 3).state_dict(net, "", torch.float32)
 
 
 # --------------------------------------------------------------------------- random weights
@@ -720,6 +761,11 @@ def main(forge_dir, seed: int = 0, fp16: bool = False, force: bool = False, lora
             f"hint_channels {cn_config['hint_channels']}, {n_zero_convs} zero convs + middle_block_out)")
     elif controlnet:
         log(f"controlnet: {controlnet_path} is up to date")
+    vae_approx = forge_dir / "models" / "VAE-approx" / "model.pt"
+    if flavor == "reforge" and not vae_approx.is_file():  # kept when present (a real one, or ours)
+        vae_approx.parent.mkdir(parents=True, exist_ok=True)
+        save_torch_deterministic(vae_approx, vae_approx_state_dict(seed))
+        log(f"vae-approx: {vae_approx} (random 'Approx NN' live-preview net; reForge would download it)")
     if taesd:
         taesd_dir.mkdir(parents=True, exist_ok=True)
         for name, sd in taesd_state_dicts(seed).items():
