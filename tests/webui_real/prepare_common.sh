@@ -1,6 +1,15 @@
-# Shared by prepare_webui.sh and prepare_forge.sh (sourced, not run): messages, the Python 3.11
-# that makes the venv, a scratch folder, and a quiet pip. The sourcing script sets PREFIX and VENV.
+# Shared by prepare_webui.sh and prepare_forge.sh (sourced, not run): the checkout's folder from
+# the argument, messages, the Python 3.11 that makes the venv, a scratch folder, and a quiet pip.
+# The sourcing script sets PREFIX, and VENV and MARKER before it installs.
 TORCH_PINS=("torch==2.14.1" "torchvision==0.29.1")  # PyPI's CUDA build; it runs on CPU
+
+checkout_dir() {  # checkout_dir GIVEN VARIABLE: GIVEN as an absolute path, or the usage and exit 2
+    if [[ -z "$1" ]]; then
+        echo "usage: $0 $2   (or set $2)" >&2
+        exit 2
+    fi
+    (cd "$1" && pwd)
+}
 
 log() { printf '[%s] %s\n' "$PREFIX" "$*"; }
 die() { printf '[%s] error: %s\n' "$PREFIX" "$*" >&2; exit 1; }

@@ -74,20 +74,14 @@
 #   reForge: the same command too (answers after ~16 s, loads the checkpoint in the background).
 set -euo pipefail
 
-FORGE="${1:-${FORGE_DIR:-}}"
-if [[ -z "$FORGE" ]]; then
-    echo "usage: $0 FORGE_DIR   (or set FORGE_DIR)" >&2
-    exit 2
-fi
-FORGE="$(cd "$FORGE" && pwd)"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-BUILDER="$HERE/tiny_forge_models.py"
-VENV="$FORGE/venv"
-MARKER="$VENV/.multipass-prepared"
-
 PREFIX=prepare_forge
 # shellcheck source=prepare_common.sh
 source "$HERE/prepare_common.sh"
+FORGE="$(checkout_dir "${1:-${FORGE_DIR:-}}" FORGE_DIR)"
+BUILDER="$HERE/tiny_forge_models.py"
+VENV="$FORGE/venv"
+MARKER="$VENV/.multipass-prepared"
 
 # Forge Classic (Haoming02/sd-webui-forge-classic, branch classic) says so in its version file.
 if [[ -f "$FORGE/modules_forge/forge_version.py" ]] \

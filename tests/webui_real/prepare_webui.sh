@@ -41,21 +41,15 @@
 #     --ckpt models/Stable-diffusion/tiny-sd1.safetensors --api [--nowebui] --port 7861
 set -euo pipefail
 
-WEBUI="${1:-${WEBUI_DIR:-}}"
-if [[ -z "$WEBUI" ]]; then
-    echo "usage: $0 WEBUI_DIR   (or set WEBUI_DIR)" >&2
-    exit 2
-fi
-WEBUI="$(cd "$WEBUI" && pwd)"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PREFIX=prepare_webui
+# shellcheck source=prepare_common.sh
+source "$HERE/prepare_common.sh"
+WEBUI="$(checkout_dir "${1:-${WEBUI_DIR:-}}" WEBUI_DIR)"
 BUILDER="$HERE/tiny_webui_models.py"
 HF_DIR="${WEBUI_HF_HOME:-$(dirname "$WEBUI")/hf-home}"
 VENV="$WEBUI/venv"
 MARKER="$VENV/.multipass-prepared"
-
-PREFIX=prepare_webui
-# shellcheck source=prepare_common.sh
-source "$HERE/prepare_common.sh"
 
 [[ -f "$WEBUI/launch.py" && -f "$WEBUI/requirements_versions.txt" ]] || die "$WEBUI is not a WebUI checkout"
 head -1 "$WEBUI/CHANGELOG.md" 2>/dev/null | grep -q '^## 1\.10' || log "warning: CHANGELOG.md does not start with 1.10.x; this was set up for 1.10.1"
