@@ -146,19 +146,16 @@ def controlnet_for_nested(nested, outer, control: ControlInput | None) -> Iterat
         nested.scripts.alwayson_scripts = [*nested.scripts.alwayson_scripts, script]
         nested.scripts.callback_map = {}
     spans = {s: (s.args_from, s.args_to) for s in outer.scripts.alwayson_scripts}
-    failures: list[BaseException] = []
     nested.script_args = list(nested.script_args)
     code.update_cn_script_in_processing(nested, [make_unit(code, control)] if control is not None else [])
     try:
-        with _original_process_images_inner(), _reported(script, failures):
+        with _original_process_images_inner(), _failing_loudly(script, control is not None):
             yield
     finally:
         for each, (args_from, args_to) in spans.items():
             each.args_from, each.args_to = args_from, args_to
         if outer_active:  # the nested pass unhooked the outer job's units: hook them again
             script.process(outer, *outer.script_args[script.args_from:script.args_to])
-    if failures and control is not None:
-        raise MultipassError(f"ControlNet failed in the person pass ({failures[0]}); the pass is discarded")
 
 
 def _forge_script(runner: Any) -> Any | None:
@@ -188,16 +185,15 @@ def _forge_nested(code: Any, nested, outer, control: ControlInput | None) -> Ite
     nested.script_args = [*args, make_unit(code, control)]
     runner.alwayson_scripts = [*runner.alwayson_scripts, own]
     runner.callback_map = {}
-    failures: list[BaseException] = []
-    with _reported(own, failures):
+    with _failing_loudly(own, True):
         yield
-    if failures:
-        raise MultipassError(f"ControlNet failed in the person pass ({failures[0]}); the pass is discarded")
 
 
 @contextlib.contextmanager
-def _reported(script: Any, failures: list[BaseException]) -> Iterator[None]:
-    """Record exceptions of the ControlNet script's hooks that the WebUI's runner would swallow."""
+def _failing_loudly(script: Any, loud: bool) -> Iterator[None]:
+    """Record exceptions of the ControlNet script's hooks that the WebUI's runner would swallow
+    and, when `loud` (the pass has a unit of its own), fail the pass with the first of them."""
+    failures: list[BaseException] = []
     hooks = ("process", "before_process_batch", "process_batch", "before_process", "process_before_every_sampling")
     originals = {name: getattr(script, name) for name in hooks if hasattr(script, name)}
 
@@ -218,3 +214,5 @@ def _reported(script: Any, failures: list[BaseException]) -> Iterator[None]:
     finally:
         for name in originals:
             delattr(script, name)  # the class's own methods show through again
+    if failures and loud:
+        raise MultipassError(f"ControlNet failed in the person pass ({failures[0]}); the pass is discarded")
