@@ -105,26 +105,22 @@ def parse(prompt: str, negative: str = "") -> Job:
 
 
 def with_tags(text: str, loras: tuple[LoraTag, ...]) -> str:
-    """A pass prompt for a host whose extra networks read `<lora:...>` tags from the text (the WebUI)."""
-    return " ".join([text, *(lora.tag() for lora in loras)]).strip()
+    """`text` with its `<lora:...>` tags, for a host whose extra networks read them from the text
+    (the WebUI) and for the formatted prompt; the tags first when the text ends in an unclosed
+    `<lora:` (a tag after it would close it into one tag)."""
+    tags = [lora.tag() for lora in loras]
+    return " ".join([*tags, text] if UNCLOSED_RE.search(text) else [text, *tags]).strip()
 
 
 def format_job(job: Job) -> tuple[str, str]:
     """The prompt and negative prompt that parse back to `job`."""
-    texts = [" ".join(_with_tags(seg)).strip() for seg in job.segments]
+    texts = [with_tags(seg.text, seg.loras) for seg in job.segments]
     flags = " ".join(_format_flag(name, value) for name, value in job.flags.items())
     texts[-1] = f"{texts[-1]} {flags}".strip()
     return "\nBREAK ".join(texts), "\nBREAK ".join(job.negative)
 
 
 # -- internals --------------------------------------------------------------------------
-
-
-def _with_tags(segment: Segment) -> list[str]:
-    """The segment's text and tags, the tags first when the text ends in an unclosed
-    `<lora:` (a tag after it would close it into one tag)."""
-    tags = [lora.tag() for lora in segment.loras]
-    return [*tags, segment.text] if UNCLOSED_RE.search(segment.text) else [segment.text, *tags]
 
 
 def _split(prompt: str) -> list[tuple[str, int]]:

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from lib_multipass.errors import PromptError
 from lib_multipass.options import Length
-from lib_multipass.prompt import Job, LoraTag, Segment, format_job, parse
+from lib_multipass.prompt import LORA_RE, Job, LoraTag, Segment, format_job, parse, with_tags
 
 DESIGN_EXAMPLE = """(medium shot) of a male model wearing hiking clothes, standing in a dense forest
 BREAK photorealistic and highly detailed
@@ -232,3 +232,11 @@ def test_parse_never_crashes_and_reparses(text):
     except PromptError:
         return
     assert parse(*format_job(job)) == job
+
+
+def test_a_pass_prompt_ending_in_a_stray_lora_opening_keeps_its_tags_whole():
+    """The WebUI's nested pass reads the tags from the text: one after a stray `<lora:` would
+    close it into a single, wrong tag."""
+    prompt = with_tags("man, photo <lora:", (LoraTag("ohwx", 0.8),))
+    assert LORA_RE.findall(prompt) == [("lora", "ohwx:0.8")] and prompt.endswith("<lora:")
+    assert with_tags("man", (LoraTag("ohwx", 0.8),)) == "man <lora:ohwx:0.8>"
