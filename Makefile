@@ -52,10 +52,10 @@ webui-acceptance: $(VENV)/.installed tools
 	$(PY) -m pip install --quiet playwright==1.65.2  # drives the system's chromium (make tools); no browser download
 	WEBUI_DIR="$(abspath $(WEBUI_DIR))" $(PY) -m pytest -q -p no:cacheprovider tests/webui_real
 
-# The same suite on a real Forge 2 checkout (lllyasviel/stable-diffusion-webui-forge, repositories/ filled):
+# The same suite on a real Forge 2, Forge Classic or reForge checkout (repositories/ filled):
 #   make forge-acceptance FORGE_DIR=/path/to/stable-diffusion-webui-forge
 forge-acceptance: $(VENV)/.installed tools
-	@test -n "$(FORGE_DIR)" || { echo "give FORGE_DIR=<a Forge 2 checkout>"; exit 2; }
+	@test -n "$(FORGE_DIR)" || { echo "give FORGE_DIR=<a Forge 2, Forge Classic or reForge checkout>"; exit 2; }
 	bash tests/webui_real/prepare_forge.sh "$(FORGE_DIR)"
 	$(PY) -m pip install --quiet playwright==1.65.2
 	WEBUI_DIR="$(abspath $(FORGE_DIR))" $(PY) -m pytest -q -p no:cacheprovider tests/webui_real

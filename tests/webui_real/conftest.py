@@ -82,8 +82,8 @@ def _wait(url: str, process: subprocess.Popen, log: Path) -> None:
 def server(tmp_path_factory) -> Server:
     webui = _webui_dir()
     if webui is None:
-        pytest.skip("no WebUI checkout: set WEBUI_DIR to an AUTOMATIC1111 1.10.1 or Forge 2 checkout "
-                    "(make webui-acceptance, make forge-acceptance)")
+        pytest.skip("no WebUI checkout: set WEBUI_DIR to an AUTOMATIC1111 1.10.1, Forge 2, Forge Classic or "
+                    "reForge checkout (make webui-acceptance, make forge-acceptance)")
     pytest.importorskip("requests")
     _build_models(webui)
     _copy_extension(webui)

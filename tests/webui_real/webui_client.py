@@ -1,8 +1,8 @@
 """A client of the real WebUI for the acceptance suite: its HTTP helpers, job results and constants.
 
 The acceptance suite runs on a real AUTOMATIC1111 WebUI 1.10.1 checkout (`WEBUI_DIR`), or on a
-real Forge 2 checkout (a `WEBUI_DIR` with `modules_forge/`, prepared by prepare_forge.sh: its
-own tiny SD 1.5 model and LoRA, no SDXL, its CPU flags).
+real Forge 2, Forge Classic or reForge checkout (a `WEBUI_DIR` with `modules_forge/`, prepared
+by prepare_forge.sh: its own tiny SD 1.5 model, LoRA and ControlNet, no SDXL, its CPU flags).
 
 `make webui-acceptance WEBUI_DIR=...` prepares the checkout (tests/webui_real/prepare_webui.sh:
 its venv, tiny random SD 1.x and SDXL models, LoRAs, a tiny CLIPSeg), copies this working
@@ -32,7 +32,8 @@ EXTENSION = "sd-webui-multipass"
 PORT = int(os.environ.get("WEBUI_PORT", "7860"))
 START_TIMEOUT = 180
 FORGE = bool(os.environ.get("WEBUI_DIR")) and (Path(os.environ["WEBUI_DIR"]) / "modules_forge").is_dir()
-FORGE2 = FORGE and (Path(os.environ["WEBUI_DIR"]) / "backend").is_dir()  # not Forge Classic
+# Forge 2 itself, not the forks of Forge 1 that keep its ldm_patched (Classic, reForge)
+FORGE2 = FORGE and not (Path(os.environ["WEBUI_DIR"]) / "ldm_patched").is_dir()
 if FORGE:  # `--use-cpu all` crashes Forge without CUDA (Forge #2231)
     SD1, SDXL = "tiny-sd15.safetensors", "tiny-sdxl.safetensors"
     LORA = {SD1: "tiny-sd15-lora", SDXL: "tiny-sdxl-lora"}
