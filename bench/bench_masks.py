@@ -6,7 +6,10 @@ Prints per category: mean and worst IoU, flooding (marked pixels more than 4 px 
 subject), instance count and left-to-right order, face recall by face size, time per image.
 Not a test: the figures go to the README.
 
-    .venv/bin/python bench/bench_masks.py [--only landscape] [--save /tmp/masks]
+    .venv/bin/python bench/bench_masks.py [--only landscape] [--save /tmp/masks] [--true-boxes]
+
+`--true-boxes` measures the subject-detector path (masks/detector.py, whose weights cannot be
+had offline) as a perfect detector would drive it: each person's true box, in a shuffled order.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from PIL import Image  # noqa: E402
 from lib_multipass.faces.detect import faces_in, make_face_detector  # noqa: E402
 from lib_multipass.masks import masking  # noqa: E402
 from lib_multipass.masks.bodies import make_body_finder  # noqa: E402
+from lib_multipass.masks.crop import mask_box  # noqa: E402
 from lib_multipass.masks.segmenters import SelfieSegmenter  # noqa: E402
 from lib_multipass.options import MultipassOptions  # noqa: E402
 from lib_multipass.plan import mask_spec  # noqa: E402
@@ -61,11 +65,18 @@ def face_found(face: tuple[int, int, int, int], found: list[tuple[int, int, int,
     return any(x0 <= cx <= x1 and y0 <= cy <= y1 and (x1 - x0) < 3 * (face[2] - face[0]) for x0, y0, x1, y1 in found)
 
 
-def measure(scene: Scene, spec, segmenter, detector, bodies) -> dict:
+def true_boxes(scene: Scene) -> list[tuple[int, int, int, int]]:
+    """Each person's box, in an order that is not left to right (a detector's is by score)."""
+    boxes = [box for box in map(mask_box, scene.people) if box is not None]
+    return boxes[1::2] + boxes[::2]
+
+
+def measure(scene: Scene, spec, segmenter, detector, bodies, boxes: bool = False) -> dict:
     started = time.perf_counter()
     subjects = masking.find_subjects(segment_with(segmenter), scene.image, spec,
                                       lambda image, box: faces_in(detector.detect, image, box),
-                                      find_body=(lambda image, box: bodies.head(image, box)) if bodies else None)
+                                      find_body=(lambda image, box: bodies.head(image, box)) if bodies else None,
+                                      detect_subjects=(lambda image, terms: true_boxes(scene)) if boxes else None)
     seconds = time.perf_counter() - started
     started = time.perf_counter()
     faces = [f.box for f in detector.detect(scene.image)]
@@ -118,6 +129,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="scenes whose name holds this text")
     parser.add_argument("--save", type=Path, help="write each scene with its mask here")
     parser.add_argument("--no-bodies", action="store_true", help="without the body finder (as in the WebUI)")
+    parser.add_argument("--true-boxes", action="store_true", help="the subject-detector path given each true box")
     args = parser.parse_args()
     spec = mask_spec(MultipassOptions(), None)
     segmenter, detector = SelfieSegmenter(), make_face_detector()
@@ -125,7 +137,7 @@ def main() -> None:
     rows = []
     for scene in scenes():
         if args.only in scene.name:
-            row = measure(scene, spec, segmenter, detector, bodies)
+            row = measure(scene, spec, segmenter, detector, bodies, args.true_boxes)
             rows.append((scene, row))
             if args.save:
                 args.save.mkdir(parents=True, exist_ok=True)

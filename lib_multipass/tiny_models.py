@@ -209,6 +209,29 @@ def build_sam(folder: Path, seed: int = 0) -> None:
     SamProcessor(image_processor=ImageProcessor()).save_pretrained(folder)
 
 
+def build_detector(folder: Path, seed: int = 0, version: int = 1) -> None:
+    """A random OWL-ViT (`version` 1) or OWLv2 (2) with its processor (64 px input, 16 px patches)."""
+    import torch
+    import transformers
+    from transformers import CLIPTokenizer
+
+    kind = "OwlViT" if version == 1 else "Owlv2"
+    config_class, model_class = getattr(transformers, f"{kind}Config"), getattr(transformers, f"{kind}ForObjectDetection")
+    processor_class = getattr(transformers, f"{kind}Processor")
+    # transformers 5 without torchvision: the PIL image processor
+    image_class = getattr(transformers, f"{kind}ImageProcessorPil", None) or getattr(transformers, f"{kind}ImageProcessor")
+    vocab_size = write_tokenizer(folder)
+    torch.manual_seed(seed)
+    vision = dict(hidden_size=TEXT_DIM, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=64, patch_size=16)
+    config = config_class(text_config=_text_config(vocab_size), vision_config=vision, projection_dim=TEXT_DIM)
+    save_safetensors(model_class(config), folder)
+    sized = {"size": {"height": 64, "width": 64}}
+    if version == 1:
+        sized["crop_size"] = {"height": 64, "width": 64}
+    processor_class(image_processor=image_class(**sized), tokenizer=CLIPTokenizer.from_pretrained(folder)).save_pretrained(folder)
+
+
 def build_segmenter(folder: Path, seed: int = 0) -> None:
     """A random CLIPSeg model and processor saved as a folder (64 px input)."""
     import torch

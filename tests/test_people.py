@@ -254,8 +254,8 @@ def test_sam_weights_found_in_the_models_folder_or_said_missing(tmp_path, tiny, 
 
     models = tmp_path / "sam"
     shutil.copytree(tiny.sam, models / "facebook--sam-vit-base")
-    assert refine.local_weights("facebook/sam-vit-base", models) == str(models / "facebook--sam-vit-base")
-    assert refine.local_weights(str(tiny.sam), models) == str(tiny.sam)  # a folder is itself
+    assert refine.local_weights("facebook/sam-vit-base", models, "SAM", "", None, "") == str(models / "facebook--sam-vit-base")
+    assert refine.local_weights(str(tiny.sam), models, "SAM", "", None, "") == str(tiny.sam)  # a folder is itself
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     missing = refine.SamRefiner("nobody/no-such-sam", models_dir=models)
     with pytest.raises(ModelNotFoundError, match="could not be downloaded.*nobody--no-such-sam"):

@@ -8,6 +8,7 @@ Masks are `bool` arrays (H, W); the paste-back alpha is `float32` in 0..1.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -187,29 +188,41 @@ class Subjects:
 def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
                   detect_faces: Callable[[Image.Image, Box | None], list[Face]] | None = None,
                   refine: Callable[[Image.Image, list[np.ndarray]], list[np.ndarray]] | None = None,
-                  find_body: Callable[[Image.Image, Box], Face | None] | None = None) -> Subjects:
+                  find_body: Callable[[Image.Image, Box], Face | None] | None = None,
+                  detect_subjects: Callable[[Image.Image, Sequence[str]], list[Box]] | None = None) -> Subjects:
     """The subjects of `spec`'s mask prompt minus its negative, each one apart, left to right.
 
     People (person terms, with a face detector) are found first and segmented one by one
     (masks/people.py); with `find_body` too, a part with neither a face nor a body is no
     person (reported in the notes, never in-painted). Other prompts, and people when no face
     is found and no body finder is given, are segmented on the whole image and split into
-    parts. `refine` (SAM) redraws each subject's edges before the
-    negative is taken out, so it cannot draw the clothes back in.
+    parts. `detect_subjects` (a detector, masks/detector.py) boxes each subject of the prompt
+    first: each box is segmented alone and bounds its subject's mask; with no box, the
+    segmenter's map is used as without it. `refine` (SAM) redraws each subject's edges before
+    the negative is taken out, so it cannot draw the clothes back in.
     """
     prob = segment(image, spec.prompt)
     negative = segment(image, spec.negative) if spec.negative else None
     notes: list[str] = []
     found: list[people.Person] = []
     checked = False  # every part was looked at for a face and a body: none is a person
+    boxes = detect_subjects(image, spec.prompt) if detect_subjects is not None else []
+    crop = functools.partial(segment, image, spec.prompt)  # the prompt's map of a crop
     if detect_faces is not None and all(term.lower() in PERSON_TERMS for term in spec.prompt):
+        # with a detector, a part it did not box needs a face: a pose found on a motorbike's fork is no person
+        if detect_subjects is not None:
+            find_body = None
         body = (lambda box: find_body(image, box)) if find_body is not None else None
-        found, notes = people.find_people(lambda box: segment(image, spec.prompt, box),
-                                          lambda box: detect_faces(image, box), image, prob, spec.speck,
-                                          spec.threshold, body)
+        found, notes = people.find_people(crop, lambda box: detect_faces(image, box), image, prob, spec.speck,
+                                          spec.threshold, body, boxes)
         checked = find_body is not None
         if not found and not checked:
             log.info("no face found: the person mask is the segmenter's map of the whole image")
+    elif boxes:
+        found = people.ordered(people.from_boxes(crop, image, boxes, spec.threshold), image, spec.speck)
+    elif detect_subjects is not None:
+        notes.append(f"the subject detector found no {' | '.join(spec.prompt)!r}: the mask is the segmenter's "
+                     "map of the whole image")
     if found or checked:
         parts, maps = [p.mask for p in found], [p.prob for p in found]
         prob = np.max(maps, axis=0) if maps else np.zeros_like(prob)

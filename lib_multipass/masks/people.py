@@ -25,6 +25,7 @@ Segment = Callable[[Box | None], np.ndarray]  # a crop of the image (None: all o
 Detect = Callable[[Box | None], list[Face]]  # a crop of the image (None: all of it) -> its faces
 FindBody = Callable[[Box], Face | None]  # a crop of the image -> the head of the body in it, or None
 CROP_MARGIN = 0.1  # of the person's longer side, each way: the crop the mask is made in
+BOX_SLACK = 0.03  # of a detector box's longer side, each way: how far its subject's mask may reach past it
 WALL = (255, 0, 255)  # the colour the split paints outside everyone
 
 
@@ -117,6 +118,59 @@ def from_face(segment: Segment, image: Image.Image, face: Face, cut: float) -> P
     return Person(mask, prob, face) if mask.any() else None
 
 
+def head_of(box: Box) -> Face:
+    """A subject found by its box, as the face-like anchor that people are split and seeded
+    by: a square a third of its width at its top centre (the head, for a person)."""
+    x0, y0, x1, y1 = box
+    side = max(1, round(min(x1 - x0, y1 - y0) / 3))
+    left = (x0 + x1 - side) // 2
+    return Face((left, y0, left + side, y0 + side), 1.0)
+
+
+def from_box(segment: Segment, image: Image.Image, box: Box, cut: float, anchor: Face | None = None) -> Person | None:
+    """The subject a detector boxed: segmented in a square crop around the box and kept within
+    it (BOX_SLACK more each way: boxes are tight, a segmenter's edge is soft). `anchor`: its face,
+    when one was seen in the box (else `head_of`)."""
+    x0, y0, x1, y1 = box
+    slack = round(BOX_SLACK * max(x1 - x0, y1 - y0))
+    width, height = image.size
+    bound = inside((max(0, x0 - slack), max(0, y0 - slack), min(width, x1 + slack), min(height, y1 + slack)),
+                   (height, width))
+    prob = segment_in(segment, image, square_crop(box, image.size))
+    mask = (prob >= cut) & bound
+    face = anchor or head_of(box)
+    return Person(mask, np.where(mask, prob, 0.0).astype(np.float32), face) if mask.any() else None
+
+
+def face_of(box: Box, faces: Sequence[Face]) -> Face | None:
+    """The best face whose centre is in the top half of `box` (a person's head is there)."""
+    x0, y0, x1, y1 = box
+    inner = [f for f in faces if x0 <= (f.box[0] + f.box[2]) / 2 <= x1 and y0 <= (f.box[1] + f.box[3]) / 2 <= (y0 + y1) / 2]
+    return max(inner, key=lambda f: f.score) if inner else None
+
+
+def from_boxes(segment: Segment, image: Image.Image, boxes: Sequence[Box], cut: float,
+               faces: Sequence[Face] = ()) -> list[Person]:
+    """A subject per box (best first); a box mostly holding subjects found before is the same one."""
+    found: list[Person] = []
+    taken = np.zeros((image.height, image.width), bool)
+    for box in boxes:
+        subject = from_box(segment, image, box, cut, face_of(box, faces))
+        if subject is not None and (subject.mask & taken).sum() <= 0.5 * subject.mask.sum():
+            found.append(subject)
+            taken |= subject.mask
+    return found
+
+
+def ordered(found: Sequence[Person], image: Image.Image, min_area: float) -> list[Person]:
+    """Each subject's own pixels (`separate`), the ones left smaller than `min_area` of the
+    image dropped, left to right."""
+    masks = separate(found, image)
+    kept = [Person(mask, np.where(mask, p.prob, 0.0).astype(np.float32), p.face)
+            for p, mask in zip(found, masks) if mask.sum() >= min_area * mask.size]
+    return sorted(kept, key=lambda p: int(np.nonzero(p.mask.any(axis=0))[0][0]))
+
+
 def separate(people: Sequence[Person], image: Image.Image) -> list[np.ndarray]:
     """Each person's own pixels where masks overlap (people who touch: each crop holds the
     neighbour too). Contested pixels are split along the image's edges (a watershed from each
@@ -190,22 +244,29 @@ def body_in(find_body: FindBody, image: Image.Image, box: Box) -> Face | None:
 
 
 def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whole: np.ndarray, min_area: float,
-                cut: float = 0.5, find_body: FindBody | None = None) -> tuple[list[Person], list[str]]:
+                cut: float = 0.5, find_body: FindBody | None = None,
+                boxes: Sequence[Box] = ()) -> tuple[list[Person], list[str]]:
     """Every person with a face or a body, left to right, and a note on what was left out.
 
-    One person per face whose body the segmenter finds; then one per part of `whole` (the
+    One person per box of the subject detector (`boxes`, best first; its face, when one is seen
+    in it, anchors it), then per face no box holds whose body the segmenter finds; then one
+    per part of `whole` (the
     segmenter's map of the whole image) that none of them holds and that has a face in a
     crop around it (a small person's face), or else a body (`find_body`: a person seen from
     behind, or too small for a face). A part with neither is left out: a cat, a cup or a
     flower the segmenter misreads has none. No person at all: the caller decides (without
     `find_body`, the whole-image map). Smaller than `min_area` of the image: dropped.
     """
-    people: list[Person] = []
-    for face in sorted(detect_faces(None), key=lambda f: -f.score):
-        person = from_face(segment, image, face, cut)
-        if person is not None:
-            people.append(person)
+    faces = sorted(detect_faces(None), key=lambda f: -f.score)
+    people = from_boxes(segment, image, boxes, cut, faces)
     taken = np.any([p.mask for p in people], axis=0) if people else np.zeros(whole.shape, bool)
+    for face in faces:
+        if any(p.face is face for p in people) or taken[seed_of(face, whole.shape)].mean() > 0.5:
+            continue  # found by its box
+        person = from_face(segment, image, face, cut)
+        if person is not None:  # people who touch overlap: `separate` splits them
+            people.append(person)
+    taken = np.any([p.mask for p in people], axis=0) if people else taken
     count, labels, stats, _ = cv2.connectedComponentsWithStats((whole >= cut).astype(np.uint8), connectivity=8)
     faceless = []
     for label in range(1, count):
@@ -227,7 +288,4 @@ def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whol
         what = "face or body" if find_body is not None else "face"
         notes.append(f"left out what the segmenter took for a person at {'; '.join(faceless)}: no {what} found "
                      "there (give a mask image to include it)")
-    masks = separate(people, image)
-    kept = [Person(mask, np.where(mask, p.prob, 0.0).astype(np.float32), p.face)
-            for p, mask in zip(people, masks) if mask.sum() >= min_area * mask.size]
-    return sorted(kept, key=lambda p: int(np.nonzero(p.mask.any(axis=0))[0][0])), notes
+    return ordered(people, image, min_area), notes

@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ModelNotFoundError
-from ..model_cache import HUB_ID
 from .crop import mask_box
+from .hub import local_weights
 
 log = logging.getLogger(__name__)
 
@@ -41,27 +41,6 @@ def closest(candidates: Sequence[np.ndarray], rough: np.ndarray) -> np.ndarray:
     scores = [iou(c, rough) for c in candidates]
     best = int(np.argmax(scores)) if scores else -1
     return candidates[best] if best >= 0 and scores[best] >= AGREE else rough
-
-
-def local_weights(source: str, models_dir: Path | None) -> str:
-    """`source` as a folder: itself, or its copy under `models_dir`, fetched there on first use."""
-    if Path(source).is_dir() or models_dir is None:
-        return source
-    if not HUB_ID.fullmatch(source):
-        raise ModelNotFoundError(f"SAM weights {source!r}: no such folder (nor a hub id like {DEFAULT_SAM})")
-    folder = models_dir / source.replace("/", "--")
-    if (folder / "config.json").is_file():
-        return str(folder)
-    from huggingface_hub import snapshot_download
-
-    log.info("downloading %s (%s) into %s for the person mask edges (once)", source,
-             KNOWN_SIZES.get(source, "size unknown"), folder)
-    try:
-        snapshot_download(source, local_dir=str(folder), allow_patterns=["*.json", "*.safetensors"])
-    except Exception as err:  # offline, unknown id, disk full: said once by the caller
-        raise ModelNotFoundError(f"SAM weights {source!r} could not be downloaded ({err.__class__.__name__}): "
-                                 f"put them in {folder}, or turn mask refining off") from None
-    return str(folder)
 
 
 REFINER_HELP = ("SAM weights for crisp person mask edges: a folder or hub id (a hub id is downloaded once into "
@@ -95,7 +74,8 @@ class SamRefiner:
         from transformers import SamModel, SamProcessor
 
         try:
-            weights = local_weights(self.source, self.models_dir)
+            weights = local_weights(self.source, self.models_dir, "SAM", DEFAULT_SAM, KNOWN_SIZES.get(self.source),
+                                    "turn mask refining off")
             try:
                 self._processor = SamProcessor.from_pretrained(weights)
                 model: Any = SamModel.from_pretrained(weights)

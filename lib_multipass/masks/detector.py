@@ -1,0 +1,169 @@
+"""Subjects found by their text as boxes, before anything is segmented: OWL-ViT / OWLv2.
+
+A segmenter reading a whole wide shot sees a person of 12 % of the frame as a few of its input
+pixels, misreads a motorbike's tank as a person, and draws two people who touch as one blob.
+An open-vocabulary detector (OWL-ViT and OWLv2, Apache-2.0, through transformers) names each
+subject of any text - "person", "bottle", "handbag" - with a box, so each is then segmented in
+a crop that suits it (masks/people.py) and bounded by its box. It looks at the image whole
+and in tiles of half its short side (a small subject is large in a tile); a box cut by a
+tile's inner edge is dropped (the whole view or another tile sees that subject whole).
+
+Weights: a folder or hub id; a hub id is downloaded once into the models folder given (the
+WebUI's `models/owlvit`). The default is OWLv2 where the installed transformers has it (4.35
+and later), else OWL-ViT (the WebUI 1.10's transformers 4.30).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ModelNotFoundError
+from ..faces.detect import box_iou, tiles
+from ..images import Box
+from .hub import local_weights
+from .segmenters import views_of
+
+log = logging.getLogger(__name__)
+
+OWLV2 = "google/owlv2-base-patch16-ensemble"
+OWLVIT = "google/owlvit-base-patch32"
+KNOWN_SIZES = {OWLV2: "620 MB", OWLVIT: "610 MB", "google/owlvit-base-patch16": "610 MB",
+               "google/owlvit-large-patch14": "1.7 GB", "google/owlv2-large-patch14-ensemble": "1.75 GB"}
+MIN_SCORE = 0.1  # OWL's scores are low: its own examples keep boxes from 0.1
+OVERLAP = 0.3  # boxes of one term overlapping more than this are one subject
+EDGE = 2  # px: a box this near a tile's inner edge is cut by it
+
+
+def default_detector() -> str:
+    """OWLv2 where transformers has it (better on small subjects), else OWL-ViT."""
+    import transformers
+
+    return OWLV2 if hasattr(transformers, "Owlv2ForObjectDetection") else OWLVIT
+
+
+DETECTOR_HELP = ("subject detector for mask prompts (finds each subject as a box first, so small and touching "
+                 "subjects are masked one by one): an OWL-ViT/OWLv2 folder or hub id (downloaded once into "
+                 f"models/owlvit; {OWLV2} is {KNOWN_SIZES[OWLV2]}), or 'default'; default: none")
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: Box  # x0, y0, x1, y1 in the image
+    score: float
+    term: str
+
+
+def looks(width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """(x, y, w, h) views: the whole image (squares along a long one) and tiles of half its short side."""
+    return views_of(width, height) + tiles(width, height, min(width, height) // 2)
+
+
+def cut_by_view(box: Box, view: tuple[int, int, int, int], size: tuple[int, int]) -> bool:
+    """Whether `box` (image coordinates) touches an edge of `view` that is not the image's edge."""
+    x, y, w, h = view
+    width, height = size
+    return ((x > 0 and box[0] <= x + EDGE) or (y > 0 and box[1] <= y + EDGE)
+            or (x + w < width and box[2] >= x + w - EDGE) or (y + h < height and box[3] >= y + h - EDGE))
+
+
+def suppress(found: Sequence[Detection], overlap: float = OVERLAP) -> list[Detection]:
+    """The best of each group of overlapping boxes of the same term (views overlap)."""
+    kept: list[Detection] = []
+    for detection in sorted(found, key=lambda d: -d.score):
+        if all(d.term != detection.term or box_iou(d.box, detection.box) <= overlap for d in kept):
+            kept.append(detection)
+    return kept
+
+
+def view_boxes(boxes: np.ndarray, view: tuple[int, int, int, int], padded: bool) -> list[Box]:
+    """The model's (cx, cy, w, h) boxes in 0..1 of its input, in image pixels. OWLv2 pads a
+    view to a square at its bottom and right before resizing it; OWL-ViT stretches it."""
+    x, y, w, h = view
+    scale_x, scale_y = (max(w, h), max(w, h)) if padded else (w, h)
+    out = []
+    for cx, cy, bw, bh in boxes:
+        x0, x1 = (cx - bw / 2) * scale_x, (cx + bw / 2) * scale_x
+        y0, y1 = (cy - bh / 2) * scale_y, (cy + bh / 2) * scale_y
+        out.append((x + max(0, round(x0)), y + max(0, round(y0)), x + min(w, round(x1)), y + min(h, round(y1))))
+    return out
+
+
+class SubjectDetector:
+    """OWL-ViT or OWLv2 through transformers, loaded once on first use."""
+
+    def __init__(self, source: str | None = None, device: str = "cpu", models_dir: Path | None = None,
+                 min_score: float = MIN_SCORE):
+        self.source = source or default_detector()
+        self.device = device
+        self.models_dir = models_dir
+        self.min_score = min_score
+        self._model: Any = None
+        self._processor: Any = None
+        self.error: ModelNotFoundError | None = None  # a failed load is not tried again (no download per job)
+
+    @property
+    def name(self) -> str:
+        return f"OWL ({self.source})"
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        if self.error is not None:
+            raise self.error
+        from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
+
+        try:
+            weights = local_weights(self.source, self.models_dir, "subject detector", OWLVIT,
+                                    KNOWN_SIZES.get(self.source), "turn the subject detector off")
+            try:
+                self._processor = AutoProcessor.from_pretrained(weights)
+                model: Any = AutoModelForZeroShotObjectDetection.from_pretrained(weights)
+            except (OSError, ValueError, KeyError) as err:
+                raise ModelNotFoundError(f"subject detector weights not found at {weights!r} "
+                                         f"({err.__class__.__name__}): give a folder holding {OWLVIT} or another "
+                                         "OWL-ViT/OWLv2 model, or turn the subject detector off") from None
+        except ModelNotFoundError as err:
+            log.warning("%s; masks are found by the segmenter alone", err)
+            self.error = err
+            raise
+        self._model = model.to(self.device).eval()
+
+    def unload(self) -> None:
+        self._model = self._processor = None
+
+    def detect(self, image: Image.Image, terms: Sequence[str]) -> list[Detection]:
+        """Each subject of `terms` once, best first."""
+        import torch
+
+        self.load()
+        pixels = np.asarray(image.convert("RGB"))
+        views = looks(image.width, image.height)
+        crops = [Image.fromarray(np.ascontiguousarray(pixels[y : y + h, x : x + w])) for x, y, w, h in views]
+        inputs = self._processor(text=[list(terms)] * len(crops), images=crops, return_tensors="pt").to(self.device)
+        with torch.no_grad():
+            out = self._model(**inputs)
+        scores, labels = torch.sigmoid(out.logits.float()).max(dim=-1)
+        padded = self._model.config.model_type == "owlv2"
+        found = []
+        for view, view_scores, view_labels, boxes in zip(views, scores.cpu().numpy(), labels.cpu().numpy(),
+                                                         out.pred_boxes.float().cpu().numpy()):
+            keep = view_scores >= self.min_score
+            for box, score, label in zip(view_boxes(boxes[keep], view, padded), view_scores[keep], view_labels[keep]):
+                if box[2] > box[0] and box[3] > box[1] and not cut_by_view(box, view, image.size):
+                    found.append(Detection(box, float(score), terms[int(label)]))
+        return suppress(found)
+
+
+def make_detector(source: str | None, device: str = "cpu",
+                  models_dir: Path = Path("models/owlvit")) -> SubjectDetector | None:
+    """`source` a folder or hub id, 'default' for the default weights; None or '' for none."""
+    if not source:
+        return None
+    return SubjectDetector(None if source == "default" else source, device, models_dir)
