@@ -289,7 +289,8 @@ def _person_masks(
         described = f"mask image {spec.image!r}"
     else:
         found = masking.find_subjects(engine.segment, image, spec, engine.detect_faces, engine.refine_masks,
-                                      engine.body_finder() if plan.options.mask_person_check else None)
+                                      engine.body_finder() if plan.options.mask_person_check else None,
+                                      engine.subject_detector())
         subjects, instances = found.mask, found.instances
         described = f"mask prompt {' | '.join(spec.prompt)!r}"
         warnings.extend(f"mask: {note}" for note in found.notes)

@@ -25,6 +25,7 @@ class TinyModels:
     segmenter: Path  # a CLIPSeg folder
     controlnet: Path  # a ControlNet folder for that UNet
     sam: Path  # a SAM folder (mask edges)
+    detector: Path  # an OWL-ViT folder (subject boxes)
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -273,8 +274,8 @@ def build_tiny_models(root: Path, seed: int = 0) -> TinyModels:
     """Build (once; later calls reuse the files) every tiny model under `root`."""
     root = Path(root)
     models = TinyModels(root / "tiny-sd", root / "loras", root / "tiny-clipseg", root / "tiny-controlnet",
-                        root / "tiny-sam")
-    done = root / ".complete-v3"  # bumped when the set of tiny models changes
+                        root / "tiny-sam", root / "tiny-owlvit")
+    done = root / ".complete-v4"  # bumped when the set of tiny models changes
     if done.exists():
         return models
     pipe = build_pipeline(models.checkpoint, seed)
@@ -282,5 +283,6 @@ def build_tiny_models(root: Path, seed: int = 0) -> TinyModels:
     build_segmenter(models.segmenter, seed)
     build_controlnet(models.controlnet, pipe, seed + 2)
     build_sam(models.sam, seed + 3)
+    build_detector(models.detector, seed + 4)
     done.write_text("ok\n")
     return models

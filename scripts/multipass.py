@@ -29,11 +29,11 @@ class MultipassScript(scripts.Script):
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img):
-        from lib_multipass.webui.engine import find_faces
+        from lib_multipass.webui.engine import current_detector, find_faces
         from lib_multipass.webui.preview import preview_mask
         from lib_multipass.webui.ui import build_ui
 
-        preview = functools.partial(preview_mask, self.last_images, hooks.current_segmenter, find_faces)
+        preview = functools.partial(preview_mask, self.last_images, hooks.current_segmenter, find_faces, current_detector)
         components, self.infotext_fields, self.paste_field_names = build_ui(self, is_img2img, preview)
         return components
 

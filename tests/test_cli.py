@@ -153,6 +153,19 @@ def test_mask_command_writes_maps_and_reports_instances(tiny, tmp_path, capsys):
         assert Image.open(tmp_path / "m" / name).size == (120, 80)
 
 
+def test_mask_command_with_a_subject_detector_or_a_clear_error_without_its_weights(tiny, tmp_path, capsys):
+    photo = Image.fromarray(np.random.default_rng(2).integers(0, 255, (80, 120, 3), dtype=np.uint8))
+    photo.save(tmp_path / "p.png")
+    common = ["mask", str(tmp_path / "p.png"), "--prompt", "bottle", "--segmenter", str(tiny.segmenter),
+              "--out", str(tmp_path / "m")]
+    assert main([*common, "--detector", str(tiny.detector)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert all(0 <= i["box"][0] < i["box"][2] <= 120 for i in report["instances"])
+    assert main([*common, "--detector", str(tmp_path / "no-owl")]) == 2  # named, so missing is an error
+    err = capsys.readouterr().err
+    assert "subject detector weights" in err and "no-owl" in err and "Traceback" not in err
+
+
 def test_mask_command_bad_flag_value(tmp_path, capsys):
     Image.new("RGB", (8, 8)).save(tmp_path / "p.png")
     assert main(["mask", str(tmp_path / "p.png"), "--prompt", "person", "--mask_threshold", "2", "--out",

@@ -328,3 +328,24 @@ def test_person_mask_edges_from_sam_or_said_why_not(monkeypatch, tiny, tmp_path,
         assert f"Multipass mask edges: SAM ({tiny.sam})" in info
     else:
         assert "Multipass mask edges: \"the segmenter" in info and "no such folder (nor a hub id" in info
+
+
+@pytest.mark.parametrize("weights", ["tiny", "missing"])
+def test_subjects_boxed_by_the_detector_or_said_why_not(monkeypatch, tiny, tmp_path, weights):
+    """The subject detector (Settings > Multipass) boxes the subjects first; without its
+    weights the job goes on with the segmenter alone and the infotext says why."""
+    from lib_multipass.webui import hooks
+    from lib_multipass.webui.models import MODELS
+
+    MODELS.clear()
+    one_face(monkeypatch)
+    monkeypatch.setattr(hooks, "shared_segmenter", lambda source, device: Everywhere())
+    shared.opts.data["multipass_detector"] = str(tiny.detector) if weights == "tiny" else str(tmp_path / "no-owl")
+    p, _, _, _ = job(PROMPT)
+    processed = run(p)
+    info = processed.infotexts[0]
+    if weights == "tiny":
+        assert f"Multipass subject detector: OWL ({tiny.detector})" in info
+    else:
+        assert "Multipass subject detector: \"none (" in info and "no-owl" in info
+        assert len(nested_calls()) == 1  # the person pass ran: found by the face, as without a detector

@@ -46,21 +46,25 @@ def test_summary_says_problems_in_words_and_escapes_the_prompt():
     assert "…" in long
 
 
+def NO_DETECTOR():
+    return None
+
+
 def NO_FACES(image, box=None):
     return []
 
 
 def test_preview_mask_over_an_upload_or_the_last_image():
     values = ("person", "", 0.4, "0", 0, False, None)
-    image, note = preview_mask({}, LeftHalf, NO_FACES, "txt2img", None, *values)
+    image, note = preview_mask({}, LeftHalf, NO_FACES, NO_DETECTOR, "txt2img", None, *values)
     assert image is None and "Upload" in note
     photo = Image.new("RGB", (80, 64), (10, 20, 30))
-    image, note = preview_mask({}, LeftHalf, NO_FACES, "txt2img", photo, *values)
+    image, note = preview_mask({}, LeftHalf, NO_FACES, NO_DETECTOR, "txt2img", photo, *values)
     assert image.size == (80, 64) and "1 subject(s)" in note
     assert np.asarray(image)[32, 20].tolist() != [10, 20, 30] and np.asarray(image)[32, 70].tolist() == [10, 20, 30]
-    image, _ = preview_mask({"txt2img": photo}, LeftHalf, NO_FACES, "txt2img", None, *values)
+    image, _ = preview_mask({"txt2img": photo}, LeftHalf, NO_FACES, NO_DETECTOR, "txt2img", None, *values)
     assert image is not None
-    _, note = preview_mask({}, LeftHalf, NO_FACES, "txt2img", photo, "person", "", 0.4, "big", 0, False, None)
+    _, note = preview_mask({}, LeftHalf, NO_FACES, NO_DETECTOR, "txt2img", photo, "person", "", 0.4, "big", 0, False, None)
     assert "mask_dilate" in note
 
 

@@ -83,6 +83,7 @@ def clean(monkeypatch, tmp_path):
     networks.available_networks["ohwx"] = object()
     monkeypatch.setattr(hooks, "shared_segmenter", lambda source, device: LeftHalf())
     shared.opts.data["multipass_refiner"] = ""  # no SAM download from the stand-in tests
+    shared.opts.data["multipass_detector"] = ""  # nor a subject detector's
     monkeypatch.setattr(paths, "data_path", str(tmp_path))
     processing.StableDiffusionProcessing.cached_c = ["outer-cond", None]
 

@@ -104,6 +104,10 @@ class Engine(Protocol):
         the head's box; None where the host has none (then a person mask without any face
         is the segmenter's whole-image map)."""
 
+    def subject_detector(self) -> Callable[[Image.Image, Sequence[str]], list[Box]] | None:
+        """What boxes each subject of a mask prompt, best first (masks/detector.py); None where
+        the host has none or its weights cannot be loaded (then the segmenter alone finds them)."""
+
     def refine_masks(self, image: Image.Image, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Each person's mask with crisper edges (masks/refine.py), or as it is without a refiner."""
 

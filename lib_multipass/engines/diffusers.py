@@ -47,6 +47,7 @@ from ..lora_files import find_loras
 from ..masks.bodies import PoseBodyFinder, make_body_finder
 from ..masks.colour import matched
 from ..masks.crop import Box, crop_box, paste
+from ..masks.detector import SubjectDetector, boxes_of
 from ..masks.refine import SamRefiner
 from ..masks.segmenters import Segmenter, probabilities_in
 from ..model_cache import HUB_ID, ModelCache
@@ -211,7 +212,8 @@ class DiffusersEngine:
 
     def __init__(self, pipe: Any, lora_dir: str | Path | None = None,
                  segmenter: Segmenter | None = None, face_detector: FaceDetector | None = None,
-                 refiner: SamRefiner | None = None, bodies: PoseBodyFinder | None = None):
+                 refiner: SamRefiner | None = None, bodies: PoseBodyFinder | None = None,
+                 detector: SubjectDetector | None = None):
         """`pipe`: a StableDiffusionPipeline (typed loosely: diffusers adds its modules and LoRA
         methods at run time, which a type checker cannot see)."""
         self.pipe = pipe
@@ -220,6 +222,7 @@ class DiffusersEngine:
         self.lora_dir = lora_dir
         self.segmenter = segmenter
         self.refiner = refiner
+        self.detector = detector
         self.bodies = bodies if bodies is not None else make_body_finder()
         self.weighted_prompts = True  # prompts read as the WebUI reads them (use_lpw); False: as text
         self.adapters: dict[str, str] = {}  # LoRA name -> loaded adapter name
@@ -333,6 +336,10 @@ class DiffusersEngine:
 
     def body_finder(self) -> Callable[[Image.Image, Box], Face | None] | None:
         return self.bodies.head if self.bodies is not None else None
+
+    def subject_detector(self) -> Callable[[Image.Image, Sequence[str]], list[Box]] | None:
+        """The detector's boxes; without its weights (said once in the log), None."""
+        return boxes_of(self.detector)
 
     def refine_masks(self, image: Image.Image, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
         """SAM's edges; without its weights (said once in the log), the segmenter's."""

@@ -35,6 +35,7 @@ class RecordingEngine:
     faces: list[Face] = field(default_factory=list)  # what detect_faces finds
     refine: Callable[[np.ndarray], np.ndarray] | None = None  # what refine_masks does to each mask
     bodies: list[Face] | None = None  # the heads the body finder finds (None: the engine has none)
+    boxes: list[Box] | None = None  # what the subject detector finds (None: the engine has none)
     requests: list[object] = field(default_factory=list)
     models: ModelCache = field(default_factory=ModelCache)
 
@@ -105,6 +106,18 @@ class RecordingEngine:
                          and y0 <= (f.box[1] + f.box[3]) / 2 < y1), None)
 
         return head
+
+    def subject_detector(self) -> Callable[[Image.Image, Sequence[str]], list[Box]] | None:
+        """The recorded boxes, when the test gives a list."""
+        if self.boxes is None:
+            return None
+        boxes = self.boxes
+
+        def detect(image: Image.Image, terms: Sequence[str]) -> list[Box]:
+            self.requests.append(("detect", tuple(terms)))
+            return list(boxes)
+
+        return detect
 
     def refine_masks(self, image: Image.Image, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
         """As they are, or through `refine` (a function of one mask) when the test gives one."""

@@ -16,7 +16,7 @@ and later), else OWL-ViT (the WebUI 1.10's transformers 4.30).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,6 +159,18 @@ class SubjectDetector:
                 if box[2] > box[0] and box[3] > box[1] and not cut_by_view(box, view, image.size):
                     found.append(Detection(box, float(score), terms[int(label)]))
         return suppress(found)
+
+
+def boxes_of(detector: SubjectDetector | None) -> Callable[[Image.Image, Sequence[str]], list[Box]] | None:
+    """The detector as the mask stage calls it (boxes, best first), or None when there is none
+    or its weights cannot be loaded (the load's warning says why, once)."""
+    if detector is None:
+        return None
+    try:
+        detector.load()
+    except ModelNotFoundError:
+        return None
+    return lambda image, terms: [found.box for found in detector.detect(image, terms)]
 
 
 def make_detector(source: str | None, device: str = "cpu",

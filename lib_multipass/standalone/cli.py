@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import MultipassError
+from ..masks.detector import DETECTOR_HELP
 from ..masks.refine import REFINER_HELP
 from ..options import MultipassOptions
 from ..plan import Generation, dry_run_view, make_plan
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--segmenter", default=None, help="CLIPSeg folder or hub id (default CIDAS/clipseg-rd64-refined), "
                    "or 'selfie' for the offline person segmenter")
     r.add_argument("--refiner", default=None, help=REFINER_HELP)
+    r.add_argument("--detector", default=None, help=DETECTOR_HELP)
     r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     r.add_argument("--fast", action="store_true", help="CUDA: compiled UNet (CUDA graphs) and VAE, channels-last; "
                    "the first pass of each size compiles (about two minutes), LoRA switching never does")
@@ -62,6 +64,7 @@ def command_run(args: argparse.Namespace) -> int:
     _, plan = plan_from_args(args)
     from ..engines.diffusers import DiffusersEngine, default_device, load_pipeline, native_side
     from ..lora_files import find_loras
+    from ..masks.detector import make_detector
     from ..masks.refine import make_refiner
     from ..masks.segmenters import make_segmenter
     from ..model_cache import HUB_ID
@@ -79,11 +82,15 @@ def command_run(args: argparse.Namespace) -> int:
         raise MultipassError("--fast needs a CUDA device (compiling on the CPU takes longer than it saves)")
     prepare_out(args.out)
     segmenter = make_segmenter(args.segmenter, device=device)
+    detector = make_detector(args.detector, device)
     if plan.persons and not plan.options.mask_image:
         segmenter.prepare(plan.options.mask_prompt + plan.options.mask_negative)
+        if detector is not None:
+            detector.load()
     log.info("loading %s", args.checkpoint)
     pipe = load_pipeline(args.checkpoint, args.config, device)
-    engine = DiffusersEngine(pipe, args.lora_dir, segmenter, refiner=make_refiner(args.refiner, device))
+    engine = DiffusersEngine(pipe, args.lora_dir, segmenter, refiner=make_refiner(args.refiner, device),
+                             detector=detector)
     engine.weighted_prompts = plan.options.use_lpw
     native = native_side(pipe)
     if native != 512 and not sized:  # the size comes from --ar, at the model's own area

@@ -21,6 +21,7 @@ from ..faces.detect import Face
 from ..images import open_image
 from ..masks import masking
 from ..masks.crop import Box, mask_box
+from ..masks.detector import DETECTOR_HELP, SubjectDetector, boxes_of
 from ..masks.refine import REFINER_HELP, SamRefiner
 from ..masks.segmenters import probabilities_in
 from ..options import MultipassOptions, option_specs
@@ -39,6 +40,7 @@ def add_parser(commands) -> None:
     m.add_argument("--persons", type=int, default=1, help="split into this many subjects, left to right")
     m.add_argument("--segmenter", default=None, help="CLIPSeg folder or hub id, or 'selfie' (offline, people only)")
     m.add_argument("--refiner", default=None, help=REFINER_HELP)
+    m.add_argument("--detector", default=None, help=DETECTOR_HELP)
     m.add_argument("--out", type=Path, required=True)
     add_option_flags(m, MASK_FLAGS)
 
@@ -58,12 +60,13 @@ def overlay(image: Image.Image, alpha: np.ndarray) -> Image.Image:
 def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, persons: int = 1,
                  detect_faces: Callable[[Image.Image, Box | None], list[Face]] | None = None,
                  refiner: SamRefiner | None = None,
-                 find_body: Callable[[Image.Image, Box], Face | None] | None = None):
+                 find_body: Callable[[Image.Image, Box], Face | None] | None = None,
+                 detector: SubjectDetector | None = None):
     """(probability map, paste alpha, report) for one image: the mask stage alone, as a job
     with `persons` person prompts would have it."""
     spec = mask_spec(options, None)
     found = masking.find_subjects(segment_with(segmenter), image, spec, detect_faces,
-                                  None if refiner is None else refiner.refine, find_body)
+                                  None if refiner is None else refiner.refine, find_body, boxes_of(detector))
     prob, subjects, instances = found.prob, found.mask, found.instances
     specs = [spec] if persons <= 1 else [mask_spec(options, i) for i in range(persons)]
     alpha = np.zeros(prob.shape, np.float32)
@@ -93,6 +96,7 @@ def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, perso
 def command_mask(args: argparse.Namespace) -> dict:
     from ..faces.detect import faces_in, make_face_detector
     from ..masks.bodies import make_body_finder
+    from ..masks.detector import make_detector
     from ..masks.refine import make_refiner
     from ..masks.segmenters import make_segmenter
 
@@ -102,11 +106,15 @@ def command_mask(args: argparse.Namespace) -> dict:
     image = open_image(args.image, "image").convert("RGB")
     segmenter = make_segmenter(args.segmenter)
     segmenter.prepare(options.mask_prompt + options.mask_negative)
+    subjects = make_detector(args.detector)
+    if subjects is not None:
+        subjects.load()  # asked for by name: missing weights are an error, not a fallback
     detector, bodies = make_face_detector(), make_body_finder()
     prob, alpha, report = compute_mask(image, options, segmenter, args.persons,
                                        lambda image, box: faces_in(detector.detect, image, box),
                                        make_refiner(args.refiner),
-                                       bodies.head if bodies is not None and options.mask_person_check else None)
+                                       bodies.head if bodies is not None and options.mask_person_check else None,
+                                       subjects)
     args.out.mkdir(parents=True, exist_ok=True)
     masking.gray_image(prob).save(args.out / "prob.png")
     masking.gray_image(alpha).save(args.out / "mask.png")

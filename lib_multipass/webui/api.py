@@ -47,7 +47,7 @@ def _body(body: Any) -> Mapping[str, Any]:
 MIN_MASK_SIDE = 8
 
 
-def mask_payload(body: Any, segmenter, max_persons: int, detect_faces: Any = None) -> dict:
+def mask_payload(body: Any, segmenter, max_persons: int, detect_faces: Any = None, detector: Any = None) -> dict:
     """{"image": base64, "options": {mask_*...}, "persons"?} -> {"mask": base64 PNG, area, instances, ...}."""
     from ..standalone.mask import compute_mask
 
@@ -66,7 +66,7 @@ def mask_payload(body: Any, segmenter, max_persons: int, detect_faces: Any = Non
         raise OptionsError(f"`persons` must be from 1 to {max_persons} (the setting 'Max person prompts per "
                            f"image'), got {persons}", "persons")
     options = MultipassOptions.from_dict(_field(body, "options", dict, {}, "an object of options"))
-    _, alpha, report = compute_mask(image, options, segmenter, persons, detect_faces)
+    _, alpha, report = compute_mask(image, options, segmenter, persons, detect_faces, detector=detector)
     return {"mask": encode_png(gray_image(alpha)), **report}
 
 
@@ -169,9 +169,10 @@ def add_routes(demo: Any, app: Any) -> None:
         return answer(parse_payload, body)
 
     def mask_route(body: Any = Body(...)):
-        from .engine import find_faces
+        from .engine import current_detector, find_faces
 
-        return answer(mask_payload, body, current_segmenter(), int(setting("multipass_max_persons")), find_faces)
+        return answer(mask_payload, body, current_segmenter(), int(setting("multipass_max_persons")), find_faces,
+                      current_detector())
 
     def summary_route(body: Any = Body(...)):  # the page's plan summary: text in, HTML out, no files
         body = body if isinstance(body, dict) else {}

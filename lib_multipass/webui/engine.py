@@ -26,6 +26,7 @@ from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
 from ..faces.detect import Face, FaceDetector, InsightFaceDetector, faces_in, make_face_detector
 from ..masks.colour import matched
 from ..masks.crop import Box, paste
+from ..masks.detector import SubjectDetector, boxes_of
 from ..masks.refine import SamRefiner
 from ..masks.segmenters import Segmenter, probabilities_in
 from ..options import LANCZOS
@@ -274,6 +275,15 @@ class WebUIEngine:
         (install.py); a person mask without any face is the segmenter's map, as before."""
         return None
 
+    def subject_detector(self) -> Callable[[Image.Image, Sequence[str]], list[Box]] | None:
+        """The detector of Settings > Multipass; weights that cannot be had leave the segmenter
+        alone to find subjects and say why in the infotext (a download is tried once)."""
+        detector = current_detector()
+        found = boxes_of(detector)
+        if detector is not None:
+            self.used["subject detector"] = detector.name if found is not None else f"none ({detector.error})"
+        return found
+
     def refine_masks(self, image: Image.Image, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
         """SAM's edges (Settings > Multipass); unavailable SAM weights leave the masks as they
         are and say why in the infotext (a download is tried once per loaded extension)."""
@@ -306,6 +316,18 @@ def shared_refiner(source: str, device: str) -> SamRefiner:
     """One SAM for both tabs, in the extension's models (emptied by Reload UI)."""
     return MODELS.get(("refiner", source, device), one_of_kind=True,
                       load=lambda: SamRefiner(source, device, models_dir=Path(shared.models_path) / "sam"))
+
+
+def current_detector() -> SubjectDetector | None:
+    """The subject detector of Settings > Multipass, one for the jobs of both tabs, the mask
+    preview and the mask route; None when the setting is blank."""
+    source = str(setting("multipass_detector") or "")
+    if not source:
+        return None
+    device = str(devices.device)
+    return MODELS.get(("detector", source, device), one_of_kind=True,
+                      load=lambda: SubjectDetector(None if source == "default" else source, device,
+                                                   models_dir=Path(shared.models_path) / "owlvit"))
 
 
 def insightface_root() -> str:

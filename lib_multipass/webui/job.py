@@ -103,7 +103,7 @@ class MultipassJob:
         params.update(self.plans[0].options.infotext_params() if self.plans else self.options.infotext_params())
         params[WARNINGS_KEY] = self._warning_text
         params[INTERRUPTED_KEY] = self._interrupted_text
-        for what in ("segmenter", "face detector", "mask edges"):
+        for what in ("segmenter", "subject detector", "face detector", "mask edges"):
             params[f"Multipass {what}"] = self._used(what)
         return True
 

@@ -11,6 +11,7 @@ SETTINGS_DEFAULTS = {
     "multipass_segmenter": "",  # CLIPSeg folder or hub id; blank: models/clipseg, else CIDAS/clipseg-rd64-refined
     "multipass_default_mask_prompt": "person",
     "multipass_refiner": "facebook/sam-vit-base",  # SAM for the person mask edges; blank: off
+    "multipass_detector": "default",  # OWL-ViT/OWLv2 boxing each subject first; blank: off
     "multipass_keep_segmenter": True,
     "multipass_save_passes": False,
     "multipass_max_persons": 4,
@@ -31,6 +32,10 @@ LABELS = {
     "multipass_default_mask_prompt": "Default mask prompt",
     "multipass_refiner": "Person mask edges: SAM weights, folder or hub id (a hub id is downloaded once into "
                          "models/sam: facebook/sam-vit-base is 375 MB); blank: the segmenter's own edges",
+    "multipass_detector": "Subject detector: OWL-ViT/OWLv2 weights, folder or hub id, boxing each subject of a mask "
+                          "prompt first (small, touching and object subjects masked one by one); 'default': OWLv2 "
+                          "where the WebUI's transformers has it, else google/owlvit-base-patch32 (downloaded once into "
+                          "models/owlvit, about 610 MB); blank: the segmenter alone",
     "multipass_keep_segmenter": "Keep the segmenter loaded between jobs",
     "multipass_save_passes": "Always save the intermediate passes (base, mask, each person)",
     "multipass_max_persons": "Max person prompts per image",
