@@ -12,7 +12,21 @@ import time
 from pathlib import Path
 
 import pytest
-from webui_client import EXTENSION, FIRST_JOB, FLAGS, FORGE, HERE, LORA, PORT, ROOT, SD1, SDXL, START_TIMEOUT, Server
+from webui_client import (
+    EXTENSION,
+    FIRST_JOB,
+    FLAGS,
+    FORGE,
+    HERE,
+    LORA,
+    PORT,
+    ROOT,
+    SD1,
+    SDXL,
+    START_TIMEOUT,
+    TINY_DETECTOR,
+    Server,
+)
 
 
 def _webui_dir() -> Path | None:
@@ -46,6 +60,10 @@ def _copy_extension(webui: Path) -> Path:
 
 def _build_models(webui: Path) -> None:
     python = webui / "venv" / "bin" / "python"
+    if not (webui / TINY_DETECTOR / "config.json").is_file():  # with the host's own transformers
+        subprocess.run([str(python), "-c", "import sys, pathlib; sys.path.insert(0, sys.argv[1]); "
+                        "from lib_multipass.tiny_models import build_detector; build_detector(pathlib.Path(sys.argv[2]), 4)",
+                        str(ROOT), str(webui / TINY_DETECTOR)], check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     prepare = "prepare_forge.sh" if FORGE else "prepare_webui.sh"
     if not (webui / "models" / "Stable-diffusion" / SD1).is_file():
         pytest.exit(f"{webui} has no tiny models: run tests/webui_real/{prepare} {webui} first", 2)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from webui_client import FIRST_JOB, FORGE2, LORA, PROMPT, SD1, SDXL, infotext_params
+from webui_client import FIRST_JOB, FORGE2, LORA, PROMPT, SD1, SDXL, TINY_DETECTOR, infotext_params
 
 PASSES = {"enabled": True, "save_passes": True}
 
@@ -38,6 +38,24 @@ def test_pixels_outside_the_saved_mask_are_exact(sd1, blur, padding):
     assert "Multipass warnings" not in job.params(), job.params()
     outside, inside = outside_exact(job)
     assert outside == 0 and inside > 0
+
+
+def test_the_subject_detector_of_the_settings_boxes_subjects_or_says_why_not(sd1):
+    """On by default ('default': OWL-ViT under 1.10's transformers 4.30, OWLv2 where the host's
+    transformers has it); offline its download fails once and the job goes on with the
+    segmenter alone, saying so. A detector folder in Settings is used, and pixels outside the
+    saved mask stay exact whatever it boxed."""
+    job = sd1.txt2img(options={**PASSES, "mask_prompt": "person"})
+    said = job.params()["Multipass subject detector"]
+    assert said.startswith("none (") and "could not be downloaded" in said and "owlvit" in said
+    folder = str(sd1.webui / TINY_DETECTOR)
+    assert sd1.post("/sdapi/v1/options", {"multipass_detector": folder}).status_code == 200
+    try:
+        job = sd1.txt2img(options={**PASSES, "mask_prompt": "person"}, width=96, height=64)
+    finally:
+        sd1.post("/sdapi/v1/options", {"multipass_detector": "default"})
+    assert job.params()["Multipass subject detector"] == f"OWL ({folder})"
+    assert outside_exact(job)[0] == 0
 
 
 def test_batch_2x2_every_image_exact_and_seeded(sd1):
