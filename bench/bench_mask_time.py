@@ -1,7 +1,9 @@
 """Mask stage time vs one diffusion step at the same image size (target: mask < one step).
 
-Random weights at real sizes: CLIPSeg rd64 (ViT-B/16 at 352 px), an SD 1.x UNet step
-with CFG (batch 2). Also mediapipe's offline person segmenter. Not a test.
+Random weights at real sizes: CLIPSeg rd64 (ViT-B/16 at 352 px), the subject detectors
+(OWL-ViT B/32 at 768 px, OWLv2 B/16 at 960 px: the whole image and 9 tiles of it, one
+batch), an SD 1.x UNet step with CFG (batch 2). Also mediapipe's offline person segmenter.
+Not a test.
 
     .venv/bin/python bench/bench_masks.py [--sizes 512,1024]
 """
@@ -21,6 +23,7 @@ from PIL import Image  # noqa: E402
 from timing import best  # noqa: E402
 
 from lib_multipass.masks import masking  # noqa: E402
+from lib_multipass.masks.detector import SubjectDetector  # noqa: E402
 from lib_multipass.masks.segmenters import ClipSegSegmenter, SelfieSegmenter  # noqa: E402
 from lib_multipass.options import MultipassOptions  # noqa: E402
 from lib_multipass.plan import mask_spec  # noqa: E402
@@ -44,6 +47,25 @@ def real_size_clipseg(folder: Path) -> ClipSegSegmenter:
     processor = ViTImageProcessor(size={"height": 352, "width": 352})
     CLIPSegProcessor(image_processor=processor, tokenizer=CLIPTokenizer.from_pretrained(folder)).save_pretrained(folder)
     return ClipSegSegmenter(str(folder))
+
+
+def real_size_detector(folder: Path, version: int) -> SubjectDetector:
+    """OWL-ViT base/32 (1) or OWLv2 base/16 (2) at their released sizes, random weights."""
+    import transformers
+    from transformers import CLIPTokenizer
+
+    kind = "OwlViT" if version == 1 else "Owlv2"
+    vocab = write_tokenizer(folder, max_length=16)
+    config = getattr(transformers, f"{kind}Config")(
+        text_config={"vocab_size": vocab, "bos_token_id": vocab - 2, "eos_token_id": vocab - 1, "pad_token_id": vocab - 1},
+        vision_config={"image_size": 768, "patch_size": 32} if version == 1 else {"image_size": 960, "patch_size": 16})
+    getattr(transformers, f"{kind}ForObjectDetection")(config).save_pretrained(folder)
+    image_class = getattr(transformers, f"{kind}ImageProcessorPil", None) or getattr(transformers, f"{kind}ImageProcessor")
+    side = 768 if version == 1 else 960
+    sized = {"size": {"height": side, "width": side}, **({"crop_size": {"height": side, "width": side}} if version == 1 else {})}
+    getattr(transformers, f"{kind}Processor")(image_processor=image_class(**sized),
+                                              tokenizer=CLIPTokenizer.from_pretrained(folder)).save_pretrained(folder)
+    return SubjectDetector(str(folder))
 
 
 def unet_step(size: int):
@@ -77,6 +99,8 @@ def main() -> None:
         clipseg = real_size_clipseg(Path(tmp) / "clipseg")
         clipseg.load()
         selfie = SelfieSegmenter()
+        detectors = {f"detector {name} (whole + 9 tiles)": real_size_detector(Path(tmp) / name, version)
+                     for name, version in (("OWL-ViT B/32", 1), ("OWLv2 B/16", 2))}
         params = sum(p.numel() for p in clipseg._model.parameters()) / 1e6
         print(f"torch threads {torch.get_num_threads()}; CLIPSeg {params:.0f} M params")
         for size in (int(s) for s in args.sizes.split(",")):
@@ -86,6 +110,7 @@ def main() -> None:
                 "clipseg person": best(lambda image=image: mask_stage(clipseg, image, ["person"], ())),
                 "clipseg person - clothes": best(lambda image=image: mask_stage(clipseg, image, ["person"], ["clothes"])),
                 "selfie (offline) person": best(lambda image=image: mask_stage(selfie, image, ["person"], ())),
+                **{name: best(lambda image=image, d=d: d.detect(image, ["person"])) for name, d in detectors.items()},
             }
             print(f"{size}x{size}: one SD 1.x UNet step with CFG {step:.2f}s")
             for name, seconds in rows.items():

@@ -41,8 +41,9 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(keep, map(chr, chars)))
 
 
-def write_tokenizer(folder: Path) -> int:
-    """A CLIP tokenizer whose vocabulary covers every byte: never an unknown token."""
+def write_tokenizer(folder: Path, max_length: int = 77) -> int:
+    """A CLIP tokenizer whose vocabulary covers every byte: never an unknown token. OWL's
+    text encoder reads `max_length` 16."""
     folder.mkdir(parents=True, exist_ok=True)
     chars = list(_bytes_to_unicode().values())
     merges = [("o", "h"), ("oh", "w"), ("ohw", "x</w>"), ("t", "h"), ("th", "e</w>"), ("a", "n"), ("an", "d</w>")]
@@ -51,7 +52,7 @@ def write_tokenizer(folder: Path) -> int:
     (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
     lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in merges]
     (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    config = {"model_max_length": 77, "bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}
+    config = {"model_max_length": max_length, "bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}
     (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
     return len(vocab)
 
@@ -221,11 +222,12 @@ def build_detector(folder: Path, seed: int = 0, version: int = 1) -> None:
     processor_class = getattr(transformers, f"{kind}Processor")
     # transformers 5 without torchvision: the PIL image processor
     image_class = getattr(transformers, f"{kind}ImageProcessorPil", None) or getattr(transformers, f"{kind}ImageProcessor")
-    vocab_size = write_tokenizer(folder)
+    vocab_size = write_tokenizer(folder, max_length=16)
     torch.manual_seed(seed)
     vision = dict(hidden_size=TEXT_DIM, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
                   image_size=64, patch_size=16)
-    config = config_class(text_config=_text_config(vocab_size), vision_config=vision, projection_dim=TEXT_DIM)
+    text = {**_text_config(vocab_size), "max_position_embeddings": 16}
+    config = config_class(text_config=text, vision_config=vision, projection_dim=TEXT_DIM)
     save_safetensors(model_class(config), folder)
     sized = {"size": {"height": 64, "width": 64}}
     if version == 1:
@@ -275,7 +277,7 @@ def build_tiny_models(root: Path, seed: int = 0) -> TinyModels:
     root = Path(root)
     models = TinyModels(root / "tiny-sd", root / "loras", root / "tiny-clipseg", root / "tiny-controlnet",
                         root / "tiny-sam", root / "tiny-owlvit")
-    done = root / ".complete-v4"  # bumped when the set of tiny models changes
+    done = root / ".complete-v5"  # bumped when the set of tiny models changes
     if done.exists():
         return models
     pipe = build_pipeline(models.checkpoint, seed)

@@ -85,6 +85,8 @@ def test_tiny_owl_weights_give_boxes_inside_the_image_once_per_subject(tmp_path,
     build_detector(tmp_path / "owl", seed=1, version=version)
     found = SubjectDetector(str(tmp_path / "owl"), min_score=0.0)
     image = noise(200, 120)
+    long = "woman in a long red evening dress with a golden handbag and a wide straw hat"  # over 16 tokens
+    assert all(d.term == long for d in found.detect(image, [long]))
     first = found.detect(image, ["person", "bottle"])
     model = found._model
     assert first == found.detect(image, ["person", "bottle"]) and found._model is model  # loaded once, same boxes

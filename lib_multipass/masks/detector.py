@@ -146,7 +146,9 @@ class SubjectDetector:
         pixels = np.asarray(image.convert("RGB"))
         views = looks(image.width, image.height)
         crops = [Image.fromarray(np.ascontiguousarray(pixels[y : y + h, x : x + w])) for x, y, w, h in views]
-        inputs = self._processor(text=[list(terms)] * len(crops), images=crops, return_tensors="pt").to(self.device)
+        # OWL reads 16 tokens of text: a longer mask prompt term is cut, not an error
+        inputs = self._processor(text=[list(terms)] * len(crops), images=crops, return_tensors="pt",
+                                 truncation=True).to(self.device)
         with torch.no_grad():
             out = self._model(**inputs)
         scores, labels = torch.sigmoid(out.logits.float()).max(dim=-1)
