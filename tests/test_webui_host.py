@@ -349,3 +349,20 @@ def test_subjects_boxed_by_the_detector_or_said_why_not(monkeypatch, tiny, tmp_p
     else:
         assert "Multipass subject detector: \"none (" in info and "no-owl" in info
         assert len(nested_calls()) == 1  # the person pass ran: found by the face, as without a detector
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_the_mask_models_stay_loaded_between_jobs_only_when_the_setting_says(monkeypatch, tiny, keep):
+    from lib_multipass.webui import hooks
+    from lib_multipass.webui.engine import current_detector
+    from lib_multipass.webui.models import MODELS
+
+    MODELS.clear()
+    one_face(monkeypatch)
+    monkeypatch.setattr(hooks, "shared_segmenter", lambda source, device: Everywhere())
+    monkeypatch.setattr(Everywhere, "unload", lambda self: None, raising=False)
+    monkeypatch.setitem(shared.opts.data, "multipass_detector", str(tiny.detector))
+    monkeypatch.setitem(shared.opts.data, "multipass_keep_segmenter", keep)
+    p, _, _, _ = job(PROMPT)
+    run(p)
+    assert (current_detector()._model is not None) == keep

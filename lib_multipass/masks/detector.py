@@ -39,6 +39,9 @@ KNOWN_SIZES = {OWLV2: "620 MB", OWLVIT: "610 MB", "google/owlvit-base-patch16": 
 MIN_SCORE = 0.1  # OWL's scores are low: its own examples keep boxes from 0.1
 OVERLAP = 0.3  # boxes of one term overlapping more than this are one subject
 EDGE = 2  # px: a box this near a tile's inner edge is cut by it
+#: image tokens per forward call: OWL-ViT B/32's 10 views (577 tokens each) at once, OWLv2
+#: B/16's (3601) one by one (ten at once would hold 6 GB of attention scores)
+BATCH_TOKENS = 6144
 
 
 def default_detector() -> str:
@@ -140,12 +143,22 @@ class SubjectDetector:
 
     def detect(self, image: Image.Image, terms: Sequence[str]) -> list[Detection]:
         """Each subject of `terms` once, best first."""
-        import torch
-
         self.load()
         pixels = np.asarray(image.convert("RGB"))
         views = looks(image.width, image.height)
-        crops = [Image.fromarray(np.ascontiguousarray(pixels[y : y + h, x : x + w])) for x, y, w, h in views]
+        vision = self._model.config.vision_config
+        per_batch = max(1, BATCH_TOKENS // (vision.image_size // vision.patch_size) ** 2)
+        found = []
+        for start in range(0, len(views), per_batch):
+            batch = views[start : start + per_batch]
+            crops = [Image.fromarray(np.ascontiguousarray(pixels[y : y + h, x : x + w])) for x, y, w, h in batch]
+            found += self._look(crops, batch, terms, image.size)
+        return suppress(found)
+
+    def _look(self, crops: list[Image.Image], views: list[tuple[int, int, int, int]], terms: Sequence[str],
+              size: tuple[int, int]) -> list[Detection]:
+        import torch
+
         # OWL reads 16 tokens of text: a longer mask prompt term is cut, not an error
         inputs = self._processor(text=[list(terms)] * len(crops), images=crops, return_tensors="pt",
                                  truncation=True).to(self.device)
@@ -158,9 +171,9 @@ class SubjectDetector:
                                                          out.pred_boxes.float().cpu().numpy()):
             keep = view_scores >= self.min_score
             for box, score, label in zip(view_boxes(boxes[keep], view, padded), view_scores[keep], view_labels[keep]):
-                if box[2] > box[0] and box[3] > box[1] and not cut_by_view(box, view, image.size):
+                if box[2] > box[0] and box[3] > box[1] and not cut_by_view(box, view, size):
                     found.append(Detection(box, float(score), terms[int(label)]))
-        return suppress(found)
+        return found
 
 
 def boxes_of(detector: SubjectDetector | None) -> Callable[[Image.Image, Sequence[str]], list[Box]] | None:

@@ -117,3 +117,8 @@ def end_job(job: MultipassJob | None, processed) -> None:
     job.finish(processed)
     if not setting("multipass_keep_segmenter"):
         job.engine.segmenter.unload()  # type: ignore[attr-defined]
+        from .engine import current_detector
+
+        detector = current_detector()
+        if detector is not None:
+            detector.unload()

@@ -36,7 +36,7 @@ LABELS = {
                           "prompt first (small, touching and object subjects masked one by one); 'default': OWLv2 "
                           "where the WebUI's transformers has it, else google/owlvit-base-patch32 (downloaded once into "
                           "models/owlvit, about 610 MB); blank: the segmenter alone",
-    "multipass_keep_segmenter": "Keep the segmenter loaded between jobs",
+    "multipass_keep_segmenter": "Keep the mask models (segmenter, subject detector) loaded between jobs",
     "multipass_save_passes": "Always save the intermediate passes (base, mask, each person)",
     "multipass_max_persons": "Max person prompts per image",
     "multipass_script_whitelist": "Always-on scripts kept in the person pass (file names, comma separated)",
