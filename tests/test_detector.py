@@ -39,11 +39,12 @@ def noise(width: int, height: int) -> Image.Image:
 # -- pure parts ---------------------------------------------------------------------------
 
 
-def test_looks_are_the_whole_image_and_tiles_of_half_its_short_side():
-    views = detector.looks(512, 512)
+def test_looks_are_the_whole_image_and_tiles_of_half_its_short_side_where_the_model_needs_them():
+    views = detector.looks(512, 512, patches=24)  # OWL-ViT B/32 at 768 px
     assert views[0] == (0, 0, 512, 512)
     assert {(w, h) for _, _, w, h in views[1:]} == {(256, 256)} and len(views) == 1 + 9
-    panorama = detector.looks(1152, 448)
+    assert detector.looks(512, 512, patches=60) == [(0, 0, 512, 512)]  # OWLv2 B/16 at 960 px sees them whole
+    panorama = detector.looks(1152, 448, patches=24)
     assert all(w == h == 448 for _, _, w, h in panorama[:4])  # squares along it, never stretched
     assert all(x + w <= 1152 and y + h <= 448 for x, y, w, h in panorama)
 

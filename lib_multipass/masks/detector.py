@@ -5,8 +5,9 @@ pixels, misreads a motorbike's tank as a person, and draws two people who touch 
 An open-vocabulary detector (OWL-ViT and OWLv2, Apache-2.0, through transformers) names each
 subject of any text - "person", "bottle", "handbag" - with a box, so each is then segmented in
 a crop that suits it (masks/people.py) and bounded by its box. It looks at the image whole
-and in tiles of half its short side (a small subject is large in a tile); a box cut by a
-tile's inner edge is dropped (the whole view or another tile sees that subject whole).
+and, for models whose input shows a wide shot's people on too few patches (OWL-ViT B/32), in
+tiles of half its short side (a small subject is large in a tile); a box cut by a tile's
+inner edge is dropped (the whole view or another tile sees that subject whole).
 
 Weights: a folder or hub id; a hub id is downloaded once into the models folder given (the
 WebUI's `models/owlvit`). The default is OWLv2 where the installed transformers has it (4.35
@@ -39,6 +40,8 @@ KNOWN_SIZES = {OWLV2: "620 MB", OWLVIT: "610 MB", "google/owlvit-base-patch16": 
 MIN_SCORE = 0.1  # OWL's scores are low: its own examples keep boxes from 0.1
 OVERLAP = 0.3  # boxes of one term overlapping more than this are one subject
 EDGE = 2  # px: a box this near a tile's inner edge is cut by it
+SMALL = 0.12  # the smallest subject looked for, of the frame's short side (a wide shot's person)
+MIN_PATCHES = 6  # how many of the model's patches tall a subject must be for it to be found
 #: image tokens per forward call: OWL-ViT B/32's 10 views (577 tokens each) at once, OWLv2
 #: B/16's (3601) one by one (ten at once would hold 6 GB of attention scores)
 BATCH_TOKENS = 6144
@@ -63,9 +66,14 @@ class Detection:
     term: str
 
 
-def looks(width: int, height: int) -> list[tuple[int, int, int, int]]:
-    """(x, y, w, h) views: the whole image (squares along a long one) and tiles of half its short side."""
-    return views_of(width, height) + tiles(width, height, min(width, height) // 2)
+def looks(width: int, height: int, patches: int) -> list[tuple[int, int, int, int]]:
+    """(x, y, w, h) views: the whole image (squares along a long one), and tiles of half its
+    short side where the whole view would show a subject of SMALL of the frame on fewer than
+    MIN_PATCHES of the model's `patches` a side (OWL-ViT B/32's 24: yes; OWLv2 B/16's 60: no)."""
+    views = views_of(width, height)
+    if SMALL * patches < MIN_PATCHES:
+        views += tiles(width, height, min(width, height) // 2)
+    return views
 
 
 def cut_by_view(box: Box, view: tuple[int, int, int, int], size: tuple[int, int]) -> bool:
@@ -145,9 +153,10 @@ class SubjectDetector:
         """Each subject of `terms` once, best first."""
         self.load()
         pixels = np.asarray(image.convert("RGB"))
-        views = looks(image.width, image.height)
         vision = self._model.config.vision_config
-        per_batch = max(1, BATCH_TOKENS // (vision.image_size // vision.patch_size) ** 2)
+        patches = vision.image_size // vision.patch_size
+        views = looks(image.width, image.height, patches)
+        per_batch = max(1, BATCH_TOKENS // patches**2)
         found = []
         for start in range(0, len(views), per_batch):
             batch = views[start : start + per_batch]
