@@ -99,8 +99,8 @@ def main() -> None:
         clipseg = real_size_clipseg(Path(tmp) / "clipseg")
         clipseg.load()
         selfie = SelfieSegmenter()
-        detectors = {f"detector {name} (whole + 9 tiles)": real_size_detector(Path(tmp) / name, version)
-                     for name, version in (("OWL-ViT B/32", 1), ("OWLv2 B/16", 2))}
+        detectors = {f"detector {name}": real_size_detector(Path(tmp) / name, version)
+                     for name, version in (("OWL-ViT B/32 (whole + 9 tiles)", 1), ("OWLv2 B/16 (one view)", 2))}
         params = sum(p.numel() for p in clipseg._model.parameters()) / 1e6
         print(f"torch threads {torch.get_num_threads()}; CLIPSeg {params:.0f} M params")
         for size in (int(s) for s in args.sizes.split(",")):

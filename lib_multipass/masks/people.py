@@ -248,25 +248,25 @@ def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whol
                 boxes: Sequence[Box] = ()) -> tuple[list[Person], list[str]]:
     """Every person with a face or a body, left to right, and a note on what was left out.
 
-    One person per box of the subject detector (`boxes`, best first; its face, when one is seen
-    in it, anchors it), then per face no box holds whose body the segmenter finds; then one
-    per part of `whole` (the
-    segmenter's map of the whole image) that none of them holds and that has a face in a
-    crop around it (a small person's face), or else a body (`find_body`: a person seen from
-    behind, or too small for a face). A part with neither is left out: a cat, a cup or a
-    flower the segmenter misreads has none. No person at all: the caller decides (without
-    `find_body`, the whole-image map). Smaller than `min_area` of the image: dropped.
+    One person per box of the subject detector (`boxes`, best first; its face, when one is
+    seen in it, anchors it), then per face no box holds whose body the segmenter finds; then
+    one per part of `whole` (the segmenter's map of the whole image) that none of them holds
+    and that has a face in a crop around it (a small person's face), or else a body
+    (`find_body`: a person seen from behind, or too small for a face). A part with neither is
+    left out: a cat, a cup or a flower the segmenter misreads has none. No person at all: the
+    caller decides (without `find_body`, the whole-image map). Smaller than `min_area` of the
+    image: dropped.
     """
     faces = sorted(detect_faces(None), key=lambda f: -f.score)
     people = from_boxes(segment, image, boxes, cut, faces)
-    taken = np.any([p.mask for p in people], axis=0) if people else np.zeros(whole.shape, bool)
+    boxed = np.any([p.mask for p in people], axis=0) if people else np.zeros(whole.shape, bool)
     for face in faces:
-        if any(p.face is face for p in people) or taken[seed_of(face, whole.shape)].mean() > 0.5:
+        if any(p.face is face for p in people) or boxed[seed_of(face, whole.shape)].mean() > 0.5:
             continue  # found by its box
         person = from_face(segment, image, face, cut)
         if person is not None:  # people who touch overlap: `separate` splits them
             people.append(person)
-    taken = np.any([p.mask for p in people], axis=0) if people else taken
+    taken = np.any([p.mask for p in people], axis=0) if people else boxed
     count, labels, stats, _ = cv2.connectedComponentsWithStats((whole >= cut).astype(np.uint8), connectivity=8)
     faceless = []
     for label in range(1, count):
