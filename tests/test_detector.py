@@ -49,6 +49,11 @@ def test_looks_are_the_whole_image_and_tiles_of_half_its_short_side_where_the_mo
     assert all(x + w <= 1152 and y + h <= 448 for x, y, w, h in panorama)
 
 
+def test_person_words_that_name_nothing_visible_are_asked_as_person():
+    assert detector.detector_terms(["foreground", "subject", "person", "woman", "red bottle"]) == [
+        "person", "woman", "red bottle"]
+
+
 def test_a_box_cut_by_a_tiles_inner_edge_is_dropped_but_not_one_on_the_images_edge():
     tile = (256, 0, 256, 256)
     assert detector.cut_by_view((256, 40, 300, 120), tile, (512, 512))  # the tile's left edge: inside the image

@@ -66,6 +66,16 @@ class Detection:
     term: str
 
 
+#: person words that name no visible thing to a detector: it is asked for a person instead
+NOT_SEEN = frozenset({"foreground", "subject", "body", "human", "humans", "people", "persons"})
+
+
+def detector_terms(terms: Sequence[str]) -> list[str]:
+    """The mask prompt's terms as the detector is asked them: "foreground" or "subject" name
+    no object OWL knows, "person" does (each term once, in order)."""
+    return list(dict.fromkeys("person" if term.lower() in NOT_SEEN else term for term in terms))
+
+
 def looks(width: int, height: int, patches: int) -> list[tuple[int, int, int, int]]:
     """(x, y, w, h) views: the whole image (squares along a long one), and tiles of half its
     short side where the whole view would show a subject of SMALL of the frame on fewer than
@@ -194,7 +204,7 @@ def boxes_of(detector: SubjectDetector | None) -> Callable[[Image.Image, Sequenc
         detector.load()
     except ModelNotFoundError:
         return None
-    return lambda image, terms: [found.box for found in detector.detect(image, terms)]
+    return lambda image, terms: [found.box for found in detector.detect(image, detector_terms(terms))]
 
 
 def make_detector(source: str | None, device: str = "cpu",
