@@ -24,6 +24,7 @@ from lib_multipass.standalone.mask import segment_with
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from mask_scenes import FRAMES, backgrounds, compose, cutouts  # noqa: E402
+from test_people import map_of  # noqa: E402
 
 SPEC = mask_spec(MultipassOptions(), None)
 
@@ -177,17 +178,10 @@ def test_touching_people_are_one_instance_each_left_to_right_from_their_boxes(to
     assert all(iou(a, b) >= 0.8 for a, b in zip(found.instances, made.people))
 
 
-def box_map(boxes, size=(200, 100)):
-    prob = np.zeros(size[::-1], np.float32)
-    for x0, y0, x1, y1 in boxes:
-        prob[y0:y1, x0:x1] = 0.9
-    return prob
-
-
 def test_objects_by_text_are_one_instance_per_box_and_nothing_outside_the_boxes():
     """`--mask_prompt bottle`: two bottles the segmenter draws joined by a flood across the
     table; with their boxes they are two instances and the table is in neither."""
-    prob = box_map([(20, 20, 60, 90), (60, 70, 140, 90), (140, 20, 180, 90)])
+    prob = map_of([(20, 20, 60, 90), (60, 70, 140, 90), (140, 20, 180, 90)])
     spec = mask_spec(MultipassOptions.from_dict({"mask_prompt": "bottle"}), None)
 
     def segment(image, terms, box=None):
@@ -208,7 +202,7 @@ def test_objects_by_text_are_one_instance_per_box_and_nothing_outside_the_boxes(
 def test_with_a_detector_a_part_it_did_not_box_needs_a_face_not_only_a_body():
     """A pose model finds 'bodies' on a motorbike's fork; the detector, which boxed the person,
     is the better judge: the part it left out is not in-painted, and the note says so."""
-    prob = box_map([(20, 20, 60, 96), (120, 30, 190, 90)])
+    prob = map_of([(20, 20, 60, 96), (120, 30, 190, 90)])
     image = Image.new("RGB", (200, 100))
 
     def segment(image, terms, box=None):
@@ -232,7 +226,7 @@ def test_the_runner_asks_the_engines_detector_and_bounds_the_pass_by_its_box():
     from lib_multipass.prompt import parse
     from lib_multipass.runner import run
 
-    prob = box_map([(20, 10, 60, 96), (60, 60, 150, 96)], size=(200, 96))  # a person and a flood beside
+    prob = map_of([(20, 10, 60, 96), (60, 60, 150, 96)], size=(200, 96))  # a person and a flood beside
     engine = RecordingEngine({"person": prob}, boxes=[(20, 10, 62, 96)])
     plan = make_plan(parse("scene BREAK man"), MultipassOptions.from_dict({"mask_dilate": 0, "mask_blur": 0}),
                      Generation(seed=1, steps=2, width=200, height=96))

@@ -12,7 +12,7 @@ from PIL import Image
 
 from lib_multipass.errors import ModelNotFoundError
 from lib_multipass.faces.detect import Face, MediaPipeFaceDetector, faces_in
-from lib_multipass.masks import masking, people, refine
+from lib_multipass.masks import hub, masking, people, refine
 from lib_multipass.masks.crop import mask_box
 from lib_multipass.masks.segmenters import SelfieSegmenter
 from lib_multipass.options import MultipassOptions
@@ -254,8 +254,8 @@ def test_sam_weights_found_in_the_models_folder_or_said_missing(tmp_path, tiny, 
 
     models = tmp_path / "sam"
     shutil.copytree(tiny.sam, models / "facebook--sam-vit-base")
-    assert refine.local_weights("facebook/sam-vit-base", models, "SAM", "", None, "") == str(models / "facebook--sam-vit-base")
-    assert refine.local_weights(str(tiny.sam), models, "SAM", "", None, "") == str(tiny.sam)  # a folder is itself
+    assert hub.local_weights("facebook/sam-vit-base", models, "SAM", "", None, "") == str(models / "facebook--sam-vit-base")
+    assert hub.local_weights(str(tiny.sam), models, "SAM", "", None, "") == str(tiny.sam)  # a folder is itself
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     missing = refine.SamRefiner("nobody/no-such-sam", models_dir=models)
     with pytest.raises(ModelNotFoundError, match="could not be downloaded.*nobody--no-such-sam"):

@@ -309,16 +309,21 @@ class Everywhere:
         return np.full((image.height, image.width), 0.9, np.float32)
 
 
-@pytest.mark.parametrize("weights", ["tiny", "missing"])
-def test_person_mask_edges_from_sam_or_said_why_not(monkeypatch, tiny, tmp_path, weights):
-    """A face gives a person (people first); SAM (Settings > Multipass) redraws the edges, or,
-    without its weights, the job goes on with the segmenter's edges and the infotext says why."""
+@pytest.fixture
+def everywhere(monkeypatch):
+    """One face in every image, a segmenter that marks every pixel, no mask models loaded."""
     from lib_multipass.webui import hooks
     from lib_multipass.webui.models import MODELS
 
     MODELS.clear()
     one_face(monkeypatch)
     monkeypatch.setattr(hooks, "shared_segmenter", lambda source, device: Everywhere())
+
+
+@pytest.mark.parametrize("weights", ["tiny", "missing"])
+def test_person_mask_edges_from_sam_or_said_why_not(everywhere, tiny, tmp_path, weights):
+    """A face gives a person (people first); SAM (Settings > Multipass) redraws the edges, or,
+    without its weights, the job goes on with the segmenter's edges and the infotext says why."""
     shared.opts.data["multipass_refiner"] = str(tiny.sam) if weights == "tiny" else str(tmp_path / "no-sam")
     p, _, _, _ = job(PROMPT)
     processed = run(p)
@@ -331,15 +336,9 @@ def test_person_mask_edges_from_sam_or_said_why_not(monkeypatch, tiny, tmp_path,
 
 
 @pytest.mark.parametrize("weights", ["tiny", "missing"])
-def test_subjects_boxed_by_the_detector_or_said_why_not(monkeypatch, tiny, tmp_path, weights):
+def test_subjects_boxed_by_the_detector_or_said_why_not(everywhere, tiny, tmp_path, weights):
     """The subject detector (Settings > Multipass) boxes the subjects first; without its
     weights the job goes on with the segmenter alone and the infotext says why."""
-    from lib_multipass.webui import hooks
-    from lib_multipass.webui.models import MODELS
-
-    MODELS.clear()
-    one_face(monkeypatch)
-    monkeypatch.setattr(hooks, "shared_segmenter", lambda source, device: Everywhere())
     shared.opts.data["multipass_detector"] = str(tiny.detector) if weights == "tiny" else str(tmp_path / "no-owl")
     p, _, _, _ = job(PROMPT)
     processed = run(p)
@@ -352,14 +351,9 @@ def test_subjects_boxed_by_the_detector_or_said_why_not(monkeypatch, tiny, tmp_p
 
 
 @pytest.mark.parametrize("keep", [True, False])
-def test_the_mask_models_stay_loaded_between_jobs_only_when_the_setting_says(monkeypatch, tiny, keep):
-    from lib_multipass.webui import hooks
+def test_the_mask_models_stay_loaded_between_jobs_only_when_the_setting_says(everywhere, monkeypatch, tiny, keep):
     from lib_multipass.webui.engine import current_detector
-    from lib_multipass.webui.models import MODELS
 
-    MODELS.clear()
-    one_face(monkeypatch)
-    monkeypatch.setattr(hooks, "shared_segmenter", lambda source, device: Everywhere())
     monkeypatch.setattr(Everywhere, "unload", lambda self: None, raising=False)
     monkeypatch.setitem(shared.opts.data, "multipass_detector", str(tiny.detector))
     monkeypatch.setitem(shared.opts.data, "multipass_keep_segmenter", keep)

@@ -16,7 +16,6 @@ and later), else OWL-ViT (the WebUI 1.10's transformers 4.30).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +27,8 @@ from PIL import Image
 from ..errors import ModelNotFoundError
 from ..faces.detect import box_iou, tiles
 from ..images import Box
-from .hub import local_weights
+from .hub import HubModel
 from .segmenters import views_of
-
-log = logging.getLogger(__name__)
 
 OWLV2 = "google/owlv2-base-patch16-ensemble"
 OWLVIT = "google/owlvit-base-patch32"
@@ -116,48 +113,29 @@ def view_boxes(boxes: np.ndarray, view: tuple[int, int, int, int], padded: bool)
     return out
 
 
-class SubjectDetector:
+class SubjectDetector(HubModel):
     """OWL-ViT or OWLv2 through transformers, loaded once on first use."""
+
+    what = "subject detector"
+    kind = "OWL-ViT/OWLv2 model"
+    example = OWLVIT
+    sizes = KNOWN_SIZES
+    off = "turn the subject detector off"
+    without = "masks are found by the segmenter alone"
 
     def __init__(self, source: str | None = None, device: str = "cpu", models_dir: Path | None = None,
                  min_score: float = MIN_SCORE):
-        self.source = source or default_detector()
-        self.device = device
-        self.models_dir = models_dir
+        super().__init__(source or default_detector(), device, models_dir)
         self.min_score = min_score
-        self._model: Any = None
-        self._processor: Any = None
-        self.error: ModelNotFoundError | None = None  # a failed load is not tried again (no download per job)
 
     @property
     def name(self) -> str:
         return f"OWL ({self.source})"
 
-    def load(self) -> None:
-        if self._model is not None:
-            return
-        if self.error is not None:
-            raise self.error
+    def classes(self) -> tuple[Any, Any]:
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
-        try:
-            weights = local_weights(self.source, self.models_dir, "subject detector", OWLVIT,
-                                    KNOWN_SIZES.get(self.source), "turn the subject detector off")
-            try:
-                self._processor = AutoProcessor.from_pretrained(weights)
-                model: Any = AutoModelForZeroShotObjectDetection.from_pretrained(weights)
-            except (OSError, ValueError, KeyError) as err:
-                raise ModelNotFoundError(f"subject detector weights not found at {weights!r} "
-                                         f"({err.__class__.__name__}): give a folder holding {OWLVIT} or another "
-                                         "OWL-ViT/OWLv2 model, or turn the subject detector off") from None
-        except ModelNotFoundError as err:
-            log.warning("%s; masks are found by the segmenter alone", err)
-            self.error = err
-            raise
-        self._model = model.to(self.device).eval()
-
-    def unload(self) -> None:
-        self._model = self._processor = None
+        return AutoProcessor, AutoModelForZeroShotObjectDetection
 
     def detect(self, image: Image.Image, terms: Sequence[str]) -> list[Detection]:
         """Each subject of `terms` once, best first."""

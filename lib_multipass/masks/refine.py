@@ -12,7 +12,6 @@ given (the WebUI's `models/sam`), with a log line saying what and how large.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import ModelNotFoundError
 from .crop import mask_box
-from .hub import local_weights
-
-log = logging.getLogger(__name__)
+from .hub import HubModel
 
 DEFAULT_SAM = "facebook/sam-vit-base"
 KNOWN_SIZES = {"facebook/sam-vit-base": "375 MB", "facebook/sam-vit-large": "1.25 GB", "facebook/sam-vit-huge": "2.56 GB"}
@@ -51,45 +47,26 @@ def make_refiner(source: str | None, device: str = "cpu", models_dir: Path = Pat
     return SamRefiner(source, device, models_dir) if source else None
 
 
-class SamRefiner:
+class SamRefiner(HubModel):
     """Box-prompted SAM through transformers, loaded once on first use."""
 
+    what = kind = "SAM"
+    example = DEFAULT_SAM
+    sizes = KNOWN_SIZES
+    off = "turn mask refining off"
+    without = "person masks keep the segmenter's edges"
+
     def __init__(self, source: str = DEFAULT_SAM, device: str = "cpu", models_dir: Path | None = None):
-        self.source = source
-        self.device = device
-        self.models_dir = models_dir
-        self._model: Any = None
-        self._processor: Any = None
-        self.error: ModelNotFoundError | None = None  # a failed load is not tried again (no download per job)
+        super().__init__(source, device, models_dir)
 
     @property
     def name(self) -> str:
         return f"SAM ({self.source})"
 
-    def load(self) -> None:
-        if self._model is not None:
-            return
-        if self.error is not None:
-            raise self.error
+    def classes(self) -> tuple[Any, Any]:
         from transformers import SamModel, SamProcessor
 
-        try:
-            weights = local_weights(self.source, self.models_dir, "SAM", DEFAULT_SAM, KNOWN_SIZES.get(self.source),
-                                    "turn mask refining off")
-            try:
-                self._processor = SamProcessor.from_pretrained(weights)
-                model: Any = SamModel.from_pretrained(weights)
-            except (OSError, ValueError) as err:
-                raise ModelNotFoundError(f"SAM weights not found at {weights!r} ({err.__class__.__name__}): give a "
-                                         f"folder holding {DEFAULT_SAM} or another SAM, or turn mask refining off") from None
-        except ModelNotFoundError as err:
-            log.warning("%s; person masks keep the segmenter's edges", err)
-            self.error = err
-            raise
-        self._model = model.to(self.device).eval()
-
-    def unload(self) -> None:
-        self._model = self._processor = None
+        return SamProcessor, SamModel
 
     def refine(self, image: Image.Image, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Each rough mask redrawn by SAM from its box (one image embedding for all)."""
