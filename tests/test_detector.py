@@ -199,6 +199,18 @@ def test_objects_by_text_are_one_instance_per_box_and_nothing_outside_the_boxes(
     assert len(none.instances) == 1 and "found no 'bottle'" in none.notes[0]  # said; the segmenter's map is used
 
 
+def test_a_person_prompt_nothing_boxes_and_no_face_finds_keeps_the_old_fallback_and_says_so():
+    prob = map_of([(20, 20, 60, 96)])
+
+    def segment(image, terms, box=None):
+        return prob if box is None else prob[box[1] : box[3], box[0] : box[2]]
+
+    found = masking.find_subjects(segment, Image.new("RGB", (200, 100)), SPEC, lambda image, box=None: [],
+                                  detect_subjects=lambda image, terms: [])
+    assert len(found.instances) == 1 and iou(found.mask, prob > 0) == 1.0
+    assert "found no 'person' and no face was found" in found.notes[0]
+
+
 def test_with_a_detector_a_part_it_did_not_box_needs_a_face_not_only_a_body():
     """A pose model finds 'bodies' on a motorbike's fork; the detector, which boxed the person,
     is the better judge: the part it left out is not in-painted, and the note says so."""

@@ -218,6 +218,9 @@ def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
         checked = find_body is not None
         if not found and not checked:
             log.info("no face found: the person mask is the segmenter's map of the whole image")
+            if detect_subjects is not None:
+                notes.append(f"the subject detector found no {' | '.join(spec.prompt)!r} and no face was found: "
+                             "the mask is the segmenter's map of the whole image")
     elif boxes:
         found = people.ordered(people.from_boxes(crop, image, boxes, spec.threshold), image, spec.speck)
     elif detect_subjects is not None:
