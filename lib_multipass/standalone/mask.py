@@ -106,15 +106,15 @@ def command_mask(args: argparse.Namespace) -> dict:
     image = open_image(args.image, "image").convert("RGB")
     segmenter = make_segmenter(args.segmenter)
     segmenter.prepare(options.mask_prompt + options.mask_negative)
-    subjects = make_detector(args.detector)
-    if subjects is not None:
-        subjects.load()  # asked for by name: missing weights are an error, not a fallback
-    detector, bodies = make_face_detector(), make_body_finder()
+    subject_detector = make_detector(args.detector)
+    if subject_detector is not None:
+        subject_detector.load()  # asked for by name: missing weights are an error, not a fallback
+    faces, bodies = make_face_detector(), make_body_finder()
     prob, alpha, report = compute_mask(image, options, segmenter, args.persons,
-                                       lambda image, box: faces_in(detector.detect, image, box),
+                                       lambda image, box: faces_in(faces.detect, image, box),
                                        make_refiner(args.refiner),
                                        bodies.head if bodies is not None and options.mask_person_check else None,
-                                       subjects)
+                                       subject_detector)
     args.out.mkdir(parents=True, exist_ok=True)
     masking.gray_image(prob).save(args.out / "prob.png")
     masking.gray_image(alpha).save(args.out / "mask.png")
