@@ -26,7 +26,7 @@ from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
 from ..faces.detect import Face, FaceDetector, InsightFaceDetector, faces_in, make_face_detector
 from ..masks.colour import matched
 from ..masks.crop import Box, paste
-from ..masks.detector import SubjectDetector, boxes_of
+from ..masks.detector import SubjectDetector, boxes_of, make_detector
 from ..masks.refine import SamRefiner
 from ..masks.segmenters import Segmenter, probabilities_in
 from ..options import LANCZOS
@@ -326,8 +326,7 @@ def current_detector() -> SubjectDetector | None:
         return None
     device = str(devices.device)
     return MODELS.get(("detector", source, device), one_of_kind=True,
-                      load=lambda: SubjectDetector(None if source == "default" else source, device,
-                                                   models_dir=Path(shared.models_path) / "owlvit"))
+                      load=lambda: make_detector(source, device, Path(shared.models_path) / "owlvit"))
 
 
 def insightface_root() -> str:
