@@ -175,6 +175,9 @@ def subject_mask(prob: np.ndarray, negative: np.ndarray | None, spec: MaskSpec) 
     return remove_specks(threshold(subtract(prob, negative), spec.threshold), spec.speck)
 
 
+WHOLE_MAP = "the mask is the segmenter's map of the whole image"
+
+
 @dataclass(frozen=True)
 class Subjects:
     """What the mask prompt found: the probability map, all subjects, and each one."""
@@ -208,6 +211,7 @@ def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
     checked = False  # every part was looked at for a face and a body: none is a person
     boxes = detect_subjects(image, spec.prompt) if detect_subjects is not None else []
     crop = functools.partial(segment, image, spec.prompt)  # the prompt's map of a crop
+    unboxed = f"the subject detector found no {' | '.join(spec.prompt)!r}"
     if detect_faces is not None and all(term.lower() in PERSON_TERMS for term in spec.prompt):
         # with a detector, a part it did not box needs a face: a pose found on a motorbike's fork is no person
         if detect_subjects is not None:
@@ -219,13 +223,11 @@ def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
         if not found and not checked:
             log.info("no face found: the person mask is the segmenter's map of the whole image")
             if detect_subjects is not None:
-                notes.append(f"the subject detector found no {' | '.join(spec.prompt)!r} and no face was found: "
-                             "the mask is the segmenter's map of the whole image")
+                notes.append(f"{unboxed} and no face was found: {WHOLE_MAP}")
     elif boxes:
         found = people.ordered(people.from_boxes(crop, image, boxes, spec.threshold), image, spec.speck)
     elif detect_subjects is not None:
-        notes.append(f"the subject detector found no {' | '.join(spec.prompt)!r}: the mask is the segmenter's "
-                     "map of the whole image")
+        notes.append(f"{unboxed}: {WHOLE_MAP}")
     if found or checked:
         parts, maps = [p.mask for p in found], [p.prob for p in found]
         prob = np.max(maps, axis=0) if maps else np.zeros_like(prob)
