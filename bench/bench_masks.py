@@ -8,6 +8,10 @@ Not a test: the figures go to the README.
 
     .venv/bin/python bench/bench_masks.py [--only landscape] [--save /tmp/masks] [--true-boxes]
 
+Then real photos of people (bench/real_scenes.py, fetched once from packages on PyPI) against
+hand-drawn person boxes: people found (an instance matching a person's box), instance count,
+and the mask's share outside every person's box (flooding). `--no-real` leaves them out.
+
 `--true-boxes` measures the subject-detector path (masks/detector.py, whose weights cannot be
 had offline) as a perfect detector would drive it: each person's true box, in a shuffled order.
 """
@@ -25,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from mask_scenes import Scene, scenes  # noqa: E402
 from PIL import Image  # noqa: E402
+from real_scenes import RealScene, real_scenes  # noqa: E402
 
 from lib_multipass.faces.detect import faces_in, make_face_detector  # noqa: E402
 from lib_multipass.masks import masking  # noqa: E402
@@ -36,6 +41,9 @@ from lib_multipass.plan import mask_spec  # noqa: E402
 from lib_multipass.standalone.mask import segment_with  # noqa: E402
 
 FACE_SIZES = ((0, 20), (20, 40), (40, 80), (80, 10_000))
+MATCH_IOU = 0.4  # an instance whose box overlaps a person's hand-drawn box this much found that person
+BOX_SLACK = 0.03  # of a box's longer side: how far past a hand-drawn box a mask may reach without flooding
+REAL_FLOODED = 0.10  # a real scene is flooded when this much of its mask is outside every person's box
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -92,6 +100,68 @@ def measure(scene: Scene, spec, segmenter, detector, bodies, boxes: bool = False
     }
 
 
+def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(0, w) * max(0, h)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
+
+
+def matched(found: list[tuple[int, int, int, int]], boxes: list[tuple[int, int, int, int]]) -> int:
+    """People found: instances paired one to one with hand-drawn boxes, best overlap first."""
+    pairs = sorted(((box_iou(f, b), i, j) for i, f in enumerate(found) for j, b in enumerate(boxes)), reverse=True)
+    used_f: set[int] = set()
+    used_b: set[int] = set()
+    for overlap, i, j in pairs:
+        if overlap >= MATCH_IOU and i not in used_f and j not in used_b:
+            used_f.add(i)
+            used_b.add(j)
+    return len(used_b)
+
+
+def measure_real(scene: RealScene, spec, segmenter, detector, bodies) -> dict:
+    started = time.perf_counter()
+    subjects = masking.find_subjects(segment_with(segmenter), scene.image, spec,
+                                      lambda image, box: faces_in(detector.detect, image, box),
+                                      find_body=(lambda image, box: bodies.head(image, box)) if bodies else None)
+    seconds = time.perf_counter() - started
+    within = np.zeros(subjects.mask.shape, bool)
+    for x0, y0, x1, y1 in scene.boxes:
+        slack = round(BOX_SLACK * max(x1 - x0, y1 - y0))
+        within[max(0, y0 - slack) : y1 + slack, max(0, x0 - slack) : x1 + slack] = True
+    marked = int(subjects.mask.sum())
+    found = [box for box in (mask_box(m) for m in subjects.instances) if box is not None]
+    whole = [b for b, partial in zip(scene.boxes, scene.partial) if not partial]
+    return {"people": len(scene.boxes), "whole": len(whole), "count": len(found),
+            "found": matched(found, scene.boxes), "found_whole": matched(found, whole),
+            "outside": float((subjects.mask & ~within).sum()) / marked if marked else 0.0,
+            "seconds": seconds, "instances": subjects.instances}
+
+
+def report_real(rows: list[tuple[RealScene, dict]]) -> None:
+    print(f"\n{'real photo (boxes)':<24}{'people':>8}{'found':>7}{'faced':>7}{'found':>7}{'instances':>11}"
+          f"{'outside %':>11}{'s/img':>7}")
+    for scene, r in rows:
+        print(f"{scene.name:<24}{r['people']:>8}{r['found']:>7}{r['whole']:>7}{r['found_whole']:>7}{r['count']:>11}"
+              f"{100 * r['outside']:>11.1f}{r['seconds']:>7.3f}")
+    all_rows = [r for _, r in rows]
+    print(f"real photos: {sum(r['found'] for r in all_rows)} of {sum(r['people'] for r in all_rows)} people found "
+          f"({sum(r['found_whole'] for r in all_rows)} of {sum(r['whole'] for r in all_rows)} with a face in the frame), "
+          f"{sum(r['count'] for r in all_rows)} instances, flooded (over {100 * REAL_FLOODED:.0f} % outside every "
+          f"box) {sum(r['outside'] > REAL_FLOODED for r in all_rows)} of {len(all_rows)}")
+
+
+def show(image: Image.Image, instances: list[np.ndarray], path: Path) -> None:
+    """The image with each instance tinted its own colour."""
+    shown = np.asarray(image).copy()
+    colours = np.array([[0, 127, 0], [127, 0, 0], [0, 0, 127], [127, 127, 0], [0, 127, 127]], np.uint8)
+    for i, instance in enumerate(instances):
+        shown[instance] = shown[instance] // 2 + colours[i % len(colours)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(shown).save(path)
+
+
 def report(rows: list[tuple[Scene, dict]]) -> None:
     groups: dict[str, list[dict]] = defaultdict(list)
     for scene, row in rows:
@@ -130,6 +200,7 @@ def main() -> None:
     parser.add_argument("--save", type=Path, help="write each scene with its mask here")
     parser.add_argument("--no-bodies", action="store_true", help="without the body finder (as in the WebUI)")
     parser.add_argument("--true-boxes", action="store_true", help="the subject-detector path given each true box")
+    parser.add_argument("--no-real", action="store_true", help="without the real photos (fetched once from PyPI)")
     args = parser.parse_args()
     spec = mask_spec(MultipassOptions(), None)
     segmenter, detector = SelfieSegmenter(), make_face_detector()
@@ -140,13 +211,20 @@ def main() -> None:
             row = measure(scene, spec, segmenter, detector, bodies, args.true_boxes)
             rows.append((scene, row))
             if args.save:
-                args.save.mkdir(parents=True, exist_ok=True)
-                shown = np.asarray(scene.image).copy()
-                colours = np.array([[0, 127, 0], [127, 0, 0], [0, 0, 127], [127, 127, 0], [0, 127, 127]], np.uint8)
-                for i, instance in enumerate(row["instances"]):
-                    shown[instance] = shown[instance] // 2 + colours[i % len(colours)]
-                Image.fromarray(shown).save(args.save / f"{scene.name}-{row['iou']:.2f}.png")
-    report(rows)
+                show(scene.image, row["instances"], args.save / f"{scene.name}-{row['iou']:.2f}.png")
+    if rows:
+        report(rows)
+    if args.no_real or args.true_boxes:
+        return
+    real = []
+    for photo in real_scenes():
+        if args.only in photo.name or args.only == "real":
+            row = measure_real(photo, spec, segmenter, detector, bodies)
+            real.append((photo, row))
+            if args.save:
+                show(photo.image, row["instances"], args.save / f"real-{photo.name}.png")
+    if real:
+        report_real(real)
 
 
 if __name__ == "__main__":
