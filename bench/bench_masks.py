@@ -13,7 +13,8 @@ hand-drawn person boxes: people found (an instance matching a person's box), ins
 and the mask's share outside every person's box (flooding). `--no-real` leaves them out.
 
 `--true-boxes` measures the subject-detector path (masks/detector.py, whose weights cannot be
-had offline) as a perfect detector would drive it: each person's true box, in a shuffled order.
+had offline) as a perfect detector would drive it: each person's true box (on the real photos
+the hand-drawn one), in a shuffled order.
 """
 
 from __future__ import annotations
@@ -75,7 +76,10 @@ def face_found(face: tuple[int, int, int, int], found: list[tuple[int, int, int,
 
 def true_boxes(scene: Scene) -> list[tuple[int, int, int, int]]:
     """Each person's box, in an order that is not left to right (a detector's is by score)."""
-    boxes = [box for box in map(mask_box, scene.people) if box is not None]
+    return shuffled([box for box in map(mask_box, scene.people) if box is not None])
+
+
+def shuffled(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
     return boxes[1::2] + boxes[::2]
 
 
@@ -120,11 +124,12 @@ def matched(found: list[tuple[int, int, int, int]], boxes: list[tuple[int, int, 
     return len(used_b)
 
 
-def measure_real(scene: RealScene, spec, segmenter, detector, bodies) -> dict:
+def measure_real(scene: RealScene, spec, segmenter, detector, bodies, boxes: bool = False) -> dict:
     started = time.perf_counter()
     subjects = masking.find_subjects(segment_with(segmenter), scene.image, spec,
                                       lambda image, box: faces_in(detector.detect, image, box),
-                                      find_body=(lambda image, box: bodies.head(image, box)) if bodies else None)
+                                      find_body=(lambda image, box: bodies.head(image, box)) if bodies else None,
+                                      detect_subjects=(lambda image, terms: shuffled(scene.boxes)) if boxes else None)
     seconds = time.perf_counter() - started
     within = np.zeros(subjects.mask.shape, bool)
     for x0, y0, x1, y1 in scene.boxes:
@@ -214,12 +219,12 @@ def main() -> None:
                 show(scene.image, row["instances"], args.save / f"{scene.name}-{row['iou']:.2f}.png")
     if rows:
         report(rows)
-    if args.no_real or args.true_boxes:
+    if args.no_real:
         return
     real = []
     for photo in real_scenes():
         if args.only in photo.name or args.only == "real":
-            row = measure_real(photo, spec, segmenter, detector, bodies)
+            row = measure_real(photo, spec, segmenter, detector, bodies, args.true_boxes)
             real.append((photo, row))
             if args.save:
                 show(photo.image, row["instances"], args.save / f"real-{photo.name}.png")

@@ -50,6 +50,38 @@ def test_both_faces_of_two_people_and_masks_inside_their_boxes():
         assert mask[by0:by1, bx0:bx1].sum() >= 0.95 * mask.sum()
 
 
+class BrightSquareModel:
+    """A stand-in for one of mediapipe's face models: 'finds' the white square in the pixels it
+    is given (as mediapipe answers: relative box, score list) with a fixed score, or nothing;
+    a square cut by the crop's edge is no face."""
+
+    def __init__(self, score: float | None):
+        self.score = score
+
+    def process(self, pixels: np.ndarray):
+        from types import SimpleNamespace as NS
+
+        ys, xs = np.nonzero(pixels.min(axis=2) == 255)
+        h, w = pixels.shape[:2]
+        if self.score is None or not len(xs) or xs.min() == 0 or ys.min() == 0 or xs.max() == w - 1 or ys.max() == h - 1:
+            return NS(detections=None)
+        box = NS(xmin=xs.min() / w, ymin=ys.min() / h, width=(xs.max() + 1 - xs.min()) / w,
+                 height=(ys.max() + 1 - ys.min()) / h)
+        return NS(detections=[NS(score=[self.score], location_data=NS(relative_bounding_box=box))])
+
+
+@pytest.mark.parametrize("full_range_score, kept", [(0.9, True), (0.75, False), (None, False)])
+def test_a_large_face_the_short_range_model_is_unsure_of_needs_the_full_range_model(full_range_score, kept):
+    """A profile (Zidane's, in bench-masks' real photos) scores 0.7-0.8 with the short-range
+    model, like a texture: it is a face when the full-range model finds it too, sure of it."""
+    pixels = np.zeros((512, 512, 3), np.uint8)
+    pixels[200:290, 150:240] = 255  # a 90 px "face"
+    detector = MediaPipeFaceDetector()
+    detector._model, detector._full_range = BrightSquareModel(0.75), BrightSquareModel(full_range_score)
+    faces = detector.detect(Image.fromarray(pixels))
+    assert [iou(f.box, (150, 200, 240, 290)) > 0.9 for f in faces] == ([True] if kept else [])
+
+
 def test_ellipse_mask_fallback_is_inside_the_box():
     mask = ellipse_mask(Face((10, 20, 50, 70), 1.0), (100, 100))
     ys, xs = np.nonzero(mask)

@@ -94,7 +94,8 @@ class MediaPipeFaceDetector:
     is kept only when a crop centred on it finds it again (textures fool a single look at
     small tiles), and a face from the 64 px tiles needs `small_tile_score` (measured on the
     mask benchmark's candidates: every false one there scored under 0.76, 21 of 25 faces
-    under 20 px are found, none before).
+    under 20 px are found, none before). A large face scoring under `large_score` (a
+    profile scores like a texture) is kept when the full-range model is sure of it too.
     """
 
     name = "mediapipe face detection (tiled)"
@@ -108,6 +109,7 @@ class MediaPipeFaceDetector:
         self.large_score = large_score
         self.small_tile_score = small_tile_score  # the smallest tiles magnify gravel into faces (0.75)
         self._model: Any = None
+        self._full_range: Any = None
 
     def _look(self, pixels: np.ndarray, x: int, y: int, w: int, h: int) -> list[Face]:
         found = self._model.process(np.ascontiguousarray(pixels[y : y + h, x : x + w])).detections or []
@@ -130,7 +132,29 @@ class MediaPipeFaceDetector:
         seen = [face for side in (*self.TILE_SIDES, max(width, height)) for t in tiles(width, height, side)
                 for face in self._look(pixels, *t) if side > self.TILE_SIDES[0] or face.score >= self.small_tile_score]
         return suppress([face for face in seen if face.score >= self.sure or
-                         (face.score >= self.large_score or face.size < self.LARGE) and self._again(pixels, face)])
+                         (face.score >= self.large_score or face.size < self.LARGE) and self._again(pixels, face)
+                         or face.size >= self.LARGE and self._full_range_again(pixels, face)])
+
+    def _full_range_again(self, pixels: np.ndarray, face: Face) -> bool:
+        """A large face the short-range model is unsure of (a profile) that the full-range
+        model finds too, in a crop four faces wide centred on it."""
+        if self._full_range is None:
+            from mediapipe.python.solutions import face_detection
+
+            self._full_range = face_detection.FaceDetection(model_selection=1, min_detection_confidence=self.min_score)
+        x0, y0, x1, y1 = face.box
+        side = 4 * max(x1 - x0, y1 - y0)
+        height, width = pixels.shape[:2]
+        x = min(max(0, (x0 + x1 - side) // 2), max(0, width - side))
+        y = min(max(0, (y0 + y1 - side) // 2), max(0, height - side))
+        w, h = min(side, width), min(side, height)
+        found = self._full_range.process(np.ascontiguousarray(pixels[y : y + h, x : x + w])).detections or []
+        for detection in found:
+            box = detection.location_data.relative_bounding_box
+            seen = _clip_box(x + box.xmin * w, y + box.ymin * h, box.width * w, box.height * h, (width, height))
+            if float(detection.score[0]) >= self.large_score and box_iou(seen, face.box) >= 0.3:
+                return True
+        return False
 
     def _again(self, pixels: np.ndarray, face: Face) -> bool:
         """Found again in a crop three faces wide centred on it."""
