@@ -178,6 +178,32 @@ def test_touching_people_are_one_instance_each_left_to_right_from_their_boxes(to
     assert all(iou(a, b) >= 0.8 for a, b in zip(found.instances, made.people))
 
 
+def test_a_person_between_two_others_keeps_their_own_box():
+    """Three people in a row, each crop's map holding the neighbours too (the selfie model's
+    way in a crowded group), the middle one turned away (no face): their box, mostly covered
+    by the outer two's masks, is still a person of their own, not a repeat of those found before."""
+    prob = map_of([(10, 10, 290, 120)], size=(300, 120))
+    faces = [Face((50, 15, 70, 35), 0.9), Face((220, 15, 240, 35), 0.9)]
+
+    def segment(image, terms, box=None):
+        return prob if box is None else prob[box[1] : box[3], box[0] : box[2]]
+
+    def detect_faces(image, box=None):
+        return [f for f in faces if box is None or (box[0] <= f.box[0] and f.box[2] <= box[2]
+                                                    and box[1] <= f.box[1] and f.box[3] <= box[3])]
+
+    boxes = [(10, 10, 130, 120), (170, 10, 290, 120), (90, 10, 210, 120)]  # best first: the middle one last
+    found = masking.find_subjects(segment, Image.new("RGB", (300, 120)), SPEC, detect_faces,
+                                  detect_subjects=lambda image, terms: boxes)
+    assert len(found.instances) == 3
+    assert [bool(m[80, x]) for m in found.instances for x in (60, 150, 230)] == [True, False, False,
+                                                                               False, True, False,
+                                                                               False, False, True]
+    again = masking.find_subjects(segment, Image.new("RGB", (300, 120)), SPEC, detect_faces,
+                                  detect_subjects=lambda image, terms: boxes + [(12, 10, 128, 118)])
+    assert len(again.instances) == 3  # a second box on the first person is that person again
+
+
 def test_objects_by_text_are_one_instance_per_box_and_nothing_outside_the_boxes():
     """`--mask_prompt bottle`: two bottles the segmenter draws joined by a flood across the
     table; with their boxes they are two instances and the table is in neither."""
