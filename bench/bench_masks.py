@@ -145,16 +145,18 @@ def measure_real(scene: RealScene, spec, segmenter, detector, bodies, boxes: boo
 
 
 def report_real(rows: list[tuple[RealScene, dict]]) -> None:
-    print(f"\n{'real photo (boxes)':<24}{'people':>8}{'found':>7}{'faced':>7}{'found':>7}{'instances':>11}"
+    print(f"\n{'real photo (boxes)':<24}{'people':>8}{'found':>7}{'whole':>7}{'found':>7}{'instances':>11}"
           f"{'outside %':>11}{'s/img':>7}")
     for scene, r in rows:
         print(f"{scene.name:<24}{r['people']:>8}{r['found']:>7}{r['whole']:>7}{r['found_whole']:>7}{r['count']:>11}"
               f"{100 * r['outside']:>11.1f}{r['seconds']:>7.3f}")
-    all_rows = [r for _, r in rows]
-    print(f"real photos: {sum(r['found'] for r in all_rows)} of {sum(r['people'] for r in all_rows)} people found "
-          f"({sum(r['found_whole'] for r in all_rows)} of {sum(r['whole'] for r in all_rows)} with a face in the frame), "
-          f"{sum(r['count'] for r in all_rows)} instances, flooded (over {100 * REAL_FLOODED:.0f} % outside every "
-          f"box) {sum(r['outside'] > REAL_FLOODED for r in all_rows)} of {len(all_rows)}")
+    people = [r for _, r in rows if r["people"]]
+    nobody = [r for _, r in rows if not r["people"]]
+    print(f"real photos: {sum(r['found'] for r in people)} of {sum(r['people'] for r in people)} people found "
+          f"({sum(r['found_whole'] for r in people)} of {sum(r['whole'] for r in people)} whole in the frame), "
+          f"{sum(r['count'] for r in people)} instances, flooded (over {100 * REAL_FLOODED:.0f} % outside every "
+          f"box) {sum(r['outside'] > REAL_FLOODED for r in people)} of {len(people)}; "
+          f"something marked where nobody is: {sum(r['count'] > 0 for r in nobody)} of {len(nobody)}")
 
 
 def show(image: Image.Image, instances: list[np.ndarray], path: Path) -> None:
