@@ -189,6 +189,33 @@ def test_with_a_body_finder_a_part_with_a_body_is_a_person_and_one_without_is_le
     assert nothing.instances == [] and not nothing.mask.any()  # never the whole map in-painted blindly
 
 
+def test_a_walker_the_whole_image_map_misses_is_found_by_pose_over_tiles_and_a_bird_is_not():
+    """A wide shot: the segmenter's whole-image map sees nobody, in a crop it sees a walker (tall)
+    and a bird (wide). Pose over tiles is sure of a body on both; only the upright one is a person,
+    and only when pose is sure (a torso seen at 0.6 is not enough on its own)."""
+    prob = map_of([(100, 100, 120, 160), (250, 150, 310, 190)], size=(400, 300))
+    image = Image.new("RGB", (400, 300))
+
+    def segment(image, terms, box=None):
+        if box is None:
+            return np.zeros((300, 400), np.float32)  # too small for the whole-image look
+        return prob[box[1] : box[3], box[0] : box[2]]
+
+    def finder(walker_score):
+        def find_body(image, box):
+            def holds(x, y):
+                return box[0] <= x < box[2] and box[1] <= y < box[3]
+            if holds(106, 100) and holds(114, 108):
+                return Face((106, 100, 114, 108), walker_score)
+            return Face((276, 156, 284, 164), 0.95) if holds(276, 156) and holds(284, 164) else None
+        return find_body
+
+    found = masking.find_subjects(segment, image, SPEC, lambda image, box: [], find_body=finder(0.95))
+    assert len(found.instances) == 1 and found.mask[130, 110] and not found.mask[170, 280]
+    unsure = masking.find_subjects(segment, image, SPEC, lambda image, box: [], find_body=finder(0.6))
+    assert unsure.instances == []
+
+
 def test_pose_finds_a_real_persons_body_and_no_body_on_a_cat():
     from skimage import data
 

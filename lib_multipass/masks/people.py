@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..faces.detect import Face, box_iou
+from ..faces.detect import Face, box_iou, tiles
 from .crop import Box, mask_box
 
 Segment = Callable[[Box | None], np.ndarray]  # a crop of the image (None: all of it) -> its probability map
@@ -30,6 +30,11 @@ BOX_SLACK = 0.03  # of a detector box's longer side, each way: how far its subje
 #: person's own): a model made for one person sees less of a neighbour (touching groups right
 #: 14 -> 16 of 16 with true boxes; 0.0 flooded one case)
 BOX_MARGIN = 0.05
+#: the search for people too small for the whole-image map: pose over tiles of this part of the
+#: image's short side (a walker of 12 % of the frame is then half a tile high, as pose wants)
+SMALL_TILE = 0.25
+SURE_BODY = 0.9  # torso visibility pose must give a body the tile search finds
+UPRIGHT = 1.5  # height over width of such a person's mask: standing or walking, whole
 SAME_ANCHOR = 0.3  # IoU of two boxes' anchors (faces, or top centres) above which they hold one subject
 WALL = (255, 0, 255)  # the colour the split paints outside everyone
 
@@ -249,6 +254,38 @@ def body_in(find_body: FindBody, image: Image.Image, box: Box) -> Face | None:
     return None
 
 
+def small_people(segment: Segment, find_body: FindBody, image: Image.Image, taken: np.ndarray,
+                 cut: float) -> list[Person]:
+    """People the whole-image map does not see at all: a wide shot's walkers of 12 % of the
+    frame are a few of the segmenter's input pixels, and their faces are 8 px. Pose looks over
+    tiles of SMALL_TILE of the short side; a body it is sure of (SURE_BODY) is a person when
+    the segmenter, in a crop around it, marks its head and chest and an upright shape. A bird,
+    a flag or a crowd in the stands (seated: as wide as high) is not taken: on bench-masks' real
+    photos only walkers passed, and no texture of its composites."""
+    found: list[Person] = []
+    taken = taken.copy()
+    side = max(1, round(SMALL_TILE * min(image.size)))
+    for x, y, w, h in tiles(image.width, image.height, side):
+        if taken[y : y + h, x : x + w].mean() > 0.5:  # someone found there already: no one small to find
+            continue
+        head = find_body((x, y, x + w, y + h))
+        if head is None or head.score < SURE_BODY:
+            continue
+        cx, cy = (head.box[0] + head.box[2]) // 2, (head.box[1] + head.box[3]) // 2
+        if taken[min(cy, image.height - 1), min(cx, image.width - 1)]:
+            continue
+        person = from_face(segment, image, head, cut)
+        box = mask_box(person.mask) if person is not None else None
+        if person is None or box is None:
+            continue
+        seed = seed_of(head, taken.shape)
+        if ((person.mask & seed).sum() >= 0.3 * seed.sum() and box[3] - box[1] >= UPRIGHT * (box[2] - box[0])
+                and (person.mask & taken).sum() <= 0.5 * person.mask.sum()):
+            found.append(person)
+            taken |= person.mask
+    return found
+
+
 def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whole: np.ndarray, min_area: float,
                 cut: float = 0.5, find_body: FindBody | None = None,
                 boxes: Sequence[Box] = ()) -> tuple[list[Person], list[str]]:
@@ -289,6 +326,8 @@ def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whol
             taken |= person.mask
         if person is None or not (person.mask & part).any():  # the part itself is nobody's
             faceless.append(f"x {x}-{x + w}, y {y}-{y + h}")
+    if find_body is not None:
+        people += small_people(segment, find_body, image, taken, cut)
     notes = []
     if faceless and (people or find_body is not None):
         what = "face or body" if find_body is not None else "face"
