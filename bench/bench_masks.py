@@ -88,7 +88,8 @@ def measure(scene: Scene, spec, segmenter, detector, bodies, boxes: bool = False
     subjects = masking.find_subjects(segment_with(segmenter), scene.image, spec,
                                       lambda image, box: faces_in(detector.detect, image, box),
                                       find_body=(lambda image, box: bodies.head(image, box)) if bodies else None,
-                                      detect_subjects=(lambda image, terms: true_boxes(scene)) if boxes else None)
+                                      detect_subjects=(lambda image, terms: true_boxes(scene)) if boxes else None,
+                                      person_check=True)
     seconds = time.perf_counter() - started
     started = time.perf_counter()
     faces = [f.box for f in detector.detect(scene.image)]
@@ -129,7 +130,8 @@ def measure_real(scene: RealScene, spec, segmenter, detector, bodies, boxes: boo
     subjects = masking.find_subjects(segment_with(segmenter), scene.image, spec,
                                       lambda image, box: faces_in(detector.detect, image, box),
                                       find_body=(lambda image, box: bodies.head(image, box)) if bodies else None,
-                                      detect_subjects=(lambda image, terms: shuffled(scene.boxes)) if boxes else None)
+                                      detect_subjects=(lambda image, terms: shuffled(scene.boxes)) if boxes else None,
+                                      person_check=True)
     seconds = time.perf_counter() - started
     within = np.zeros(subjects.mask.shape, bool)
     for x0, y0, x1, y1 in scene.boxes:

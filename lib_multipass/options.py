@@ -208,8 +208,9 @@ class MultipassOptions:
         0.005, "float", "Multipass mask min area", "smaller masks skip the pass (fraction of the image)", lo=0, hi=1
     )
     mask_person_check: bool = _opt(
-        True, "bool", "Multipass mask person check", "person prompts, standalone: in-paint only what has a face or "
-        "a body (mediapipe's pose); off: where no face is found, the segmenter's map as it is", flag=True)
+        True, "bool", "Multipass mask person check", "person prompts: in-paint only what has a face, a body "
+        "(mediapipe's pose, standalone) or a subject detector's box; off: where none is found, the segmenter's map "
+        "as it is", flag=True)
     input_image: str | None = _opt(
         None, "image", "Multipass input image", "a photo to mask and in-paint instead of a generated base", optional=True,
         cli_alias="init-image")

@@ -290,7 +290,7 @@ def _person_masks(
     else:
         found = masking.find_subjects(engine.segment, image, spec, engine.detect_faces, engine.refine_masks,
                                       engine.body_finder() if plan.options.mask_person_check else None,
-                                      engine.subject_detector())
+                                      engine.subject_detector(), plan.options.mask_person_check)
         subjects, instances = found.mask, found.instances
         described = f"mask prompt {' | '.join(spec.prompt)!r}"
         warnings.extend(f"mask: {note}" for note in found.notes)

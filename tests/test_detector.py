@@ -225,16 +225,25 @@ def test_objects_by_text_are_one_instance_per_box_and_nothing_outside_the_boxes(
     assert len(none.instances) == 1 and "found no 'bottle'" in none.notes[0]  # said; the segmenter's map is used
 
 
-def test_a_person_prompt_nothing_boxes_and_no_face_finds_keeps_the_old_fallback_and_says_so():
+def test_a_person_prompt_nothing_boxes_and_no_face_finds_is_no_person_unless_the_check_is_off():
+    """A bird the segmenter takes for a person (bench-masks' real photos): the detector boxes
+    no person and no face is found, so nothing is in-painted, and the note says how to get the
+    segmenter's map anyway (mask_person_check off: the old fallback, said too)."""
     prob = map_of([(20, 20, 60, 96)])
 
     def segment(image, terms, box=None):
         return prob if box is None else prob[box[1] : box[3], box[0] : box[2]]
 
-    found = masking.find_subjects(segment, Image.new("RGB", (200, 100)), SPEC, lambda image, box=None: [],
-                                  detect_subjects=lambda image, terms: [])
-    assert len(found.instances) == 1 and iou(found.mask, prob > 0) == 1.0
-    assert "found no 'person' and no face was found" in found.notes[0]
+    def find(check):
+        return masking.find_subjects(segment, Image.new("RGB", (200, 100)), SPEC, lambda image, box=None: [],
+                                     detect_subjects=lambda image, terms: [], person_check=check)
+
+    checked, unchecked = find(True), find(False)
+    assert checked.instances == [] and not checked.mask.any()
+    assert "found no 'person' and no face was found: nothing is in-painted" in checked.notes[0]
+    assert "mask_person_check off" in checked.notes[0]
+    assert len(unchecked.instances) == 1 and iou(unchecked.mask, prob > 0) == 1.0
+    assert "found no 'person' and no face was found: the mask is the segmenter's map" in unchecked.notes[0]
 
 
 def test_with_a_detector_a_part_it_did_not_box_needs_a_face_not_only_a_body():

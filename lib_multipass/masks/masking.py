@@ -176,6 +176,7 @@ def subject_mask(prob: np.ndarray, negative: np.ndarray | None, spec: MaskSpec) 
 
 
 WHOLE_MAP = "the mask is the segmenter's map of the whole image"
+NOBODY = "nothing is in-painted (give a mask image, or turn mask_person_check off for the segmenter's map)"
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,8 @@ def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
                   detect_faces: Callable[[Image.Image, Box | None], list[Face]] | None = None,
                   refine: Callable[[Image.Image, list[np.ndarray]], list[np.ndarray]] | None = None,
                   find_body: Callable[[Image.Image, Box], Face | None] | None = None,
-                  detect_subjects: Callable[[Image.Image, Sequence[str]], list[Box]] | None = None) -> Subjects:
+                  detect_subjects: Callable[[Image.Image, Sequence[str]], list[Box]] | None = None,
+                  person_check: bool = False) -> Subjects:
     """The subjects of `spec`'s mask prompt minus its negative, each one apart, left to right.
 
     People (person terms, with a face detector) are found first and segmented one by one
@@ -201,8 +203,10 @@ def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
     is found and no body finder is given, are segmented on the whole image and split into
     parts. `detect_subjects` (a detector, masks/detector.py) boxes each subject of the prompt
     first: each box is segmented alone and bounds its subject's mask; with no box, the
-    segmenter's map is used as without it. `refine` (SAM) redraws each subject's edges before
-    the negative is taken out, so it cannot draw the clothes back in.
+    segmenter's map is used as without it, except for a person prompt with `person_check`
+    (`mask_person_check`) and no face either: then nothing is (a bird or a tree is no person).
+    `refine` (SAM) redraws each subject's edges before the negative is taken out, so it cannot
+    draw the clothes back in.
     """
     prob = segment(image, spec.prompt)
     negative = segment(image, spec.negative) if spec.negative else None
@@ -219,11 +223,11 @@ def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
         body = (lambda box: find_body(image, box)) if find_body is not None else None
         found, notes = people.find_people(crop, lambda box: detect_faces(image, box), image, prob, spec.speck,
                                           spec.threshold, body, boxes)
-        checked = find_body is not None
-        if not found and not checked:
+        checked = find_body is not None or (person_check and detect_subjects is not None)
+        if not found and not boxes and detect_subjects is not None:
+            notes.append(f"{unboxed} and no face was found: {NOBODY if checked else WHOLE_MAP}")
+        elif not found and not checked:
             log.info("no face found: the person mask is the segmenter's map of the whole image")
-            if detect_subjects is not None:
-                notes.append(f"{unboxed} and no face was found: {WHOLE_MAP}")
     elif boxes:
         found = people.ordered(people.from_boxes(crop, image, boxes, spec.threshold), image, spec.speck)
     elif detect_subjects is not None:

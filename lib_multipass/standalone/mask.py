@@ -66,7 +66,8 @@ def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, perso
     with `persons` person prompts would have it."""
     spec = mask_spec(options, None)
     found = masking.find_subjects(segment_with(segmenter), image, spec, detect_faces,
-                                  None if refiner is None else refiner.refine, find_body, boxes_of(detector))
+                                  None if refiner is None else refiner.refine, find_body, boxes_of(detector),
+                                  options.mask_person_check)
     prob, subjects, instances = found.prob, found.mask, found.instances
     specs = [spec] if persons <= 1 else [mask_spec(options, i) for i in range(persons)]
     alpha = np.zeros(prob.shape, np.float32)
