@@ -83,14 +83,19 @@ def shuffled(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int
     return boxes[1::2] + boxes[::2]
 
 
-def measure(scene: Scene, spec, segmenter, detector, bodies, boxes: bool = False) -> dict:
+def find(image: Image.Image, spec, segmenter, detector, bodies, boxes) -> tuple[masking.Subjects, float]:
+    """The mask stage as the runner has it (`boxes`: a perfect detector's, or None), and its seconds."""
     started = time.perf_counter()
-    subjects = masking.find_subjects(segment_with(segmenter), scene.image, spec,
+    subjects = masking.find_subjects(segment_with(segmenter), image, spec,
                                       lambda image, box: faces_in(detector.detect, image, box),
                                       find_body=(lambda image, box: bodies.head(image, box)) if bodies else None,
-                                      detect_subjects=(lambda image, terms: true_boxes(scene)) if boxes else None,
+                                      detect_subjects=(lambda image, terms: boxes) if boxes is not None else None,
                                       person_check=True)
-    seconds = time.perf_counter() - started
+    return subjects, time.perf_counter() - started
+
+
+def measure(scene: Scene, spec, segmenter, detector, bodies, boxes: bool = False) -> dict:
+    subjects, seconds = find(scene.image, spec, segmenter, detector, bodies, true_boxes(scene) if boxes else None)
     started = time.perf_counter()
     faces = [f.box for f in detector.detect(scene.image)]
     face_seconds = time.perf_counter() - started
@@ -126,13 +131,7 @@ def matched(found: list[tuple[int, int, int, int]], boxes: list[tuple[int, int, 
 
 
 def measure_real(scene: RealScene, spec, segmenter, detector, bodies, boxes: bool = False) -> dict:
-    started = time.perf_counter()
-    subjects = masking.find_subjects(segment_with(segmenter), scene.image, spec,
-                                      lambda image, box: faces_in(detector.detect, image, box),
-                                      find_body=(lambda image, box: bodies.head(image, box)) if bodies else None,
-                                      detect_subjects=(lambda image, terms: shuffled(scene.boxes)) if boxes else None,
-                                      person_check=True)
-    seconds = time.perf_counter() - started
+    subjects, seconds = find(scene.image, spec, segmenter, detector, bodies, shuffled(scene.boxes) if boxes else None)
     within = np.zeros(subjects.mask.shape, bool)
     for x0, y0, x1, y1 in scene.boxes:
         slack = round(BOX_SLACK * max(x1 - x0, y1 - y0))
@@ -214,24 +213,17 @@ def main() -> None:
     spec = mask_spec(MultipassOptions(), None)
     segmenter, detector = SelfieSegmenter(), make_face_detector()
     bodies = None if args.no_bodies else make_body_finder()
-    rows = []
-    for scene in scenes():
-        if args.only in scene.name:
-            row = measure(scene, spec, segmenter, detector, bodies, args.true_boxes)
-            rows.append((scene, row))
-            if args.save:
-                show(scene.image, row["instances"], args.save / f"{scene.name}-{row['iou']:.2f}.png")
+    rows = [(scene, measure(scene, spec, segmenter, detector, bodies, args.true_boxes))
+            for scene in scenes() if args.only in scene.name]
+    real = [] if args.no_real else [(photo, measure_real(photo, spec, segmenter, detector, bodies, args.true_boxes))
+                                    for photo in real_scenes() if args.only in photo.name or args.only == "real"]
+    if args.save:
+        for scene, row in rows:
+            show(scene.image, row["instances"], args.save / f"{scene.name}-{row['iou']:.2f}.png")
+        for photo, row in real:
+            show(photo.image, row["instances"], args.save / f"real-{photo.name}.png")
     if rows:
         report(rows)
-    if args.no_real:
-        return
-    real = []
-    for photo in real_scenes():
-        if args.only in photo.name or args.only == "real":
-            row = measure_real(photo, spec, segmenter, detector, bodies, args.true_boxes)
-            real.append((photo, row))
-            if args.save:
-                show(photo.image, row["instances"], args.save / f"real-{photo.name}.png")
     if real:
         report_real(real)
 
