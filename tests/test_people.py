@@ -214,6 +214,16 @@ def test_a_walker_the_whole_image_map_misses_is_found_by_pose_over_tiles_and_a_b
     assert len(found.instances) == 1 and found.mask[130, 110] and not found.mask[170, 280]
     unsure = masking.find_subjects(segment, image, SPEC, lambda image, box: [], find_body=finder(0.6))
     assert unsure.instances == []
+    # beside a main subject found by their face (most of the frame high), a walker in the
+    # background is not looked for: not a wide shot, and it would take a person prompt's place
+    prob[20:300, 330:390] = 0.9
+    face = Face((345, 25, 375, 55), 0.95)
+
+    def faces(image, box):
+        return [face] if box is None or (box[0] <= 345 and 375 <= box[2] and box[1] <= 25 and 55 <= box[3]) else []
+
+    beside = masking.find_subjects(segment, image, SPEC, faces, find_body=finder(0.95))
+    assert len(beside.instances) == 1 and beside.mask[200, 360] and not beside.mask[130, 110]
 
 
 def test_pose_finds_a_real_persons_body_and_no_body_on_a_cat():

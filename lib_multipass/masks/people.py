@@ -33,6 +33,10 @@ BOX_MARGIN = 0.05
 #: the search for people too small for the whole-image map: pose over tiles of this part of the
 #: image's short side (a walker of 12 % of the frame is then half a tile high, as pose wants)
 SMALL_TILE = 0.25
+#: the search runs only where nobody found is this tall (of the frame): a wide shot. Beside a
+#: main subject, walkers in the background are not the subjects of person prompts (and would
+#: take their places left to right), and a medium shot does not pay for the search
+WIDE_SHOT = 1 / 3
 SURE_BODY = 0.9  # torso visibility pose must give a body the tile search finds
 UPRIGHT = 1.5  # height over width of such a person's mask: standing or walking, whole
 SAME_ANCHOR = 0.3  # IoU of two boxes' anchors (faces, or top centres) above which they hold one subject
@@ -254,6 +258,11 @@ def body_in(find_body: FindBody, image: Image.Image, box: Box) -> Face | None:
     return None
 
 
+def height_of(person: Person) -> int:
+    rows = np.flatnonzero(person.mask.any(axis=1))
+    return int(rows[-1] - rows[0] + 1) if len(rows) else 0
+
+
 def small_people(segment: Segment, find_body: FindBody, image: Image.Image, taken: np.ndarray,
                  cut: float) -> list[Person]:
     """People the whole-image map does not see at all: a wide shot's walkers of 12 % of the
@@ -326,7 +335,7 @@ def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whol
             taken |= person.mask
         if person is None or not (person.mask & part).any():  # the part itself is nobody's
             faceless.append(f"x {x}-{x + w}, y {y}-{y + h}")
-    if find_body is not None:
+    if find_body is not None and all(height_of(p) < WIDE_SHOT * image.height for p in people):
         people += small_people(segment, find_body, image, taken, cut)
     notes = []
     if faceless and (people or find_body is not None):
