@@ -111,8 +111,10 @@ class MediaPipeFaceDetector:
         self._model: Any = None
         self._full_range: Any = None
 
-    def _look(self, pixels: np.ndarray, x: int, y: int, w: int, h: int) -> list[Face]:
-        found = self._model.process(np.ascontiguousarray(pixels[y : y + h, x : x + w])).detections or []
+    def _look(self, pixels: np.ndarray, x: int, y: int, w: int, h: int, model: Any = None) -> list[Face]:
+        """The faces `model` (the short-range one when None) finds in a crop, in the image's pixels."""
+        model = model or self._model
+        found = model.process(np.ascontiguousarray(pixels[y : y + h, x : x + w])).detections or []
         faces = []
         for detection in found:
             box = detection.location_data.relative_bounding_box
@@ -142,28 +144,22 @@ class MediaPipeFaceDetector:
             from mediapipe.python.solutions import face_detection
 
             self._full_range = face_detection.FaceDetection(model_selection=1, min_detection_confidence=self.min_score)
-        x0, y0, x1, y1 = face.box
-        side = 4 * max(x1 - x0, y1 - y0)
-        height, width = pixels.shape[:2]
-        x = min(max(0, (x0 + x1 - side) // 2), max(0, width - side))
-        y = min(max(0, (y0 + y1 - side) // 2), max(0, height - side))
-        w, h = min(side, width), min(side, height)
-        found = self._full_range.process(np.ascontiguousarray(pixels[y : y + h, x : x + w])).detections or []
-        for detection in found:
-            box = detection.location_data.relative_bounding_box
-            seen = _clip_box(x + box.xmin * w, y + box.ymin * h, box.width * w, box.height * h, (width, height))
-            if float(detection.score[0]) >= self.large_score and box_iou(seen, face.box) >= 0.3:
-                return True
-        return False
+        return any(f.score >= self.large_score and box_iou(f.box, face.box) >= 0.3
+                   for f in self._look(pixels, *around(face, 4, pixels.shape), self._full_range))
 
     def _again(self, pixels: np.ndarray, face: Face) -> bool:
         """Found again in a crop three faces wide centred on it."""
-        x0, y0, x1, y1 = face.box
-        side = 3 * max(x1 - x0, y1 - y0)
-        height, width = pixels.shape[:2]
-        x = min(max(0, (x0 + x1 - side) // 2), max(0, width - side))
-        y = min(max(0, (y0 + y1 - side) // 2), max(0, height - side))
-        return any(box_iou(f.box, face.box) >= 0.3 for f in self._look(pixels, x, y, min(side, width), min(side, height)))
+        return any(box_iou(f.box, face.box) >= 0.3 for f in self._look(pixels, *around(face, 3, pixels.shape)))
+
+
+def around(face: Face, faces_wide: int, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(x, y, w, h): a square `faces_wide` faces wide centred on the face, moved inside the image."""
+    x0, y0, x1, y1 = face.box
+    side = faces_wide * max(x1 - x0, y1 - y0)
+    height, width = shape[:2]
+    x = min(max(0, (x0 + x1 - side) // 2), max(0, width - side))
+    y = min(max(0, (y0 + y1 - side) // 2), max(0, height - side))
+    return x, y, min(side, width), min(side, height)
 
 
 class HaarFaceDetector:

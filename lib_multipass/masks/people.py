@@ -23,7 +23,7 @@ from .crop import Box, mask_box
 
 Segment = Callable[[Box | None], np.ndarray]  # a crop of the image (None: all of it) -> its probability map
 Detect = Callable[[Box | None], list[Face]]  # a crop of the image (None: all of it) -> its faces
-FindBody = Callable[[Box], Face | None]  # a crop of the image -> the head of the body in it, or None
+FindBody = Callable[[Box], Face | None]  # a crop of the image -> the head of the body in it (score: how sure), or None
 CROP_MARGIN = 0.1  # of the person's longer side, each way: the crop the mask is made in
 BOX_SLACK = 0.03  # of a detector box's longer side, each way: how far its subject's mask may reach past it
 #: of a detector box's longer side, each way: its crop. Tighter than a face's (the box is the
@@ -259,8 +259,8 @@ def body_in(find_body: FindBody, image: Image.Image, box: Box) -> Face | None:
 
 
 def height_of(person: Person) -> int:
-    rows = np.flatnonzero(person.mask.any(axis=1))
-    return int(rows[-1] - rows[0] + 1) if len(rows) else 0
+    box = mask_box(person.mask)
+    return box[3] - box[1] if box is not None else 0
 
 
 def small_people(segment: Segment, find_body: FindBody, image: Image.Image, taken: np.ndarray,
