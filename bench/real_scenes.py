@@ -104,9 +104,14 @@ def frame_of(video: Path, number: int) -> Image.Image:
 
 
 def real_scenes() -> Iterator[RealScene]:
-    """Each photo scaled to SIDE px on its longer side (multiples of 8), with its boxes."""
+    """Each photo scaled to SIDE px on its longer side (multiples of 8), with its boxes; one
+    that cannot be fetched (no network) is said and left out."""
     for name, entry in json.loads(BOXES.read_text())["photos"].items():
-        path = photo_file(name, entry["source"])
+        try:
+            path = photo_file(name, entry["source"])
+        except (OSError, RuntimeError) as err:  # urllib's errors are OSErrors
+            print(f"real photo {name!r} left out: {err}")
+            continue
         frame = entry["source"].get("frame")
         image = (Image.open(path) if frame is None else frame_of(path, frame)).convert("RGB")
         scale = SIDE / max(image.size)
