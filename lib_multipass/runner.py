@@ -289,8 +289,7 @@ def _person_masks(
         described = f"mask image {spec.image!r}"
     else:
         found = masking.find_subjects(engine.segment, image, spec, engine.detect_faces, engine.refine_masks,
-                                      engine.body_finder() if plan.options.mask_person_check else None,
-                                      engine.subject_detector(), plan.options.mask_person_check)
+                                      engine.body_finder(), engine.subject_detector(), plan.options.mask_person_check)
         subjects, instances = found.mask, found.instances
         described = f"mask prompt {' | '.join(spec.prompt)!r}"
         warnings.extend(f"mask: {note}" for note in found.notes)

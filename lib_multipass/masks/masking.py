@@ -194,19 +194,21 @@ def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
                   refine: Callable[[Image.Image, list[np.ndarray]], list[np.ndarray]] | None = None,
                   find_body: Callable[[Image.Image, Box], Face | None] | None = None,
                   detect_subjects: Callable[[Image.Image, Sequence[str]], list[Box]] | None = None,
-                  person_check: bool = False) -> Subjects:
+                  person_check: bool = True) -> Subjects:
     """The subjects of `spec`'s mask prompt minus its negative, each one apart, left to right.
 
     People (person terms, with a face detector) are found first and segmented one by one
-    (masks/people.py); with `find_body` too, a part with neither a face nor a body is no
-    person (reported in the notes, never in-painted). Other prompts, and people when no face
-    is found and no body finder is given, are segmented on the whole image and split into
-    parts. `detect_subjects` (a detector, masks/detector.py) boxes each subject of the prompt
-    first: each box is segmented alone and bounds its subject's mask; with no box, the
-    segmenter's map is used as without it, except for a person prompt with `person_check`
-    (`mask_person_check`) and no face either: then nothing is (a bird or a tree is no person).
-    `refine` (SAM) redraws each subject's edges before the negative is taken out, so it cannot
-    draw the clothes back in.
+    (masks/people.py). `person_check` (`mask_person_check`) is the rule that a person mask
+    needs a face, a body (`find_body`) or a detector's box: a part with none of them is no
+    person (reported in the notes, never in-painted). Without it (or with nothing to check
+    by: no body finder, no detector) a person prompt where no face is found is the
+    segmenter's map of the whole image, and `find_body` is not used. Other prompts are
+    segmented on the whole image and split into parts. `detect_subjects` (a detector,
+    masks/detector.py) boxes each subject of the prompt first: each box is segmented alone
+    and bounds its subject's mask; with no box, the segmenter's map is used as without it,
+    except for a person prompt with the check and no face either: then nothing is (a bird or
+    a tree is no person). `refine` (SAM) redraws each subject's edges before the negative is
+    taken out, so it cannot draw the clothes back in.
     """
     prob = segment(image, spec.prompt)
     negative = segment(image, spec.negative) if spec.negative else None
@@ -218,7 +220,7 @@ def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
     unboxed = f"the subject detector found no {' | '.join(spec.prompt)!r}"
     if detect_faces is not None and all(term.lower() in PERSON_TERMS for term in spec.prompt):
         # with a detector, a part it did not box needs a face: a pose found on a motorbike's fork is no person
-        if detect_subjects is not None:
+        if detect_subjects is not None or not person_check:
             find_body = None
         body = (lambda box: find_body(image, box)) if find_body is not None else None
         found, notes = people.find_people(crop, lambda box: detect_faces(image, box), image, prob, spec.speck,

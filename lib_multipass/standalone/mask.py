@@ -114,7 +114,7 @@ def command_mask(args: argparse.Namespace) -> dict:
     prob, alpha, report = compute_mask(image, options, segmenter, args.persons,
                                        lambda image, box: faces_in(faces.detect, image, box),
                                        make_refiner(args.refiner),
-                                       bodies.head if bodies is not None and options.mask_person_check else None,
+                                       bodies.head if bodies is not None else None,
                                        subject_detector)
     args.out.mkdir(parents=True, exist_ok=True)
     masking.gray_image(prob).save(args.out / "prob.png")
