@@ -24,7 +24,7 @@ from lib_multipass.standalone.mask import segment_with
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from mask_scenes import FRAMES, backgrounds, compose, cutouts  # noqa: E402
-from test_people import map_of  # noqa: E402
+from test_people import map_of, segment_of  # noqa: E402
 
 SPEC = mask_spec(MultipassOptions(), None)
 
@@ -184,9 +184,7 @@ def test_a_person_between_two_others_keeps_their_own_box():
     by the outer two's masks, is still a person of their own, not a repeat of those found before."""
     prob = map_of([(10, 10, 290, 120)], size=(300, 120))
     faces = [Face((50, 15, 70, 35), 0.9), Face((220, 15, 240, 35), 0.9)]
-
-    def segment(image, terms, box=None):
-        return prob if box is None else prob[box[1] : box[3], box[0] : box[2]]
+    segment = segment_of(prob)
 
     def detect_faces(image, box=None):
         return [f for f in faces if box is None or (box[0] <= f.box[0] and f.box[2] <= box[2]
@@ -209,10 +207,7 @@ def test_objects_by_text_are_one_instance_per_box_and_nothing_outside_the_boxes(
     table; with their boxes they are two instances and the table is in neither."""
     prob = map_of([(20, 20, 60, 90), (60, 70, 140, 90), (140, 20, 180, 90)])
     spec = mask_spec(MultipassOptions.from_dict({"mask_prompt": "bottle"}), None)
-
-    def segment(image, terms, box=None):
-        return prob if box is None else prob[box[1] : box[3], box[0] : box[2]]
-
+    segment = segment_of(prob)
     boxes = [(140, 20, 180, 90), (20, 20, 60, 90)]
     found = masking.find_subjects(segment, Image.new("RGB", (200, 100)), spec, None,
                                   detect_subjects=lambda image, terms: boxes)
@@ -230,9 +225,7 @@ def test_a_person_prompt_nothing_boxes_and_no_face_finds_is_no_person_unless_the
     no person and no face is found, so nothing is in-painted, and the note says how to get the
     segmenter's map anyway (mask_person_check off: the old fallback, said too)."""
     prob = map_of([(20, 20, 60, 96)])
-
-    def segment(image, terms, box=None):
-        return prob if box is None else prob[box[1] : box[3], box[0] : box[2]]
+    segment = segment_of(prob)
 
     def find(check):
         return masking.find_subjects(segment, Image.new("RGB", (200, 100)), SPEC, lambda image, box=None: [],
@@ -251,9 +244,7 @@ def test_with_a_detector_a_part_it_did_not_box_needs_a_face_not_only_a_body():
     is the better judge: the part it left out is not in-painted, and the note says so."""
     prob = map_of([(20, 20, 60, 96), (120, 30, 190, 90)])
     image = Image.new("RGB", (200, 100))
-
-    def segment(image, terms, box=None):
-        return prob if box is None else prob[box[1] : box[3], box[0] : box[2]]
+    segment = segment_of(prob)
 
     def faces(image, box=None):
         return []

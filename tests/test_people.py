@@ -131,6 +131,13 @@ def map_of(boxes, size=(200, 100)):
     return prob
 
 
+def segment_of(prob):
+    """A segmenter whose map of the whole image is `prob` (of a crop: its part of `prob`)."""
+    def segment(image, terms, box=None):
+        return prob if box is None else prob[box[1] : box[3], box[0] : box[2]]
+    return segment
+
+
 def test_find_people_leaves_out_a_region_without_a_face_and_says_where():
     """A person (with a face) and a blob (none): the blob is left out, with its place."""
     prob = map_of([(20, 20, 50, 100), (120, 40, 190, 90)])
@@ -155,11 +162,7 @@ def test_with_no_face_anywhere_the_whole_map_is_the_mask():
     """People seen from behind: no face, the segmenter's map as before (split in parts)."""
     prob = map_of([(20, 20, 50, 100), (120, 40, 160, 100)])
     image = Image.new("RGB", (200, 100))
-
-    def segment(image, terms, box=None):
-        x0, y0, x1, y1 = box or (0, 0, 200, 100)
-        return prob[y0:y1, x0:x1]
-
+    segment = segment_of(prob)
     found = masking.find_subjects(segment, image, SPEC, lambda image, box: [])
     assert len(found.instances) == 2 and np.array_equal(found.mask, prob >= SPEC.threshold)
     assert found.notes == []
@@ -170,11 +173,7 @@ def test_with_a_body_finder_a_part_with_a_body_is_a_person_and_one_without_is_le
     the other (a cat, a cup) is no person and is said, not in-painted."""
     prob = map_of([(20, 20, 50, 100), (120, 40, 160, 100)])
     image = Image.new("RGB", (200, 100))
-
-    def segment(image, terms, box=None):
-        x0, y0, x1, y1 = box or (0, 0, 200, 100)
-        return prob[y0:y1, x0:x1]
-
+    segment = segment_of(prob)
     looked = []
 
     def find_body(image, box):
