@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from photos import two_people
@@ -51,23 +52,28 @@ def test_both_faces_of_two_people_and_masks_inside_their_boxes():
 
 
 class BrightSquareModel:
-    """A stand-in for one of mediapipe's face models: 'finds' the white square in the pixels it
+    """A stand-in for one of mediapipe's face models: 'finds' each white square in the pixels it
     is given (as mediapipe answers: relative box, score list) with a fixed score, or nothing;
-    a square cut by the crop's edge is no face."""
+    a square cut by the crop's edge, or smaller than `least` of the crop (the model reads 128 px:
+    a small face is seen only in a small crop), is no face. Remembers the size of each crop."""
 
-    def __init__(self, score: float | None):
+    def __init__(self, score: float | None, least: float = 0.0):
         self.score = score
+        self.least = least
+        self.looks: list[tuple[int, int]] = []
 
     def process(self, pixels: np.ndarray):
         from types import SimpleNamespace as NS
 
-        ys, xs = np.nonzero(pixels.min(axis=2) == 255)
         h, w = pixels.shape[:2]
-        if self.score is None or not len(xs) or xs.min() == 0 or ys.min() == 0 or xs.max() == w - 1 or ys.max() == h - 1:
-            return NS(detections=None)
-        box = NS(xmin=xs.min() / w, ymin=ys.min() / h, width=(xs.max() + 1 - xs.min()) / w,
-                 height=(ys.max() + 1 - ys.min()) / h)
-        return NS(detections=[NS(score=[self.score], location_data=NS(relative_bounding_box=box))])
+        self.looks.append((w, h))
+        count, _, stats, _ = cv2.connectedComponentsWithStats((pixels.min(axis=2) == 255).astype(np.uint8))
+        found = []
+        for x, y, bw, bh, _ in stats[1:count]:
+            if self.score is not None and x > 0 and y > 0 and x + bw < w and y + bh < h and bw >= self.least * w:
+                box = NS(xmin=x / w, ymin=y / h, width=bw / w, height=bh / h)
+                found.append(NS(score=[self.score], location_data=NS(relative_bounding_box=box)))
+        return NS(detections=found or None)
 
 
 @pytest.mark.parametrize("full_range_score, kept", [(0.9, True), (0.75, False), (None, False)])
@@ -80,6 +86,24 @@ def test_a_large_face_the_short_range_model_is_unsure_of_needs_the_full_range_mo
     detector._model, detector._full_range = BrightSquareModel(0.75), BrightSquareModel(full_range_score)
     faces = detector.detect(Image.fromarray(pixels))
     assert [iou(f.box, (150, 200, 240, 290)) > 0.9 for f in faces] == ([True] if kept else [])
+
+
+def test_the_small_tiles_look_for_the_faces_of_a_wide_shot_only():
+    """Faces of 10-20 px (the 64 px tiles: 345 of the model's looks at 768x512, most of the
+    face search's time) are looked for where no face of 40 px or more was found: beside a close
+    subject they are bystanders, not the subjects of person prompts."""
+    pixels = np.zeros((512, 768, 3), np.uint8)
+    pixels[400:414, 600:614] = 255  # a 14 px "face"
+    detector = MediaPipeFaceDetector()
+    detector._model = detector._full_range = BrightSquareModel(0.9, least=0.15)
+    far = detector.detect(Image.fromarray(pixels))
+    assert [f.box for f in far] == [(600, 400, 614, 414)]
+    assert (64, 64) in detector._model.looks
+    pixels[100:190, 150:240] = 255  # and a close subject's 90 px face
+    detector._model.looks.clear()
+    close = detector.detect(Image.fromarray(pixels))
+    assert [f.box for f in close] == [(150, 100, 240, 190)]
+    assert (64, 64) not in detector._model.looks
 
 
 def test_ellipse_mask_fallback_is_inside_the_box():
