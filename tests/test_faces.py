@@ -13,6 +13,7 @@ from lib_multipass.engines.recording import RecordingEngine
 from lib_multipass.face_passes import face_request
 from lib_multipass.faces.detect import Face, MediaPipeFaceDetector, assign_faces, ellipse_mask, face_mask, select_faces
 from lib_multipass.options import MultipassOptions
+from lib_multipass.parallel import PerThread
 from lib_multipass.plan import Generation, make_plan
 from lib_multipass.prompt import parse
 from lib_multipass.runner import run
@@ -83,7 +84,8 @@ def test_a_large_face_the_short_range_model_is_unsure_of_needs_the_full_range_mo
     pixels = np.zeros((512, 512, 3), np.uint8)
     pixels[200:290, 150:240] = 255  # a 90 px "face"
     detector = MediaPipeFaceDetector()
-    detector._model, detector._full_range = BrightSquareModel(0.75), BrightSquareModel(full_range_score)
+    short_range, full_range = BrightSquareModel(0.75), BrightSquareModel(full_range_score)
+    detector._short_range, detector._full_range = PerThread(lambda: short_range), PerThread(lambda: full_range)
     faces = detector.detect(Image.fromarray(pixels))
     assert [iou(f.box, (150, 200, 240, 290)) > 0.9 for f in faces] == ([True] if kept else [])
 
@@ -95,15 +97,16 @@ def test_the_small_tiles_look_for_the_faces_of_a_wide_shot_only():
     pixels = np.zeros((512, 768, 3), np.uint8)
     pixels[400:414, 600:614] = 255  # a 14 px "face"
     detector = MediaPipeFaceDetector()
-    detector._model = detector._full_range = BrightSquareModel(0.9, least=0.15)
+    model = BrightSquareModel(0.9, least=0.15)
+    detector._short_range = detector._full_range = PerThread(lambda: model)
     far = detector.detect(Image.fromarray(pixels))
     assert [f.box for f in far] == [(600, 400, 614, 414)]
-    assert (64, 64) in detector._model.looks
+    assert (64, 64) in model.looks
     pixels[100:190, 150:240] = 255  # and a close subject's 90 px face
-    detector._model.looks.clear()
+    model.looks.clear()
     close = detector.detect(Image.fromarray(pixels))
     assert [f.box for f in close] == [(150, 100, 240, 190)]
-    assert (64, 64) not in detector._model.looks
+    assert (64, 64) not in model.looks
 
 
 def test_ellipse_mask_fallback_is_inside_the_box():

@@ -19,6 +19,7 @@ from PIL import Image
 
 from ..errors import ModelNotFoundError
 from ..images import Box
+from ..parallel import PerThread, parallel_map
 
 
 @dataclass(frozen=True)
@@ -111,12 +112,20 @@ class MediaPipeFaceDetector:
         self.sure = sure
         self.large_score = large_score
         self.small_tile_score = small_tile_score  # the smallest tiles magnify gravel into faces (0.75)
-        self._model: Any = None
-        self._full_range: Any = None
+        # one graph of each model per thread: tiles are looked at on every core (parallel.py)
+        self._short_range = PerThread(lambda: self._mediapipe_model(0))
+        self._full_range = PerThread(lambda: self._mediapipe_model(1))
 
-    def _look(self, pixels: np.ndarray, x: int, y: int, w: int, h: int, model: Any = None) -> list[Face]:
-        """The faces `model` (the short-range one when None) finds in a crop, in the image's pixels."""
-        model = model or self._model
+    def _mediapipe_model(self, selection: int) -> Any:
+        try:
+            from mediapipe.python.solutions import face_detection
+        except ImportError:
+            raise ModelNotFoundError("mediapipe is not installed: `pip install --no-deps mediapipe==0.10.14`") from None
+        return face_detection.FaceDetection(model_selection=selection, min_detection_confidence=self.min_score)
+
+    def _look(self, pixels: np.ndarray, x: int, y: int, w: int, h: int, full_range: bool = False) -> list[Face]:
+        """The faces the short-range (or full-range) model finds in a crop, in the image's pixels."""
+        model = (self._full_range if full_range else self._short_range).get()
         found = model.process(np.ascontiguousarray(pixels[y : y + h, x : x + w])).detections or []
         faces = []
         for detection in found:
@@ -126,37 +135,34 @@ class MediaPipeFaceDetector:
         return [face for face in faces if face.score >= self.min_score and face.size > 0]
 
     def detect(self, image: Image.Image) -> list[Face]:
-        if self._model is None:
-            try:
-                from mediapipe.python.solutions import face_detection
-            except ImportError:
-                raise ModelNotFoundError("mediapipe is not installed: `pip install --no-deps mediapipe==0.10.14`") from None
-            self._model = face_detection.FaceDetection(model_selection=0, min_detection_confidence=self.min_score)
+        self._short_range.get()  # mediapipe missing: said here, not in a worker thread
         pixels = np.asarray(image.convert("RGB"))
         height, width = pixels.shape[:2]
         small, *larger = self.TILE_SIDES
-        kept = self._sure([face for side in (*larger, max(width, height)) for t in tiles(width, height, side)
-                           for face in self._look(pixels, *t)], pixels)
+        kept = self._sure(self._over_tiles(pixels, [t for side in (*larger, max(width, height))
+                                                    for t in tiles(width, height, side)]), pixels)
         if all(face.size < self.LARGE for face in kept):  # no close subject: look for the faces of a wide shot
-            kept += self._sure([face for t in tiles(width, height, small) for face in self._look(pixels, *t)
+            kept += self._sure([face for face in self._over_tiles(pixels, tiles(width, height, small))
                                 if face.score >= self.small_tile_score], pixels)
         return suppress(kept)
 
+    def _over_tiles(self, pixels: np.ndarray, crops: list[tuple[int, int, int, int]]) -> list[Face]:
+        return [face for found in parallel_map(lambda crop: self._look(pixels, *crop), crops) for face in found]
+
     def _sure(self, seen: list[Face], pixels: np.ndarray) -> list[Face]:
         """The faces of `seen` that pass their score's check (see the class)."""
-        return [face for face in seen if face.score >= self.sure or
-                (face.score >= self.large_score or face.size < self.LARGE) and self._again(pixels, face)
-                or face.size >= self.LARGE and self._full_range_again(pixels, face)]
+        def sure(face: Face) -> bool:
+            return (face.score >= self.sure
+                    or (face.score >= self.large_score or face.size < self.LARGE) and self._again(pixels, face)
+                    or face.size >= self.LARGE and self._full_range_again(pixels, face))
+
+        return [face for face, kept in zip(seen, parallel_map(sure, seen)) if kept]
 
     def _full_range_again(self, pixels: np.ndarray, face: Face) -> bool:
         """A large face the short-range model is unsure of (a profile) that the full-range
         model finds too, in a crop four faces wide centred on it."""
-        if self._full_range is None:
-            from mediapipe.python.solutions import face_detection
-
-            self._full_range = face_detection.FaceDetection(model_selection=1, min_detection_confidence=self.min_score)
         return any(f.score >= self.large_score and box_iou(f.box, face.box) >= 0.3
-                   for f in self._look(pixels, *around(face, 4, pixels.shape), self._full_range))
+                   for f in self._look(pixels, *around(face, 4, pixels.shape), full_range=True))
 
     def _again(self, pixels: np.ndarray, face: Face) -> bool:
         """Found again in a crop three faces wide centred on it."""

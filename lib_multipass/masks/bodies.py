@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..faces.detect import Face
+from ..parallel import PerThread
 from .crop import Box
 
 #: BlazePose landmarks: the head (nose, eyes, ears, mouth) and the torso (shoulders, hips)
@@ -31,16 +32,12 @@ class PoseBodyFinder:
 
     def __init__(self, min_visibility: float = 0.5):
         self.min_visibility = min_visibility
-        self._model: Any = None
+        self._model = PerThread(_pose_model)  # safe to call from several threads (parallel.py)
 
     def head(self, image: Image.Image, box: Box) -> Face | None:
-        if self._model is None:
-            from mediapipe.python.solutions import pose
-
-            self._model = pose.Pose(static_image_mode=True, model_complexity=1, min_detection_confidence=0.5)
         x0, y0, x1, y1 = box
-        crop = np.ascontiguousarray(np.asarray(image.convert("RGB").crop(box)))
-        found = self._model.process(crop).pose_landmarks
+        crop = np.ascontiguousarray(np.asarray(image.crop(box).convert("RGB")))
+        found = self._model.get().process(crop).pose_landmarks
         if found is None:
             return None
         marks = found.landmark
@@ -54,6 +51,12 @@ class PoseBodyFinder:
         cx, cy = head.mean(axis=0)
         return Face((round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2)),
                     visibility)
+
+
+def _pose_model() -> Any:
+    from mediapipe.python.solutions import pose
+
+    return pose.Pose(static_image_mode=True, model_complexity=1, min_detection_confidence=0.5)
 
 
 def make_body_finder() -> PoseBodyFinder | None:

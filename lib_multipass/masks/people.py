@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..faces.detect import Face, box_iou, tiles
+from ..parallel import parallel_map
 from .crop import Box, mask_box
 
 Segment = Callable[[Box | None], np.ndarray]  # a crop of the image (None: all of it) -> its probability map
@@ -274,11 +275,11 @@ def small_people(segment: Segment, find_body: FindBody, image: Image.Image, take
     found: list[Person] = []
     taken = taken.copy()
     side = max(1, round(SMALL_TILE * min(image.size)))
-    for x, y, w, h in tiles(image.width, image.height, side):
-        if taken[y : y + h, x : x + w].mean() > 0.5:  # someone found there already: no one small to find
-            continue
-        head = find_body((x, y, x + w, y + h))
-        if head is None or head.score < SURE_BODY:
+    crops = [(x, y, x + w, y + h) for x, y, w, h in tiles(image.width, image.height, side)]
+    crops = [c for c in crops if taken[c[1] : c[3], c[0] : c[2]].mean() <= 0.5]  # else someone found there already
+    image.load()  # before threads crop it
+    for (x0, y0, x1, y1), head in zip(crops, parallel_map(find_body, crops)):  # pose on every core
+        if head is None or head.score < SURE_BODY or taken[y0:y1, x0:x1].mean() > 0.5:  # taken since
             continue
         cx, cy = (head.box[0] + head.box[2]) // 2, (head.box[1] + head.box[3]) // 2
         if taken[min(cy, image.height - 1), min(cx, image.width - 1)]:
