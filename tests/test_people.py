@@ -13,6 +13,7 @@ from PIL import Image
 from lib_multipass.errors import ModelNotFoundError
 from lib_multipass.faces.detect import Face, MediaPipeFaceDetector, faces_in
 from lib_multipass.masks import hub, masking, people, refine
+from lib_multipass.masks.bodies import Body
 from lib_multipass.masks.crop import mask_box
 from lib_multipass.masks.segmenters import SelfieSegmenter
 from lib_multipass.options import MultipassOptions
@@ -186,6 +187,26 @@ def test_with_a_body_finder_a_part_with_a_body_is_a_person_and_one_without_is_le
     assert len(looked) >= 2  # each faceless part was looked at (the right one with more room, too)
     nothing = masking.find_subjects(segment, image, SPEC, lambda image, box: [], find_body=lambda image, box: None)
     assert nothing.instances == [] and not nothing.mask.any()  # never the whole map in-painted blindly
+
+
+@pytest.mark.parametrize("feet, whole", [(246, True), (None, False), ("neighbour", False)])
+def test_a_standing_person_whose_feet_pose_sees_is_masked_to_the_feet(feet, whole):
+    """A face of 20 px and a body 11 faces long (a standing person): the body box a face gives
+    reaches 7 faces below it, to the knees; where pose, in a crop long enough, sees the feet of
+    a body with this head, the mask reaches them. Not where it sees no feet, nor from a
+    neighbour's body (its head far from this face)."""
+    prob = map_of([(90, 30, 130, 290)], size=(300, 300))  # and something below the feet
+    image = Image.new("RGB", (300, 300))
+    face = Face((100, 30, 120, 50), 0.95)
+    head = (230, 30, 250, 50) if feet == "neighbour" else (101, 31, 119, 49)
+
+    def find_body(image, box):
+        return Body(head, 0.95, feet=246 if feet else None) if box[0] <= head[0] and head[2] <= box[2] else None
+
+    found = masking.find_subjects(segment_of(prob), image, SPEC, lambda image, box: [face], find_body=find_body)
+    assert len(found.instances) == 1 and found.mask[150, 110]
+    assert found.mask[240, 110] == whole and found.mask[210, 110] == whole  # 7 faces below the face: y 190
+    assert not found.mask[250:, :].any()  # no further than the feet
 
 
 def test_a_walker_the_whole_image_map_misses_is_found_by_pose_over_tiles_and_a_bird_is_not():

@@ -208,7 +208,8 @@ def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
     and bounds its subject's mask; with no box, the segmenter's map is used as without it,
     except for a person prompt with the check and no face either: then nothing is (a bird or
     a tree is no person). `refine` (SAM) redraws each subject's edges before the negative is
-    taken out, so it cannot draw the clothes back in.
+    taken out, so it cannot draw the clothes back in. `find_body` also tells, whatever the
+    check, where a face's person stands whole, so that their mask reaches the feet.
     """
     prob = segment(image, spec.prompt)
     negative = segment(image, spec.negative) if spec.negative else None
@@ -219,12 +220,13 @@ def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
     crop = functools.partial(segment, image, spec.prompt)  # the prompt's map of a crop
     unboxed = f"the subject detector found no {' | '.join(spec.prompt)!r}"
     if detect_faces is not None and all(term.lower() in PERSON_TERMS for term in spec.prompt):
+        feet = functools.partial(find_body, image) if find_body is not None else None  # pose: where legs end
         # with a detector, a part it did not box needs a face: a pose found on a motorbike's fork is no person
         if detect_subjects is not None or not person_check:
             find_body = None
-        body = (lambda box: find_body(image, box)) if find_body is not None else None
+        body = feet if find_body is not None else None
         found, notes = people.find_people(crop, lambda box: detect_faces(image, box), image, prob, spec.speck,
-                                          spec.threshold, body, boxes)
+                                          spec.threshold, body, boxes, feet)
         checked = find_body is not None or (person_check and detect_subjects is not None)
         if not found and not boxes and detect_subjects is not None:
             notes.append(f"{unboxed} and no face was found: {NOBODY if checked else WHOLE_MAP}")

@@ -20,6 +20,7 @@ from PIL import Image
 
 from ..faces.detect import Face, box_iou, tiles
 from ..parallel import parallel_map
+from .bodies import Body
 from .crop import Box, mask_box
 
 Segment = Callable[[Box | None], np.ndarray]  # a crop of the image (None: all of it) -> its probability map
@@ -40,6 +41,9 @@ SMALL_TILE = 0.25
 WIDE_SHOT = 1 / 3
 SURE_BODY = 0.9  # torso visibility pose must give a body the tile search finds
 UPRIGHT = 1.5  # height over width of such a person's mask: standing or walking, whole
+#: faces below a face that a standing person's feet can be (a face box is about a ninth of a
+#: standing adult: 9.1 on bench-masks' street photo); pose looks for the feet in a crop this long
+LEGS = 10.0
 SAME_ANCHOR = 0.3  # IoU of two boxes' anchors (faces, or top centres) above which they hold one subject
 WALL = (255, 0, 255)  # the colour the split paints outside everyone
 
@@ -63,14 +67,32 @@ def square_crop(box: Box, size: tuple[int, int], margin: float = CROP_MARGIN) ->
     return left, top, left + side_x, top + side_y
 
 
-def body_box(face: Face, size: tuple[int, int], reach: float = 1.0) -> Box:
-    """Where a face's body can be: 3 faces each side (arms, what they hold), 7 below (times
-    `reach`)."""
+def body_box(face: Face, size: tuple[int, int], reach: float = 1.0, below: float = 7.0) -> Box:
+    """Where a face's body can be: 3 faces each side (arms, what they hold), `below` faces
+    below (7: to the knees of a standing person), or down to its feet when pose saw them (a
+    `Body`'s); times `reach`."""
     x0, y0, x1, y1 = face.box
     s = max(x1 - x0, y1 - y0)
     cx = (x0 + x1) / 2
+    bottom = round(y1 + below * reach * s)
+    if isinstance(face, Body) and face.feet is not None:  # no further than LEGS faces: a skeleton across two people
+        bottom = max(bottom, round(y1 + reach * min(face.feet - y1, LEGS * s)))
     return (max(0, round(cx - 3 * reach * s)), max(0, round(y0 - 0.6 * s)), min(size[0], round(cx + 3 * reach * s)),
-            min(size[1], round(y1 + 7 * reach * s)))
+            min(size[1], bottom))
+
+
+def standing(find_feet: FindBody, image: Image.Image, face: Face) -> Face:
+    """`face` as a `Body` whose feet pose sees, in a crop showing the longest body (LEGS faces
+    below), when the body pose finds there has this head; else `face` as it is."""
+    body = find_feet(square_crop(body_box(face, image.size, below=LEGS), image.size))
+    if not isinstance(body, Body) or body.feet is None:
+        return face
+    x0, y0, x1, y1 = face.box
+    s = max(x1 - x0, y1 - y0)
+    bx, by = (body.box[0] + body.box[2]) / 2, (body.box[1] + body.box[3]) / 2
+    if not (x0 - s <= bx <= x1 + s and y0 - s <= by <= y1 + s):  # a neighbour's body
+        return face
+    return Body(face.box, face.score, face.points, feet=body.feet)
 
 
 def inside(box: Box, shape: tuple[int, ...]) -> np.ndarray:
@@ -298,7 +320,7 @@ def small_people(segment: Segment, find_body: FindBody, image: Image.Image, take
 
 def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whole: np.ndarray, min_area: float,
                 cut: float = 0.5, find_body: FindBody | None = None,
-                boxes: Sequence[Box] = ()) -> tuple[list[Person], list[str]]:
+                boxes: Sequence[Box] = (), find_feet: FindBody | None = None) -> tuple[list[Person], list[str]]:
     """Every person with a face or a body, left to right, and a note on what was left out.
 
     One person per box of the subject detector (`boxes`, best first; its face, when one is
@@ -308,14 +330,17 @@ def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whol
     (`find_body`: a person seen from behind, or too small for a face). A part with neither is
     left out: a cat, a cup or a flower the segmenter misreads has none. No person at all: the
     caller decides (without `find_body`, the whole-image map). Smaller than `min_area` of the
-    image: dropped.
+    image: dropped. `find_feet` (pose, whether or not it checks people) finds where a face's
+    person stands whole, so their mask reaches the feet.
     """
     faces = sorted(detect_faces(None), key=lambda f: -f.score)
     people = from_boxes(segment, image, boxes, cut, faces)
     boxed = np.any([p.mask for p in people], axis=0) if people else np.zeros(whole.shape, bool)
-    for face in faces:
-        if any(p.face is face for p in people) or boxed[seed_of(face, whole.shape)].mean() > 0.5:
-            continue  # found by its box
+    unboxed = [face for face in faces
+               if not any(p.face is face for p in people) and boxed[seed_of(face, whole.shape)].mean() <= 0.5]
+    if find_feet is not None:
+        unboxed = parallel_map(lambda face: standing(find_feet, image, face), unboxed)
+    for face in unboxed:
         person = from_face(segment, image, face, cut)
         if person is not None:  # people who touch overlap: `separate` splits them
             people.append(person)
