@@ -84,7 +84,7 @@ def body_box(face: Face, size: tuple[int, int], reach: float = 1.0, below: float
 def standing(find_feet: FindBody, image: Image.Image, face: Face) -> Face:
     """`face` as a `Body` whose feet pose sees, in a crop showing the longest body (LEGS faces
     below), when the body pose finds there has this head; else `face` as it is."""
-    body = find_feet(square_crop(body_box(face, image.size, below=LEGS), image.size))
+    body = find_feet(body_box(face, image.size, below=LEGS))  # not a square: it would show the neighbours
     if not isinstance(body, Body) or body.feet is None:
         return face
     x0, y0, x1, y1 = face.box
