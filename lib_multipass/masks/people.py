@@ -299,7 +299,6 @@ def small_people(segment: Segment, find_body: FindBody, image: Image.Image, take
     side = max(1, round(SMALL_TILE * min(image.size)))
     crops = [(x, y, x + w, y + h) for x, y, w, h in tiles(image.width, image.height, side)]
     crops = [c for c in crops if taken[c[1] : c[3], c[0] : c[2]].mean() <= 0.5]  # else someone found there already
-    image.load()  # before threads crop it
     for (x0, y0, x1, y1), head in zip(crops, parallel_map(find_body, crops)):  # pose on every core
         if head is None or head.score < SURE_BODY or taken[y0:y1, x0:x1].mean() > 0.5:  # taken since
             continue
@@ -333,6 +332,7 @@ def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whol
     image: dropped. `find_feet` (pose, whether or not it checks people) finds where a face's
     person stands whole, so their mask reaches the feet.
     """
+    image.load()  # before threads crop it
     faces = sorted(detect_faces(None), key=lambda f: -f.score)
     people = from_boxes(segment, image, boxes, cut, faces)
     boxed = np.any([p.mask for p in people], axis=0) if people else np.zeros(whole.shape, bool)
