@@ -118,16 +118,19 @@ def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float
     return inter / union if union else 0.0
 
 
-def matched(found: list[tuple[int, int, int, int]], boxes: list[tuple[int, int, int, int]]) -> int:
-    """People found: instances paired one to one with hand-drawn boxes, best overlap first."""
+def matched(found: list[tuple[int, int, int, int]], boxes: list[tuple[int, int, int, int]]) -> list[float]:
+    """People found: the box IoU of each instance paired one to one with a hand-drawn box, best
+    overlap first (a mask cut at the knees is found, with a lower IoU)."""
     pairs = sorted(((box_iou(f, b), i, j) for i, f in enumerate(found) for j, b in enumerate(boxes)), reverse=True)
     used_f: set[int] = set()
     used_b: set[int] = set()
+    overlaps = []
     for overlap, i, j in pairs:
         if overlap >= MATCH_IOU and i not in used_f and j not in used_b:
             used_f.add(i)
             used_b.add(j)
-    return len(used_b)
+            overlaps.append(overlap)
+    return overlaps
 
 
 def measure_real(scene: RealScene, spec, segmenter, detector, bodies, boxes: bool = False) -> dict:
@@ -139,21 +142,24 @@ def measure_real(scene: RealScene, spec, segmenter, detector, bodies, boxes: boo
     marked = int(subjects.mask.sum())
     found = [box for box in (mask_box(m) for m in subjects.instances) if box is not None]
     whole = [b for b, partial in zip(scene.boxes, scene.partial) if not partial]
+    overlaps = matched(found, scene.boxes)
     return {"people": len(scene.boxes), "whole": len(whole), "count": len(found),
-            "found": matched(found, scene.boxes), "found_whole": matched(found, whole),
+            "found": len(overlaps), "box_ious": overlaps,
+            "found_whole": len(matched(found, whole)),
             "outside": float((subjects.mask & ~within).sum()) / marked if marked else 0.0,
             "seconds": seconds, "instances": subjects.instances}
 
 
 def report_real(rows: list[tuple[RealScene, dict]]) -> None:
-    print(f"\n{'real photo (boxes)':<24}{'people':>8}{'found':>7}{'whole':>7}{'found':>7}{'instances':>11}"
-          f"{'outside %':>11}{'s/img':>7}")
+    print(f"\n{'real photo (boxes)':<24}{'people':>8}{'found':>7}{'box IoU':>9}{'whole':>7}{'found':>7}"
+          f"{'instances':>11}{'outside %':>11}{'s/img':>7}")
     for scene, r in rows:
-        print(f"{scene.name:<24}{r['people']:>8}{r['found']:>7}{r['whole']:>7}{r['found_whole']:>7}{r['count']:>11}"
-              f"{100 * r['outside']:>11.1f}{r['seconds']:>7.3f}")
+        print(f"{scene.name:<24}{r['people']:>8}{r['found']:>7}{np.mean(r['box_ious'] or [0.0]):>9.2f}{r['whole']:>7}"
+              f"{r['found_whole']:>7}{r['count']:>11}{100 * r['outside']:>11.1f}{r['seconds']:>7.3f}")
     people = [r for _, r in rows if r["people"]]
     nobody = [r for _, r in rows if not r["people"]]
     print(f"real photos: {sum(r['found'] for r in people)} of {sum(r['people'] for r in people)} people found "
+          f"(box IoU of those found {np.mean([v for r in people for v in r['box_ious']] or [0.0]):.2f}) "
           f"({sum(r['found_whole'] for r in people)} of {sum(r['whole'] for r in people)} whole in the frame), "
           f"{sum(r['count'] for r in people)} instances, flooded (over {100 * REAL_FLOODED:.0f} % outside every "
           f"box) {sum(r['outside'] > REAL_FLOODED for r in people)} of {len(people)}; "
