@@ -189,23 +189,25 @@ def test_with_a_body_finder_a_part_with_a_body_is_a_person_and_one_without_is_le
     assert nothing.instances == [] and not nothing.mask.any()  # never the whole map in-painted blindly
 
 
-@pytest.mark.parametrize("feet, whole", [(246, True), (None, False), ("neighbour", False)])
+@pytest.mark.parametrize("feet, whole", [(True, True), (False, False), ("neighbour", False)])
 def test_a_standing_person_whose_feet_pose_sees_is_masked_to_the_feet(feet, whole):
-    """A face of 20 px and a body 11 faces long (a standing person): the body box a face gives
-    reaches 7 faces below it, to the knees; where pose, in a crop long enough, sees the feet of
-    a body with this head, the mask reaches them. Not where it sees no feet, nor from a
-    neighbour's body (its head far from this face)."""
-    prob = map_of([(90, 30, 130, 290)], size=(300, 300))  # and something below the feet
+    """A face of 20 px and a body 11 faces long, a leg kicked 5 faces to the side: the body box
+    a face gives reaches 7 faces below it (the knees) and 3 to each side; where pose, in a crop
+    long enough, sees the feet of a body with this head, the mask reaches the limbs it sees.
+    Not where it sees no feet, nor from a neighbour's body (its head far from this face)."""
+    prob = map_of([(90, 30, 130, 290), (130, 195, 220, 205)], size=(300, 300))  # and something below the feet
     image = Image.new("RGB", (300, 300))
     face = Face((100, 30, 120, 50), 0.95)
     head = (230, 30, 250, 50) if feet == "neighbour" else (101, 31, 119, 49)
 
     def find_body(image, box):
-        return Body(head, 0.95, feet=246 if feet else None) if box[0] <= head[0] and head[2] <= box[2] else None
+        extent = (95, 40, 222, 246) if feet else None
+        return Body(head, 0.95, extent=extent) if box[0] <= head[0] and head[2] <= box[2] else None
 
     found = masking.find_subjects(segment_of(prob), image, SPEC, lambda image, box: [face], find_body=find_body)
     assert len(found.instances) == 1 and found.mask[150, 110]
     assert found.mask[240, 110] == whole and found.mask[210, 110] == whole  # 7 faces below the face: y 190
+    assert found.mask[200, 215] == whole  # 3 faces to the side: x 170
     assert not found.mask[250:, :].any()  # no further than the feet
 
 

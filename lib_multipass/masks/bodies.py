@@ -23,20 +23,21 @@ from .crop import Box
 HEAD = range(0, 11)
 TORSO = (11, 12, 23, 24)
 ANKLES = (27, 28)
-FEET = range(27, 33)  # ankles, heels, toes
+LIMBS = range(11, 33)  # shoulders to toes
 #: an ankle pose sees this surely: the person stands whole in the crop. Measured on
 #: bench-masks: standing people in real photos 0.88-1.00; people cut at the waist (the
 #: composites' cut-outs) at most 0.65, people seated behind a table 0.06-0.34
-SEEN_ANKLE = 0.8
+SEEN = 0.8
 
 
 @dataclass(frozen=True)
 class Body(Face):
-    """A body's head as a face box (it seeds the person's mask as a face would), and where its
-    feet end (y, px) when pose sees them surely: a standing person is longer than the body
-    box a face alone gives (7 faces below), and without this their legs were cut at the knee."""
+    """A body's head as a face box (it seeds the person's mask as a face would), and, when pose
+    sees the feet surely, `extent`: the box of the limbs it sees so (hands, feet), half a head
+    more each way. A standing or kicking person reaches further than the body box a face alone
+    gives (7 faces below, 3 to each side): without this legs were cut at the knee."""
 
-    feet: int | None = None
+    extent: Box | None = None
 
 
 class PoseBodyFinder:
@@ -65,11 +66,14 @@ class PoseBodyFinder:
         shoulders = abs(marks[11].x - marks[12].x) * width
         side = max(float(np.ptp(head[:, 0])), float(np.ptp(head[:, 1])), 0.5 * shoulders, 4.0)
         cx, cy = head.mean(axis=0)
-        feet = None
-        if max(marks[i].visibility for i in ANKLES) >= SEEN_ANKLE:
-            feet = round(y0 + max(marks[i].y for i in FEET) * height + side / 2)  # half a head for the shoes
+        extent = None
+        if max(marks[i].visibility for i in ANKLES) >= SEEN:
+            seen = np.array([(x0 + marks[i].x * width, y0 + marks[i].y * height) for i in LIMBS
+                             if marks[i].visibility >= SEEN])
+            (left, top), (right, bottom) = seen.min(axis=0) - side / 2, seen.max(axis=0) + side / 2
+            extent = (round(left), round(top), round(right), round(bottom))
         return Body((round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2)),
-                    visibility, feet=feet)
+                    visibility, extent=extent)
 
 
 def _pose_model() -> Any:

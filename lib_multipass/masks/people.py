@@ -41,8 +41,9 @@ SMALL_TILE = 0.25
 WIDE_SHOT = 1 / 3
 SURE_BODY = 0.9  # torso visibility pose must give a body the tile search finds
 UPRIGHT = 1.5  # height over width of such a person's mask: standing or walking, whole
-#: faces below a face that a standing person's feet can be (a face box is about a ninth of a
-#: standing adult: 9.1 on bench-masks' street photo); pose looks for the feet in a crop this long
+#: faces from a face that a standing person's feet (or a kicking one's) can be (a face box is
+#: about a ninth of a standing adult: 9.1 on bench-masks' street photo); pose looks for the
+#: feet in a crop this long
 LEGS = 10.0
 SAME_ANCHOR = 0.3  # IoU of two boxes' anchors (faces, or top centres) above which they hold one subject
 WALL = (255, 0, 255)  # the colour the split paints outside everyone
@@ -69,30 +70,33 @@ def square_crop(box: Box, size: tuple[int, int], margin: float = CROP_MARGIN) ->
 
 def body_box(face: Face, size: tuple[int, int], reach: float = 1.0, below: float = 7.0) -> Box:
     """Where a face's body can be: 3 faces each side (arms, what they hold), `below` faces
-    below (7: to the knees of a standing person), or down to its feet when pose saw them (a
-    `Body`'s); times `reach`."""
+    below (7: to the knees of a standing person), or as far as the limbs pose saw (a `Body`'s
+    extent; no further than LEGS faces: one skeleton across two people); times `reach`."""
     x0, y0, x1, y1 = face.box
     s = max(x1 - x0, y1 - y0)
     cx = (x0 + x1) / 2
-    bottom = round(y1 + below * reach * s)
-    if isinstance(face, Body) and face.feet is not None:  # no further than LEGS faces: a skeleton across two people
-        bottom = max(bottom, round(y1 + reach * min(face.feet - y1, LEGS * s)))
-    return (max(0, round(cx - 3 * reach * s)), max(0, round(y0 - 0.6 * s)), min(size[0], round(cx + 3 * reach * s)),
-            min(size[1], bottom))
+    left, right, bottom = cx - 3 * s, cx + 3 * s, y1 + below * s
+    if isinstance(face, Body) and face.extent is not None:
+        far = LEGS * s
+        left = min(left, max(face.extent[0], cx - far))
+        right = max(right, min(face.extent[2], cx + far))
+        bottom = max(bottom, min(face.extent[3], y1 + far))
+    return (max(0, round(cx - reach * (cx - left))), max(0, round(y0 - 0.6 * s)),
+            min(size[0], round(cx + reach * (right - cx))), min(size[1], round(y1 + reach * (bottom - y1))))
 
 
 def standing(find_feet: FindBody, image: Image.Image, face: Face) -> Face:
-    """`face` as a `Body` whose feet pose sees, in a crop showing the longest body (LEGS faces
-    below), when the body pose finds there has this head; else `face` as it is."""
+    """`face` as a `Body` with the extent of the limbs pose sees, in a crop showing the longest
+    body (LEGS faces below), when it sees the feet of a body with this head; else `face`."""
     body = find_feet(body_box(face, image.size, below=LEGS))  # not a square: it would show the neighbours
-    if not isinstance(body, Body) or body.feet is None:
+    if not isinstance(body, Body) or body.extent is None:
         return face
     x0, y0, x1, y1 = face.box
     s = max(x1 - x0, y1 - y0)
     bx, by = (body.box[0] + body.box[2]) / 2, (body.box[1] + body.box[3]) / 2
     if not (x0 - s <= bx <= x1 + s and y0 - s <= by <= y1 + s):  # a neighbour's body
         return face
-    return Body(face.box, face.score, face.points, feet=body.feet)
+    return Body(face.box, face.score, face.points, extent=body.extent)
 
 
 def inside(box: Box, shape: tuple[int, ...]) -> np.ndarray:
