@@ -3,7 +3,9 @@
 mediapipe's graphs run one image at a time and release the GIL while they do, so N threads
 holding a graph each look at N tiles at once (pose over 60 tiles: 0.85 s on one thread,
 0.43 s on two, on 2 cores). A graph is not safe to share between threads: `PerThread` makes
-one for each thread that asks. The threads are kept (a graph takes 50-100 ms to build).
+one for each thread that asks. The threads are kept (a graph takes 50-100 ms to build), and
+only they hold graphs: memory grows by a set of graphs per thread (a pose graph is about
+85 MB, a face graph 5 MB: the offline mask stage peaks at 567 MB on 2 threads, 347 MB on one).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ _PREFIX = "multipass-model"
 def parallel_map(call: Callable[[T], R], items: Iterable[T]) -> list[R]:
     """`[call(item) for item in items]`, in that order, on WORKERS threads."""
     items = list(items)
-    if WORKERS == 1 or len(items) < 2 or threading.current_thread().name.startswith(_PREFIX):  # nested: no deadlock
+    # on the pool even for one item: only its threads hold graphs (each set is about 100 MB)
+    if WORKERS == 1 or not items or threading.current_thread().name.startswith(_PREFIX):  # nested: no deadlock
 
         return [call(item) for item in items]
     global _pool

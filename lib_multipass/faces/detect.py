@@ -117,10 +117,8 @@ class MediaPipeFaceDetector:
         self._full_range = PerThread(lambda: self._mediapipe_model(1))
 
     def _mediapipe_model(self, selection: int) -> Any:
-        try:
-            from mediapipe.python.solutions import face_detection
-        except ImportError:
-            raise ModelNotFoundError("mediapipe is not installed: `pip install --no-deps mediapipe==0.10.14`") from None
+        from mediapipe.python.solutions import face_detection
+
         return face_detection.FaceDetection(model_selection=selection, min_detection_confidence=self.min_score)
 
     def _look(self, pixels: np.ndarray, x: int, y: int, w: int, h: int, full_range: bool = False) -> list[Face]:
@@ -135,7 +133,10 @@ class MediaPipeFaceDetector:
         return [face for face in faces if face.score >= self.min_score and face.size > 0]
 
     def detect(self, image: Image.Image) -> list[Face]:
-        self._short_range.get()  # mediapipe missing: said here, not in a worker thread
+        try:  # said here, not in a worker thread
+            import mediapipe  # noqa: F401
+        except ImportError:
+            raise ModelNotFoundError("mediapipe is not installed: `pip install --no-deps mediapipe==0.10.14`") from None
         pixels = np.asarray(image.convert("RGB"))
         height, width = pixels.shape[:2]
         small, *larger = self.TILE_SIDES
