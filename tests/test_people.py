@@ -248,6 +248,25 @@ def test_a_walker_the_whole_image_map_misses_is_found_by_pose_over_tiles_and_a_b
     assert len(beside.instances) == 1 and beside.mask[200, 360] and not beside.mask[130, 110]
 
 
+@pytest.mark.parametrize("legs_seen", [True, False])
+def test_a_walker_found_in_a_tile_gets_a_look_for_the_feet_in_a_crop_long_enough(legs_seen):
+    """Pose over tiles finds a walker whose legs the tile cuts: a second look, in the body box
+    10 heads long, sees the feet, and the mask reaches them (7 heads below the head: y 164)."""
+    prob = map_of([(100, 100, 120, 186)], size=(400, 300))
+    image = Image.new("RGB", (400, 300))
+
+    def segment(image, terms, box=None):
+        return np.zeros((300, 400), np.float32) if box is None else prob[box[1] : box[3], box[0] : box[2]]
+
+    def find_body(image, box):
+        if not (box[0] <= 106 and 114 <= box[2] and box[1] <= 100 and 108 <= box[3]):
+            return None
+        return Body((106, 100, 114, 108), 0.95, extent=(98, 98, 122, 188) if legs_seen and box[3] >= 186 else None)
+
+    found = masking.find_subjects(segment, image, SPEC, lambda image, box: [], find_body=find_body)
+    assert len(found.instances) == 1 and found.mask[130, 110] and found.mask[180, 110] == legs_seen
+
+
 def test_pose_finds_a_real_persons_body_and_no_body_on_a_cat():
     from skimage import data
 

@@ -88,6 +88,8 @@ def body_box(face: Face, size: tuple[int, int], reach: float = 1.0, below: float
 def standing(find_feet: FindBody, image: Image.Image, face: Face) -> Face:
     """`face` as a `Body` with the extent of the limbs pose sees, in a crop showing the longest
     body (LEGS faces below), when it sees the feet of a body with this head; else `face`."""
+    if isinstance(face, Body) and face.extent is not None:
+        return face  # seen whole already
     body = find_feet(body_box(face, image.size, below=LEGS))  # not a square: it would show the neighbours
     if not isinstance(body, Body) or body.extent is None:
         return face
@@ -309,7 +311,7 @@ def small_people(segment: Segment, find_body: FindBody, image: Image.Image, take
         cx, cy = (head.box[0] + head.box[2]) // 2, (head.box[1] + head.box[3]) // 2
         if taken[min(cy, image.height - 1), min(cx, image.width - 1)]:
             continue
-        person = from_face(segment, image, head, cut)
+        person = from_face(segment, image, standing(find_body, image, head), cut)
         box = mask_box(person.mask) if person is not None else None
         if person is None or box is None:
             continue
@@ -359,6 +361,8 @@ def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whol
         near = face_in(detect_faces, image, part & ~taken)
         if near is None and find_body is not None:
             near = body_in(find_body, image, (x, y, x + w, y + h))
+        if near is not None and find_feet is not None:
+            near = standing(find_feet, image, near)
         person = from_face(segment, image, near, cut) if near is not None else None
         if person is not None and (person.mask & taken).sum() <= 0.5 * person.mask.sum():  # else found before
             people.append(person)
