@@ -29,9 +29,8 @@ _PREFIX = "multipass-model"
 def parallel_map(call: Callable[[T], R], items: Iterable[T]) -> list[R]:
     """`[call(item) for item in items]`, in that order, on WORKERS threads."""
     items = list(items)
-    # on the pool even for one item: only its threads hold graphs (each set is about 100 MB)
+    # on the pool even for one item: only its threads hold graphs (a pose graph is 85 MB)
     if WORKERS == 1 or not items or threading.current_thread().name.startswith(_PREFIX):  # nested: no deadlock
-
         return [call(item) for item in items]
     global _pool
     with _pool_lock:
