@@ -9,6 +9,7 @@ and on 8 of 49 that were not (none of the large ones that flood a mask).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,14 +63,17 @@ class PoseBodyFinder:
         if visibility < self.min_visibility:
             return None
         width, height = x1 - x0, y1 - y0
-        head = np.array([(x0 + marks[i].x * width, y0 + marks[i].y * height) for i in HEAD])
+
+        def pixels(landmarks: Iterable[int]) -> np.ndarray:
+            return np.array([(x0 + marks[i].x * width, y0 + marks[i].y * height) for i in landmarks])
+
+        head = pixels(HEAD)
         shoulders = abs(marks[11].x - marks[12].x) * width
         side = max(float(np.ptp(head[:, 0])), float(np.ptp(head[:, 1])), 0.5 * shoulders, 4.0)
         cx, cy = head.mean(axis=0)
         extent = None
         if max(marks[i].visibility for i in ANKLES) >= SEEN:
-            seen = np.array([(x0 + marks[i].x * width, y0 + marks[i].y * height) for i in LIMBS
-                             if marks[i].visibility >= SEEN])
+            seen = pixels(i for i in LIMBS if marks[i].visibility >= SEEN)
             (left, top), (right, bottom) = seen.min(axis=0) - side / 2, seen.max(axis=0) + side / 2
             extent = (round(left), round(top), round(right), round(bottom))
         return Body((round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2)),

@@ -220,13 +220,12 @@ def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
     crop = functools.partial(segment, image, spec.prompt)  # the prompt's map of a crop
     unboxed = f"the subject detector found no {' | '.join(spec.prompt)!r}"
     if detect_faces is not None and all(term.lower() in PERSON_TERMS for term in spec.prompt):
-        feet = functools.partial(find_body, image) if find_body is not None else None  # pose: where legs end
+        pose = functools.partial(find_body, image) if find_body is not None else None  # finds where legs end too
         # with a detector, a part it did not box needs a face: a pose found on a motorbike's fork is no person
         if detect_subjects is not None or not person_check:
             find_body = None
-        body = feet if find_body is not None else None
         found, notes = people.find_people(crop, lambda box: detect_faces(image, box), image, prob, spec.speck,
-                                          spec.threshold, body, boxes, feet)
+                                          spec.threshold, pose if find_body is not None else None, boxes, pose)
         checked = find_body is not None or (person_check and detect_subjects is not None)
         if not found and not boxes and detect_subjects is not None:
             notes.append(f"{unboxed} and no face was found: {NOBODY if checked else WHOLE_MAP}")
