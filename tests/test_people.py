@@ -132,10 +132,13 @@ def map_of(boxes, size=(200, 100)):
     return prob
 
 
-def segment_of(prob):
-    """A segmenter whose map of the whole image is `prob` (of a crop: its part of `prob`)."""
+def segment_of(prob, whole=None):
+    """A segmenter whose map of a crop is its part of `prob`, and of the whole image `prob` (or
+    `whole`: a wide shot's walkers are too small for the whole-image look)."""
     def segment(image, terms, box=None):
-        return prob if box is None else prob[box[1] : box[3], box[0] : box[2]]
+        if box is None:
+            return prob if whole is None else whole
+        return prob[box[1] : box[3], box[0] : box[2]]
     return segment
 
 
@@ -217,11 +220,7 @@ def test_a_walker_the_whole_image_map_misses_is_found_by_pose_over_tiles_and_a_b
     and only when pose is sure (a torso seen at 0.6 is not enough on its own)."""
     prob = map_of([(100, 100, 120, 160), (250, 150, 310, 190)], size=(400, 300))
     image = Image.new("RGB", (400, 300))
-
-    def segment(image, terms, box=None):
-        if box is None:
-            return np.zeros((300, 400), np.float32)  # too small for the whole-image look
-        return prob[box[1] : box[3], box[0] : box[2]]
+    segment = segment_of(prob, whole=np.zeros((300, 400), np.float32))
 
     def finder(walker_score):
         def find_body(image, box):
@@ -254,9 +253,7 @@ def test_a_walker_found_in_a_tile_gets_a_look_for_the_feet_in_a_crop_long_enough
     10 heads long, sees the feet, and the mask reaches them (7 heads below the head: y 164)."""
     prob = map_of([(100, 100, 120, 186)], size=(400, 300))
     image = Image.new("RGB", (400, 300))
-
-    def segment(image, terms, box=None):
-        return np.zeros((300, 400), np.float32) if box is None else prob[box[1] : box[3], box[0] : box[2]]
+    segment = segment_of(prob, whole=np.zeros((300, 400), np.float32))
 
     def find_body(image, box):
         if not (box[0] <= 106 and 114 <= box[2] and box[1] <= 100 and 108 <= box[3]):
