@@ -214,6 +214,20 @@ def test_a_standing_person_whose_feet_pose_sees_is_masked_to_the_feet(feet, whol
     assert not found.mask[250:, :].any()  # no further than the feet
 
 
+def test_hair_above_the_face_is_in_the_mask_and_what_is_beside_it_at_that_height_is_not():
+    """A face of 20 px whose hair rises 0.85 faces above its box (big hair, a hat, a head seen
+    from the side; the body box stops at 0.6), and a lamp at that height two faces to the
+    side: the head is a disc around the face, not the body box raised."""
+    prob = map_of([(92, 43, 128, 70), (100, 70, 120, 220), (60, 130, 160, 220), (128, 43, 170, 52)],
+                  size=(300, 300))
+    image = Image.new("RGB", (300, 300))
+    face = Face((100, 60, 120, 80), 0.95)
+    found = masking.find_subjects(segment_of(prob), image, SPEC, lambda image, box: [face])
+    assert len(found.instances) == 1 and found.mask[150, 110]
+    assert found.mask[44, 110] and found.mask[48, 97]  # the hair, 0.8 faces over the face box
+    assert not found.mask[43:48, 140:170].any()  # the lamp (touching the hair) above the body box
+
+
 def test_a_walker_the_whole_image_map_misses_is_found_by_pose_over_tiles_and_a_bird_is_not():
     """A wide shot: the segmenter's whole-image map sees nobody, in a crop it sees a walker (tall)
     and a bird (wide). Pose over tiles is sure of a body on both; only the upright one is a person,

@@ -45,6 +45,11 @@ UPRIGHT = 1.5  # height over width of such a person's mask: standing or walking,
 #: about a ninth of a standing adult: 9.1 on bench-masks' street photo); pose looks for the
 #: feet in a crop this long
 LEGS = 10.0
+SIDE = 3.0  # faces to each side of a face's centre that its body box reaches (arms, what they hold)
+#: faces from a face's centre that its head can reach: a disc, above the body box's top (0.6
+#: faces over the face box). Hair, a hat, a head seen from the side or bent: on bench-masks
+#: the cameraman's hair is 1.4 faces above his face's centre, Zidane's 1.3 (both were cut flat)
+HEAD = 1.4
 SAME_ANCHOR = 0.3  # IoU of two boxes' anchors (faces, or top centres) above which they hold one subject
 WALL = (255, 0, 255)  # the colour the split paints outside everyone
 
@@ -69,13 +74,13 @@ def square_crop(box: Box, size: tuple[int, int], margin: float = CROP_MARGIN) ->
 
 
 def body_box(face: Face, size: tuple[int, int], reach: float = 1.0, below: float = 7.0) -> Box:
-    """Where a face's body can be: 3 faces each side (arms, what they hold), `below` faces
+    """Where a face's body can be: SIDE faces each side (arms, what they hold), `below` faces
     below (7: to the knees of a standing person), or as far as the limbs pose saw (a `Body`'s
     extent; no further than LEGS faces: one skeleton across two people); times `reach`."""
     x0, y0, x1, y1 = face.box
     s = max(x1 - x0, y1 - y0)
     cx = (x0 + x1) / 2
-    left, right, bottom = cx - 3 * s, cx + 3 * s, y1 + below * s
+    left, right, bottom = cx - SIDE * s, cx + SIDE * s, y1 + below * s
     if isinstance(face, Body) and face.extent is not None:
         far = LEGS * s
         left = min(left, max(face.extent[0], cx - far))
@@ -105,6 +110,15 @@ def inside(box: Box, shape: tuple[int, ...]) -> np.ndarray:
     out = np.zeros(shape[:2], bool)
     out[box[1] : box[3], box[0] : box[2]] = True
     return out
+
+
+def body_region(face: Face, shape: tuple[int, int], reach: float = 1.0) -> np.ndarray:
+    """Where a face's person can be: their body box and their head (a disc of HEAD faces)."""
+    x0, y0, x1, y1 = face.box
+    s = max(x1 - x0, y1 - y0)
+    region = inside(body_box(face, (shape[1], shape[0]), reach), shape)
+    cv2.circle(region.view(np.uint8), (round((x0 + x1) / 2), round((y0 + y1) / 2)), round(HEAD * s), 1, -1)
+    return region
 
 
 def segment_in(segment: Segment, image: Image.Image, crop: Box) -> np.ndarray:
@@ -147,10 +161,10 @@ def from_face(segment: Segment, image: Image.Image, face: Face, cut: float) -> P
     hair is not marked by every segmenter, the chest is."""
     seed = seed_of(face, (image.height, image.width))
     box = None
-    wide = inside(body_box(face, image.size), seed.shape)
+    wide = body_region(face, seed.shape)
     for reach in (1.0, 0.6):  # a segmenter made for one person may see only a neighbour in the wide crop
         body = body_box(face, image.size, reach)
-        bound = wide if reach == 1.0 else inside(body, seed.shape)
+        bound = wide if reach == 1.0 else body_region(face, seed.shape, reach)
         first, _ = refine(segment, image, seed, body, 0.6 * cut, bound)  # only for the box: lenient
         box = mask_box(first)
         if box is not None and (first & seed).sum() >= 0.3 * seed.sum():  # this person, not only a neighbour
