@@ -190,6 +190,10 @@ def test_with_a_body_finder_a_part_with_a_body_is_a_person_and_one_without_is_le
     assert len(looked) >= 2  # each faceless part was looked at (the right one with more room, too)
     nothing = masking.find_subjects(segment, image, SPEC, lambda image, box: [], find_body=lambda image, box: None)
     assert nothing.instances == [] and not nothing.mask.any()  # never the whole map in-painted blindly
+    # a body pose is sure of on a blob three heads long (a motorbike's fork): no head and torso
+    fork = masking.find_subjects(segment_of(map_of([(20, 20, 40, 62)])), image, SPEC, lambda image, box: [],
+                                 find_body=lambda image, box: Face((26, 20, 34, 34), 0.95))
+    assert fork.instances == [] and any("x 20-40" in note for note in fork.notes)
 
 
 @pytest.mark.parametrize("feet, whole", [(True, True), (False, False), ("neighbour", False)])
@@ -230,9 +234,10 @@ def test_hair_above_the_face_is_in_the_mask_and_what_is_beside_it_at_that_height
 
 def test_a_walker_the_whole_image_map_misses_is_found_by_pose_over_tiles_and_a_bird_is_not():
     """A wide shot: the segmenter's whole-image map sees nobody, in a crop it sees a walker (tall)
-    and a bird (wide). Pose over tiles is sure of a body on both; only the upright one is a person,
-    and only when pose is sure (a torso seen at 0.6 is not enough on its own)."""
-    prob = map_of([(100, 100, 120, 160), (250, 150, 310, 190)], size=(400, 300))
+    and a bird (wide) and a cat's eye (upright, but three heads long). Pose over tiles is sure of a
+    body on each; only the walker is a person, and only when pose is sure (a torso seen at 0.6 is
+    not enough on its own)."""
+    prob = map_of([(100, 100, 120, 160), (250, 150, 310, 190), (200, 60, 212, 86)], size=(400, 300))
     image = Image.new("RGB", (400, 300))
     segment = segment_of(prob, whole=np.zeros((300, 400), np.float32))
 
@@ -242,11 +247,13 @@ def test_a_walker_the_whole_image_map_misses_is_found_by_pose_over_tiles_and_a_b
                 return box[0] <= x < box[2] and box[1] <= y < box[3]
             if holds(106, 100) and holds(114, 108):
                 return Face((106, 100, 114, 108), walker_score)
+            if holds(202, 60) and holds(210, 68):
+                return Face((202, 60, 210, 68), 0.95)
             return Face((276, 156, 284, 164), 0.95) if holds(276, 156) and holds(284, 164) else None
         return find_body
 
     found = masking.find_subjects(segment, image, SPEC, lambda image, box: [], find_body=finder(0.95))
-    assert len(found.instances) == 1 and found.mask[130, 110] and not found.mask[170, 280]
+    assert len(found.instances) == 1 and found.mask[130, 110] and not found.mask[170, 280] | found.mask[75, 206]
     unsure = masking.find_subjects(segment, image, SPEC, lambda image, box: [], find_body=finder(0.6))
     assert unsure.instances == []
     # beside a main subject found by their face (most of the frame high), a walker in the
@@ -292,6 +299,32 @@ def test_pose_finds_a_real_persons_body_and_no_body_on_a_cat():
     assert x0 <= hx <= x1 and y0 <= hy <= y0 + (y1 - y0) / 3  # the head, at the top of the body
     cat = Image.fromarray(data.chelsea())
     assert finder.head(cat, (0, 0, cat.width, cat.height)) is None
+
+
+def test_a_walker_seen_from_the_side_gets_a_head_the_size_of_a_face_from_the_torso():
+    """Pose's head landmarks of a walker seen from the side span 3 px (ear to nose) and the
+    shoulders overlap, where the walker's face box is about 8: the torso (24 px, three faces)
+    gives the head's size, so the crops and body box counted in it hold the whole walker."""
+    from types import SimpleNamespace
+
+    from lib_multipass.masks.bodies import PoseBodyFinder
+
+    def walker(head_span: float):
+        marks = [SimpleNamespace(x=0.5 + head_span * (i % 2), y=0.20, visibility=0.99) for i in range(33)]
+        for i, (x, y) in {11: (0.5, 0.3), 12: (0.51, 0.3), 23: (0.5, 0.54), 24: (0.51, 0.54)}.items():
+            marks[i] = SimpleNamespace(x=x, y=y, visibility=0.99)
+        for i in (27, 28):
+            marks[i] = SimpleNamespace(x=0.5, y=0.9, visibility=0.3)
+        answer = SimpleNamespace(pose_landmarks=SimpleNamespace(landmark=marks))
+        return SimpleNamespace(get=lambda: SimpleNamespace(process=lambda pixels: answer))
+
+    finder = PoseBodyFinder()
+    finder._model = walker(0.03)  # the crop is 100 px: 3 px of head, a torso of 24
+    head = finder.head(Image.new("RGB", (100, 100)), (0, 0, 100, 100))
+    assert head is not None and head.box[2] - head.box[0] == 8 and head.extent is None
+    finder._model = walker(0.2)  # seen from the front, close: the head's own span counts
+    head = finder.head(Image.new("RGB", (100, 100)), (0, 0, 100, 100))
+    assert head is not None and head.box[2] - head.box[0] == 20
 
 
 def test_a_runner_job_without_face_or_body_skips_the_pass_saying_why():

@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..faces.detect import Face, box_iou, tiles
 from ..parallel import parallel_map
-from .bodies import Body
+from .bodies import TORSO_FACES, Body
 from .crop import Box, mask_box
 
 Segment = Callable[[Box | None], np.ndarray]  # a crop of the image (None: all of it) -> its probability map
@@ -306,12 +306,21 @@ def height_of(person: Person) -> int:
     return box[3] - box[1] if box is not None else 0
 
 
+def torso_long(person: Person) -> bool:
+    """Whether a person found by pose alone has a mask a head and a torso long at least: pose
+    also sees sure bodies in a cat's eye or a motorbike's fork, where the segmenter marks a
+    blob a few heads high."""
+    box = mask_box(person.mask)
+    return box is not None and box[3] - box[1] >= (1 + TORSO_FACES) * (person.face.box[3] - person.face.box[1])
+
+
 def small_people(segment: Segment, find_body: FindBody, image: Image.Image, taken: np.ndarray,
                  cut: float) -> list[Person]:
     """People the whole-image map does not see at all: a wide shot's walkers of 12 % of the
     frame are a few of the segmenter's input pixels, and their faces are 8 px. Pose looks over
     tiles of SMALL_TILE of the short side; a body it is sure of (SURE_BODY) is a person when
-    the segmenter, in a crop around it, marks its head and chest and an upright shape. A bird,
+    the segmenter, in a crop around it, marks its head and chest and an upright shape at least
+    a head and a torso long (pose also sees bodies in a cat's eye). A bird,
     a flag or a crowd in the stands (seated: as wide as high) is not taken: on bench-masks' real
     photos only walkers passed, and no texture of its composites."""
     found: list[Person] = []
@@ -331,7 +340,7 @@ def small_people(segment: Segment, find_body: FindBody, image: Image.Image, take
             continue
         seed = seed_of(head, taken.shape)
         if ((person.mask & seed).sum() >= 0.3 * seed.sum() and box[3] - box[1] >= UPRIGHT * (box[2] - box[0])
-                and (person.mask & taken).sum() <= 0.5 * person.mask.sum()):
+                and torso_long(person) and (person.mask & taken).sum() <= 0.5 * person.mask.sum()):
             found.append(person)
             taken |= person.mask
     return found
@@ -373,11 +382,14 @@ def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whol
             continue
         x, y, w, h = stats[label, :4]
         near = face_in(detect_faces, image, part & ~taken)
+        by_body = near is None and find_body is not None
         if near is None and find_body is not None:
             near = body_in(find_body, image, (x, y, x + w, y + h))
         if near is not None and find_feet is not None:
             near = standing(find_feet, image, near)
         person = from_face(segment, image, near, cut) if near is not None else None
+        if by_body and person is not None and not torso_long(person):
+            person = None
         if person is not None and (person.mask & taken).sum() <= 0.5 * person.mask.sum():  # else found before
             people.append(person)
             taken |= person.mask
