@@ -234,28 +234,30 @@ def test_hair_above_the_face_is_in_the_mask_and_what_is_beside_it_at_that_height
 
 def test_a_walker_the_whole_image_map_misses_is_found_by_pose_over_tiles_and_a_bird_is_not():
     """A wide shot: the segmenter's whole-image map sees nobody, in a crop it sees a walker (tall)
-    and a bird (wide) and a cat's eye (upright, but three heads long). Pose over tiles is sure of a
-    body on each; only the walker is a person, and only when pose is sure (a torso seen at 0.6 is
-    not enough on its own)."""
+    and a bird (wide) and a cat's eye (upright, but three heads long). Pose over tiles is sure of an
+    upright body on each; only the walker is a person, and only when pose is sure (a torso seen at
+    0.6 is not enough on its own) and sees its torso upright."""
     prob = map_of([(100, 100, 120, 160), (250, 150, 310, 190), (200, 60, 212, 86)], size=(400, 300))
     image = Image.new("RGB", (400, 300))
     segment = segment_of(prob, whole=np.zeros((300, 400), np.float32))
 
-    def finder(walker_score):
+    def finder(walker_score, upright=True):
         def find_body(image, box):
             def holds(x, y):
                 return box[0] <= x < box[2] and box[1] <= y < box[3]
             if holds(106, 100) and holds(114, 108):
-                return Face((106, 100, 114, 108), walker_score)
+                return Body((106, 100, 114, 108), walker_score, upright=upright)
             if holds(202, 60) and holds(210, 68):
-                return Face((202, 60, 210, 68), 0.95)
-            return Face((276, 156, 284, 164), 0.95) if holds(276, 156) and holds(284, 164) else None
+                return Body((202, 60, 210, 68), 0.95, upright=True)
+            return Body((276, 156, 284, 164), 0.95, upright=True) if holds(276, 156) and holds(284, 164) else None
         return find_body
 
     found = masking.find_subjects(segment, image, SPEC, lambda image, box: [], find_body=finder(0.95))
     assert len(found.instances) == 1 and found.mask[130, 110] and not found.mask[170, 280] | found.mask[75, 206]
     unsure = masking.find_subjects(segment, image, SPEC, lambda image, box: [], find_body=finder(0.6))
     assert unsure.instances == []
+    lying = masking.find_subjects(segment, image, SPEC, lambda image, box: [], find_body=finder(0.95, upright=False))
+    assert lying.instances == []  # pose's torso not upright (a motorbike's mirror), whatever the mask's shape
     # beside a main subject found by their face (most of the frame high), a walker in the
     # background is not looked for: not a wide shot, and it would take a person prompt's place
     prob[20:300, 330:390] = 0.9
@@ -279,7 +281,8 @@ def test_a_walker_found_in_a_tile_gets_a_look_for_the_feet_in_a_crop_long_enough
     def find_body(image, box):
         if not (box[0] <= 106 and 114 <= box[2] and box[1] <= 100 and 108 <= box[3]):
             return None
-        return Body((106, 100, 114, 108), 0.95, extent=(98, 98, 122, 188) if legs_seen and box[3] >= 186 else None)
+        return Body((106, 100, 114, 108), 0.95, extent=(98, 98, 122, 188) if legs_seen and box[3] >= 186 else None,
+                    upright=True)
 
     found = masking.find_subjects(segment, image, SPEC, lambda image, box: [], find_body=find_body)
     assert len(found.instances) == 1 and found.mask[130, 110] and found.mask[180, 110] == legs_seen
@@ -321,7 +324,7 @@ def test_a_walker_seen_from_the_side_gets_a_head_the_size_of_a_face_from_the_tor
     finder = PoseBodyFinder()
     finder._model = walker(0.03)  # the crop is 100 px: 3 px of head, a torso of 24
     head = finder.head(Image.new("RGB", (100, 100)), (0, 0, 100, 100))
-    assert head is not None and head.box[2] - head.box[0] == 8 and head.extent is None
+    assert head is not None and head.box[2] - head.box[0] == 8 and head.extent is None and head.upright
     finder._model = walker(0.2)  # seen from the front, close: the head's own span counts
     head = finder.head(Image.new("RGB", (100, 100)), (0, 0, 100, 100))
     assert head is not None and head.box[2] - head.box[0] == 20

@@ -318,7 +318,8 @@ def small_people(segment: Segment, find_body: FindBody, image: Image.Image, take
                  cut: float) -> list[Person]:
     """People the whole-image map does not see at all: a wide shot's walkers of 12 % of the
     frame are a few of the segmenter's input pixels, and their faces are 8 px. Pose looks over
-    tiles of SMALL_TILE of the short side; a body it is sure of (SURE_BODY) is a person when
+    tiles of SMALL_TILE of the short side; a body it is sure of (SURE_BODY), upright (its
+    torso: `Body.upright`, not a motorbike's mirror), is a person when
     the segmenter, in a crop around it, marks its head and chest and an upright shape at least
     a head and a torso long (pose also sees bodies in a cat's eye). A bird,
     a flag or a crowd in the stands (seated: as wide as high) is not taken: on bench-masks' real
@@ -329,7 +330,8 @@ def small_people(segment: Segment, find_body: FindBody, image: Image.Image, take
     crops = [(x, y, x + w, y + h) for x, y, w, h in tiles(image.width, image.height, side)]
     crops = [c for c in crops if taken[c[1] : c[3], c[0] : c[2]].mean() <= 0.5]  # else someone found there already
     for (x0, y0, x1, y1), head in zip(crops, parallel_map(find_body, crops)):  # pose on every core
-        if head is None or head.score < SURE_BODY or taken[y0:y1, x0:x1].mean() > 0.5:  # taken since
+        if (not isinstance(head, Body) or not head.upright or head.score < SURE_BODY
+                or taken[y0:y1, x0:x1].mean() > 0.5):  # taken since
             continue
         cx, cy = (head.box[0] + head.box[2]) // 2, (head.box[1] + head.box[3]) // 2
         if taken[min(cy, image.height - 1), min(cx, image.width - 1)]:
