@@ -87,8 +87,9 @@ class PoseBodyFinder:
             seen = pixels(i for i in LIMBS if marks[i].visibility >= SEEN)
             (left, top), (right, bottom) = seen.min(axis=0) - side / 2, seen.max(axis=0) + side / 2
             extent = (round(left), round(top), round(right), round(bottom))
-        (dx, dy), nose = hips.mean(axis=0) - shoulders.mean(axis=0), pixels((0,))[0]
-        upright = bool(dy > abs(dx) and nose[1] < shoulders[:, 1].min())
+        dx, dy = hips.mean(axis=0) - shoulders.mean(axis=0)
+        nose_y = y0 + marks[0].y * height
+        upright = bool(dy > abs(dx) and nose_y < shoulders[:, 1].min())
         return Body((round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2)),
                     visibility, extent=extent, upright=upright)
 

@@ -117,7 +117,8 @@ def body_region(face: Face, shape: tuple[int, int], reach: float = 1.0) -> np.nd
     x0, y0, x1, y1 = face.box
     s = max(x1 - x0, y1 - y0)
     region = inside(body_box(face, (shape[1], shape[0]), reach), shape)
-    cv2.circle(region.view(np.uint8), (round((x0 + x1) / 2), round((y0 + y1) / 2)), round(HEAD * s), 1, -1)
+    centre = (round((x0 + x1) / 2), round((y0 + y1) / 2))
+    cv2.circle(region.view(np.uint8), centre, round(HEAD * s), 1, -1)  # drawn on as bytes: 1 is True
     return region
 
 
@@ -318,12 +319,12 @@ def small_people(segment: Segment, find_body: FindBody, image: Image.Image, take
                  cut: float) -> list[Person]:
     """People the whole-image map does not see at all: a wide shot's walkers of 12 % of the
     frame are a few of the segmenter's input pixels, and their faces are 8 px. Pose looks over
-    tiles of SMALL_TILE of the short side; a body it is sure of (SURE_BODY), upright (its
-    torso: `Body.upright`, not a motorbike's mirror), is a person when
-    the segmenter, in a crop around it, marks its head and chest and an upright shape at least
-    a head and a torso long (pose also sees bodies in a cat's eye). A bird,
-    a flag or a crowd in the stands (seated: as wide as high) is not taken: on bench-masks' real
-    photos only walkers passed, and no texture of its composites."""
+    tiles of SMALL_TILE of the short side; a body it is sure of (SURE_BODY) and sees upright
+    (`Body.upright`: not a motorbike's mirror) is a person when the segmenter, in a crop around
+    it, marks its head and chest and an upright shape at least a head and a torso long (pose
+    also sees bodies in a cat's eye). A bird, a flag or a crowd in the stands (seated: as wide
+    as high) is not taken: on bench-masks' real photos only walkers passed, and no texture of
+    its composites."""
     found: list[Person] = []
     taken = taken.copy()
     side = max(1, round(SMALL_TILE * min(image.size)))
