@@ -270,6 +270,31 @@ def test_a_walker_the_whole_image_map_misses_is_found_by_pose_over_tiles_and_a_b
     assert len(beside.instances) == 1 and beside.mask[200, 360] and not beside.mask[130, 110]
 
 
+@pytest.mark.parametrize("head, second", [((104, 90, 112, 98), True), ((118, 44, 126, 52), False)])
+def test_a_walker_in_front_of_someone_found_is_a_person_of_their_own(head, second):
+    """Someone found by their face (10 px), and pose over tiles sure of an upright body whose
+    head is inside that person's mask: 5 faces below their face, it is someone walking in
+    front (two pedestrians, one before the other, were one mask); 1.7 faces beside it, it is
+    that person's own (pose puts a man's head on the camera he films with)."""
+    prob = map_of([(92, 40, 128, 120), (96, 90, 124, 170)], size=(400, 300))
+    image = Image.new("RGB", (400, 300))
+    segment = segment_of(prob, whole=np.zeros((300, 400), np.float32))
+    face = Face((100, 40, 110, 50), 0.95)
+
+    def find_body(image, box):
+        holds = box[0] <= head[0] and head[2] <= box[2] and box[1] <= head[1] and head[3] <= box[3]
+        return Body(head, 0.95, upright=True) if holds else None
+
+    def faces(image, box):
+        return [face] if box is None or (box[0] <= 100 and 110 <= box[2] and box[1] <= 40 and 50 <= box[3]) else []
+
+    found = masking.find_subjects(segment, image, SPEC, faces, find_body=find_body)
+    assert len(found.instances) == (2 if second else 1)
+    chest = [i for i, mask in enumerate(found.instances) if mask[60, 105]]
+    legs = [i for i, mask in enumerate(found.instances) if mask[150, 110]]
+    assert len(chest) == 1 and len(legs) == int(second) and (not second or chest != legs)
+
+
 @pytest.mark.parametrize("legs_seen", [True, False])
 def test_a_walker_found_in_a_tile_gets_a_look_for_the_feet_in_a_crop_long_enough(legs_seen):
     """Pose over tiles finds a walker whose legs the tile cuts: a second look, in the body box

@@ -307,6 +307,15 @@ def height_of(person: Person) -> int:
     return box[3] - box[1] if box is not None else 0
 
 
+def same_head(a: Face, b: Face) -> bool:
+    """Whether two heads can be one person's: centres within 2.5 of the larger one's size each
+    way (pose puts the head of a man filming on his camera, 1.8-2.1 faces from his face; the
+    head of someone walking in front of another is at the other's legs, 3 faces and more)."""
+    s = 2.5 * max(a.box[2] - a.box[0], a.box[3] - a.box[1], b.box[2] - b.box[0], b.box[3] - b.box[1])
+    return (abs((a.box[0] + a.box[2]) - (b.box[0] + b.box[2])) / 2 <= s
+            and abs((a.box[1] + a.box[3]) - (b.box[1] + b.box[3])) / 2 <= s)
+
+
 def torso_long(person: Person) -> bool:
     """Whether a person found by pose alone has a mask a head and a torso long at least: pose
     also sees sure bodies in a cat's eye or a motorbike's fork, where the segmenter marks a
@@ -316,7 +325,7 @@ def torso_long(person: Person) -> bool:
 
 
 def small_people(segment: Segment, find_body: FindBody, image: Image.Image, taken: np.ndarray,
-                 cut: float) -> list[Person]:
+                 cut: float, anchors: Sequence[Face] = ()) -> list[Person]:
     """People the whole-image map does not see at all: a wide shot's walkers of 12 % of the
     frame are a few of the segmenter's input pixels, and their faces are 8 px. Pose looks over
     tiles of SMALL_TILE of the short side; a body it is sure of (SURE_BODY) and sees upright
@@ -335,15 +344,16 @@ def small_people(segment: Segment, find_body: FindBody, image: Image.Image, take
                 or taken[y0:y1, x0:x1].mean() > 0.5):  # taken since
             continue
         cx, cy = (head.box[0] + head.box[2]) // 2, (head.box[1] + head.box[3]) // 2
-        if taken[min(cy, image.height - 1), min(cx, image.width - 1)]:
-            continue
+        in_front = bool(taken[min(cy, image.height - 1), min(cx, image.width - 1)])  # of someone found
+        if in_front and any(same_head(head, anchor) for anchor in [*anchors, *(p.face for p in found)]):
+            continue  # that someone's own head
         person = from_face(segment, image, standing(find_body, image, head), cut)
         box = mask_box(person.mask) if person is not None else None
         if person is None or box is None:
             continue
         seed = seed_of(head, taken.shape)
         if ((person.mask & seed).sum() >= 0.3 * seed.sum() and box[3] - box[1] >= UPRIGHT * (box[2] - box[0])
-                and torso_long(person) and (person.mask & taken).sum() <= 0.5 * person.mask.sum()):
+                and torso_long(person) and (in_front or (person.mask & taken).sum() <= 0.5 * person.mask.sum())):
             found.append(person)
             taken |= person.mask
     return found
@@ -399,7 +409,7 @@ def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whol
         if person is None or not (person.mask & part).any():  # the part itself is nobody's
             faceless.append(f"x {x}-{x + w}, y {y}-{y + h}")
     if find_body is not None and all(height_of(p) < WIDE_SHOT * image.height for p in people):
-        people += small_people(segment, find_body, image, taken, cut)
+        people += small_people(segment, find_body, image, taken, cut, [p.face for p in people])
     notes = []
     if faceless and (people or find_body is not None):
         what = "face or body" if find_body is not None else "face"
