@@ -333,7 +333,9 @@ def small_people(segment: Segment, find_body: FindBody, image: Image.Image, take
     it, marks its head and chest and an upright shape at least a head and a torso long (pose
     also sees bodies in a cat's eye). A bird, a flag or a crowd in the stands (seated: as wide
     as high) is not taken: on bench-masks' real photos only walkers passed, and no texture of
-    its composites."""
+    its composites. A head inside someone found before is theirs when it is near their face
+    (`anchors`, and the walkers found here: `same_head`), else someone walking in front of them,
+    taken whatever their masks share (`separate` splits them)."""
     found: list[Person] = []
     taken = taken.copy()
     side = max(1, round(SMALL_TILE * min(image.size)))
