@@ -190,10 +190,10 @@ def test_with_a_body_finder_a_part_with_a_body_is_a_person_and_one_without_is_le
     assert len(looked) >= 2  # each faceless part was looked at (the right one with more room, too)
     nothing = masking.find_subjects(segment, image, SPEC, lambda image, box: [], find_body=lambda image, box: None)
     assert nothing.instances == [] and not nothing.mask.any()  # never the whole map in-painted blindly
-    # a body pose is sure of on a blob three heads long (a motorbike's fork): no head and torso
-    fork = masking.find_subjects(segment_of(map_of([(20, 20, 40, 62)])), image, SPEC, lambda image, box: [],
+    # a body pose is sure of on a blob three heads long (a cat's eye): no head and torso
+    blob = masking.find_subjects(segment_of(map_of([(20, 20, 40, 62)])), image, SPEC, lambda image, box: [],
                                  find_body=lambda image, box: Face((26, 20, 34, 34), 0.95))
-    assert fork.instances == [] and any("x 20-40" in note for note in fork.notes)
+    assert blob.instances == [] and any("x 20-40" in note for note in blob.notes)
 
 
 @pytest.mark.parametrize("feet, whole", [(True, True), (False, False), ("neighbour", False)])

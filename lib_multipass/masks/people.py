@@ -318,8 +318,7 @@ def same_head(a: Face, b: Face) -> bool:
 
 def torso_long(person: Person) -> bool:
     """Whether a person found by pose alone has a mask a head and a torso long at least: pose
-    also sees sure bodies in a cat's eye or a motorbike's fork, where the segmenter marks a
-    blob a few heads high."""
+    also sees sure bodies in a cat's eye, where the segmenter marks a blob three heads high."""
     box = mask_box(person.mask)
     return box is not None and box[3] - box[1] >= (1 + TORSO_FACES) * (person.face.box[3] - person.face.box[1])
 
