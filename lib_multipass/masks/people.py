@@ -399,8 +399,6 @@ def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whol
         by_body = near is None and find_body is not None
         if near is None and find_body is not None:
             near = body_in(find_body, image, (x, y, x + w, y + h))
-            if near is not None and h > w and not (isinstance(near, Body) and near.upright):
-                near = None  # a body lying in an upright part: pose's skeleton on a motorbike's fork
         if near is not None and find_feet is not None:
             near = standing(find_feet, image, near)
         person = from_face(segment, image, near, cut) if near is not None else None
