@@ -22,7 +22,8 @@ from .crop import Box
 
 #: BlazePose landmarks: the head (nose, eyes, ears, mouth) and the torso (shoulders, hips)
 HEAD = range(0, 11)
-TORSO = (11, 12, 23, 24)
+NOSE, SHOULDERS, HIPS = 0, (11, 12), (23, 24)
+TORSO = SHOULDERS + HIPS
 ANKLES = (27, 28)
 LIMBS = range(11, 33)  # shoulders to toes
 #: an ankle pose sees this surely: the person stands whole in the crop. Measured on
@@ -77,7 +78,7 @@ class PoseBodyFinder:
             return np.array([(x0 + marks[i].x * width, y0 + marks[i].y * height) for i in landmarks])
 
         head = pixels(HEAD)
-        shoulders, hips = pixels((11, 12)), pixels((23, 24))
+        shoulders, hips = pixels(SHOULDERS), pixels(HIPS)
         torso = float(np.hypot(*(shoulders.mean(axis=0) - hips.mean(axis=0))))
         side = max(float(np.ptp(head[:, 0])), float(np.ptp(head[:, 1])), 0.5 * float(np.ptp(shoulders[:, 0])),
                    torso / TORSO_FACES, 4.0)
@@ -88,7 +89,7 @@ class PoseBodyFinder:
             (left, top), (right, bottom) = seen.min(axis=0) - side / 2, seen.max(axis=0) + side / 2
             extent = (round(left), round(top), round(right), round(bottom))
         dx, dy = hips.mean(axis=0) - shoulders.mean(axis=0)
-        nose_y = y0 + marks[0].y * height
+        nose_y = y0 + marks[NOSE].y * height
         upright = bool(dy > abs(dx) and nose_y < shoulders[:, 1].min())
         return Body((round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2)),
                     visibility, extent=extent, upright=upright)

@@ -54,6 +54,11 @@ SAME_ANCHOR = 0.3  # IoU of two boxes' anchors (faces, or top centres) above whi
 WALL = (255, 0, 255)  # the colour the split paints outside everyone
 
 
+def longer_side(box: Box) -> int:
+    """A box's longer side: a face box's is the unit a person's body is counted in."""
+    return max(box[2] - box[0], box[3] - box[1])
+
+
 @dataclass(frozen=True)
 class Person:
     mask: np.ndarray  # (H, W) bool
@@ -66,7 +71,7 @@ def square_crop(box: Box, size: tuple[int, int], margin: float = CROP_MARGIN) ->
     stay inside the image; cut only where the image is smaller than the square."""
     width, height = size
     x0, y0, x1, y1 = box
-    side = round(max(x1 - x0, y1 - y0) * (1 + 2 * margin))
+    side = round(longer_side(box) * (1 + 2 * margin))
     side_x, side_y = min(side, width), min(side, height)
     left = min(max(0, round((x0 + x1 - side_x) / 2)), width - side_x)
     top = min(max(0, round((y0 + y1 - side_y) / 2)), height - side_y)
@@ -78,7 +83,7 @@ def body_box(face: Face, size: tuple[int, int], reach: float = 1.0, below: float
     below (7: to the knees of a standing person), or as far as the limbs pose saw (a `Body`'s
     extent; no further than LEGS faces: one skeleton across two people); times `reach`."""
     x0, y0, x1, y1 = face.box
-    s = max(x1 - x0, y1 - y0)
+    s = longer_side(face.box)
     cx = (x0 + x1) / 2
     left, right, bottom = cx - SIDE * s, cx + SIDE * s, y1 + below * s
     if isinstance(face, Body) and face.extent is not None:
@@ -99,7 +104,7 @@ def standing(find_feet: FindBody, image: Image.Image, face: Face) -> Face:
     if not isinstance(body, Body) or body.extent is None:
         return face
     x0, y0, x1, y1 = face.box
-    s = max(x1 - x0, y1 - y0)
+    s = longer_side(face.box)
     bx, by = (body.box[0] + body.box[2]) / 2, (body.box[1] + body.box[3]) / 2
     if not (x0 - s <= bx <= x1 + s and y0 - s <= by <= y1 + s):  # a neighbour's body
         return face
@@ -112,13 +117,13 @@ def inside(box: Box, shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def body_region(face: Face, shape: tuple[int, int], reach: float = 1.0) -> np.ndarray:
-    """Where a face's person can be: their body box and their head (a disc of HEAD faces)."""
+def body_region(face: Face, body: Box, shape: tuple[int, int]) -> np.ndarray:
+    """Where a face's person can be: their body box (`body_box`) and their head (a disc of
+    HEAD faces)."""
     x0, y0, x1, y1 = face.box
-    s = max(x1 - x0, y1 - y0)
-    region = inside(body_box(face, (shape[1], shape[0]), reach), shape)
+    region = inside(body, shape)
     centre = (round((x0 + x1) / 2), round((y0 + y1) / 2))
-    cv2.circle(region.view(np.uint8), centre, round(HEAD * s), 1, -1)  # drawn on as bytes: 1 is True
+    cv2.circle(region.view(np.uint8), centre, round(HEAD * longer_side(face.box)), 1, -1)  # as bytes: 1 is True
     return region
 
 
@@ -149,7 +154,7 @@ def refine(segment: Segment, image: Image.Image, seed: np.ndarray, box: Box, cut
 def seed_of(face: Face, shape: tuple[int, int]) -> np.ndarray:
     """The face and the neck and chest below it (two faces down, one face wide)."""
     x0, y0, x1, y1 = face.box
-    s = max(x1 - x0, y1 - y0)
+    s = longer_side(face.box)
     seed = np.zeros(shape, bool)
     seed[y0 : y1 + 2 * s, max(0, (x0 + x1) // 2 - s // 2) : (x0 + x1) // 2 + s // 2 + 1] = True
     return seed
@@ -162,10 +167,10 @@ def from_face(segment: Segment, image: Image.Image, face: Face, cut: float) -> P
     hair is not marked by every segmenter, the chest is."""
     seed = seed_of(face, (image.height, image.width))
     box = None
-    wide = body_region(face, seed.shape)
+    wide = body_region(face, body_box(face, image.size), seed.shape)
     for reach in (1.0, 0.6):  # a segmenter made for one person may see only a neighbour in the wide crop
         body = body_box(face, image.size, reach)
-        bound = wide if reach == 1.0 else body_region(face, seed.shape, reach)
+        bound = wide if reach == 1.0 else body_region(face, body, seed.shape)
         first, _ = refine(segment, image, seed, body, 0.6 * cut, bound)  # only for the box: lenient
         box = mask_box(first)
         if box is not None and (first & seed).sum() >= 0.3 * seed.sum():  # this person, not only a neighbour
@@ -190,7 +195,7 @@ def from_box(segment: Segment, image: Image.Image, box: Box, cut: float, anchor:
     kept within it (BOX_SLACK more each way: boxes are tight, a segmenter's edge is soft).
     `anchor`: its face, when one was seen in the box (else `head_of`)."""
     x0, y0, x1, y1 = box
-    slack = round(BOX_SLACK * max(x1 - x0, y1 - y0))
+    slack = round(BOX_SLACK * longer_side(box))
     width, height = image.size
     bound = inside((max(0, x0 - slack), max(0, y0 - slack), min(width, x1 + slack), min(height, y1 + slack)),
                    (height, width))
@@ -264,7 +269,7 @@ def nearest_axis(people: Sequence[Person], shape: tuple[int, int]) -> np.ndarray
     distance = []
     for person in people:
         x0, y0, x1, y1 = person.face.box
-        size = max(1.0, float(max(x1 - x0, y1 - y0)))
+        size = max(1.0, float(longer_side(person.face.box)))
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         dy = np.where(ys > cy, 0.0, ys - cy)  # below the face centre: the distance to the axis
         distance.append(np.where(person.mask, np.hypot(xs - cx, dy) / size, np.inf))
@@ -311,7 +316,7 @@ def same_head(a: Face, b: Face) -> bool:
     """Whether two heads can be one person's: centres within 2.5 of the larger one's size each
     way (pose puts the head of a man filming on his camera, 1.8-2.1 faces from his face; the
     head of someone walking in front of another is at the other's legs, 3 faces and more)."""
-    s = 2.5 * max(a.box[2] - a.box[0], a.box[3] - a.box[1], b.box[2] - b.box[0], b.box[3] - b.box[1])
+    s = 2.5 * max(longer_side(a.box), longer_side(b.box))
     return (abs((a.box[0] + a.box[2]) - (b.box[0] + b.box[2])) / 2 <= s
             and abs((a.box[1] + a.box[3]) - (b.box[1] + b.box[3])) / 2 <= s)
 
@@ -395,10 +400,9 @@ def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whol
         if stats[label, cv2.CC_STAT_AREA] < min_area * whole.size or (part & taken).sum() > 0.3 * part.sum():
             continue
         x, y, w, h = stats[label, :4]
-        near = face_in(detect_faces, image, part & ~taken)
-        by_body = near is None and find_body is not None
+        near, by_body = face_in(detect_faces, image, part & ~taken), False
         if near is None and find_body is not None:
-            near = body_in(find_body, image, (x, y, x + w, y + h))
+            near, by_body = body_in(find_body, image, (x, y, x + w, y + h)), True
         if near is not None and find_feet is not None:
             near = standing(find_feet, image, near)
         person = from_face(segment, image, near, cut) if near is not None else None
