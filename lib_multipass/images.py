@@ -20,6 +20,12 @@ BASE64_MAGIC = ("iVBORw0KGgo", "/9j/", "UklGR", "R0lGOD")
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (x1, y1 exclusive)
 
+
+def longer_side(box: Box) -> int:
+    """A box's longer side: a face box's is the unit a person's body is counted in."""
+    return max(box[2] - box[0], box[3] - box[1])
+
+
 def is_inline(source: str | Path) -> bool:
     """True for a base64 image (data URL or bare base64), False for a path."""
     return isinstance(source, str) and (bool(DATA_URL.match(source)) or source.startswith(BASE64_MAGIC))

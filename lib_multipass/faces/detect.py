@@ -11,14 +11,14 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from ..errors import ModelNotFoundError
-from ..images import Box
+from ..images import Box, longer_side
 from ..parallel import PerThread, parallel_map
 
 
@@ -76,12 +76,27 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def suppress(faces: Sequence[Face], overlap: float = 0.3) -> list[Face]:
-    """The best of each group of overlapping boxes (tiles overlap, so one face is seen twice)."""
-    kept: list[Face] = []
-    for face in sorted(faces, key=lambda f: -f.score):
-        if all(box_iou(face.box, k.box) < overlap for k in kept):
-            kept.append(face)
+class Found(Protocol):
+    """A detection: a face, or a subject the subject detector boxed."""
+
+    @property
+    def box(self) -> Box: ...
+
+    @property
+    def score(self) -> float: ...
+
+
+F = TypeVar("F", bound=Found)
+
+
+def suppress(found: Sequence[F], overlap: float = 0.3, rivals: Callable[[F, F], bool] = lambda a, b: True) -> list[F]:
+    """The best of each group of overlapping boxes (tiles and views overlap, so one thing is
+    seen twice): a box is dropped where it overlaps a better one of its `rivals` by `overlap`
+    or more."""
+    kept: list[F] = []
+    for one in sorted(found, key=lambda f: -f.score):
+        if all(not rivals(one, k) or box_iou(one.box, k.box) < overlap for k in kept):
+            kept.append(one)
     return kept
 
 
@@ -173,7 +188,7 @@ class MediaPipeFaceDetector:
 def around(face: Face, faces_wide: int, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     """(x, y, w, h): a square `faces_wide` faces wide centred on the face, moved inside the image."""
     x0, y0, x1, y1 = face.box
-    side = faces_wide * max(x1 - x0, y1 - y0)
+    side = faces_wide * longer_side(face.box)
     height, width = shape[:2]
     x = min(max(0, (x0 + x1 - side) // 2), max(0, width - side))
     y = min(max(0, (y0 + y1 - side) // 2), max(0, height - side))
@@ -272,7 +287,7 @@ def mesh_points(image: Image.Image, face: Face) -> np.ndarray | None:
     except ImportError:
         return None
     x0, y0, x1, y1 = face.box
-    margin = int(math.ceil(0.5 * max(x1 - x0, y1 - y0)))
+    margin = int(math.ceil(0.5 * longer_side(face.box)))
     box = (max(0, x0 - margin), max(0, y0 - margin), min(image.width, x1 + margin), min(image.height, y1 + margin))
     crop = np.ascontiguousarray(np.asarray(image.convert("RGB").crop(box)))
     with face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1) as mesh:

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ModelNotFoundError
-from ..faces.detect import box_iou, tiles
+from ..faces.detect import suppress, tiles
 from ..images import Box
 from .hub import HubModel
 from .segmenters import views_of
@@ -91,13 +91,10 @@ def cut_by_view(box: Box, view: tuple[int, int, int, int], size: tuple[int, int]
             or (x + w < width and box[2] >= x + w - EDGE) or (y + h < height and box[3] >= y + h - EDGE))
 
 
-def suppress(found: Sequence[Detection], overlap: float = OVERLAP) -> list[Detection]:
-    """The best of each group of overlapping boxes of the same term (views overlap)."""
-    kept: list[Detection] = []
-    for detection in sorted(found, key=lambda d: -d.score):
-        if all(d.term != detection.term or box_iou(d.box, detection.box) <= overlap for d in kept):
-            kept.append(detection)
-    return kept
+def one_box_each(found: Sequence[Detection]) -> list[Detection]:
+    """The best of each group of overlapping boxes of one term (views overlap; a bottle does
+    not hide the person holding it)."""
+    return suppress(found, OVERLAP, lambda a, b: a.term == b.term)
 
 
 def view_boxes(boxes: np.ndarray, view: tuple[int, int, int, int], padded: bool) -> list[Box]:
@@ -150,7 +147,7 @@ class SubjectDetector(HubModel):
             batch = views[start : start + per_batch]
             crops = [Image.fromarray(np.ascontiguousarray(pixels[y : y + h, x : x + w])) for x, y, w, h in batch]
             found += self._look(crops, batch, terms, image.size)
-        return suppress(found)
+        return one_box_each(found)
 
     def _look(self, crops: list[Image.Image], views: list[tuple[int, int, int, int]], terms: Sequence[str],
               size: tuple[int, int]) -> list[Detection]:

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..faces.detect import Face, box_iou, tiles
+from ..images import longer_side
 from ..parallel import parallel_map
 from .bodies import TORSO_FACES, Body
 from .crop import Box, mask_box
@@ -52,11 +53,6 @@ SIDE = 3.0  # faces to each side of a face's centre that its body box reaches (a
 HEAD = 1.4
 SAME_ANCHOR = 0.3  # IoU of two boxes' anchors (faces, or top centres) above which they hold one subject
 WALL = (255, 0, 255)  # the colour the split paints outside everyone
-
-
-def longer_side(box: Box) -> int:
-    """A box's longer side: a face box's is the unit a person's body is counted in."""
-    return max(box[2] - box[0], box[3] - box[1])
 
 
 @dataclass(frozen=True)
