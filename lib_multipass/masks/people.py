@@ -41,6 +41,11 @@ SMALL_TILE = 0.25
 #: take their places left to right), and a medium shot does not pay for the search
 WIDE_SHOT = 1 / 3
 SURE_BODY = 0.9  # torso visibility pose must give a body the tile search finds
+#: the segmenter's mean probability over the mask of a faceless part whose body pose sees
+#: lying or bent (not `Body.upright`), for it to be a person. On bench-masks a motorbike's
+#: fork, whose headlight pose took for a head, had 0.63 and 0.72; the people so found (bent
+#: over a camera, seen from the side) 0.85 and more, on the held-out backgrounds too
+SURE_BENT = 0.8
 UPRIGHT = 1.5  # height over width of such a person's mask: standing or walking, whole
 #: faces from a face that a standing person's feet (or a kicking one's) can be (a face box is
 #: about a ninth of a standing adult: 9.1 on bench-masks' street photo); pose looks for the
@@ -104,7 +109,8 @@ def standing(find_feet: FindBody, image: Image.Image, face: Face) -> Face:
     bx, by = (body.box[0] + body.box[2]) / 2, (body.box[1] + body.box[3]) / 2
     if not (x0 - s <= bx <= x1 + s and y0 - s <= by <= y1 + s):  # a neighbour's body
         return face
-    return Body(face.box, face.score, face.points, extent=body.extent)
+    upright = face.upright if isinstance(face, Body) else body.upright
+    return Body(face.box, face.score, face.points, extent=body.extent, upright=upright)
 
 
 def inside(box: Box, shape: tuple[int, ...]) -> np.ndarray:
@@ -324,6 +330,15 @@ def torso_long(person: Person) -> bool:
     return box is not None and box[3] - box[1] >= (1 + TORSO_FACES) * (person.face.box[3] - person.face.box[1])
 
 
+def sure_if_bent(person: Person) -> bool:
+    """Whether a person found by pose alone, whose body it sees lying or bent, is one the
+    segmenter is sure of (SURE_BENT): pose reads textures as lying skeletons (a motorbike's
+    fork), someone bent over is a person too (a cameraman), and only the segmenter tells them
+    apart."""
+    face = person.face
+    return (isinstance(face, Body) and face.upright) or float(person.prob[person.mask].mean()) >= SURE_BENT
+
+
 def small_people(segment: Segment, find_body: FindBody, image: Image.Image, taken: np.ndarray,
                  cut: float, anchors: Sequence[Face] = ()) -> list[Person]:
     """People the whole-image map does not see at all: a wide shot's walkers of 12 % of the
@@ -402,7 +417,7 @@ def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whol
         if near is not None and find_feet is not None:
             near = standing(find_feet, image, near)
         person = from_face(segment, image, near, cut) if near is not None else None
-        if by_body and person is not None and not torso_long(person):
+        if by_body and person is not None and not (torso_long(person) and sure_if_bent(person)):
             person = None
         if person is not None and (person.mask & taken).sum() <= 0.5 * person.mask.sum():  # else found before
             people.append(person)
