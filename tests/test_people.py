@@ -3,12 +3,13 @@ segmented in a crop of their own; on real cut-outs pasted onto real photos (exac
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from lib_multipass.errors import ModelNotFoundError
 from lib_multipass.faces.detect import Face, MediaPipeFaceDetector, faces_in
@@ -157,9 +158,38 @@ def test_find_people_leaves_out_a_region_without_a_face_and_says_where():
             return [face]
         return []
 
-    found, notes = people.find_people(segment, detect, image, prob, 0.002)
+    found, faceless = people.find_people(segment, detect, image, prob, 0.002)
     assert len(found) == 1 and found[0].mask[50, 35] and not found[0].mask[60, 150]
-    assert notes and "x 120-190, y 40-90" in notes[0]
+    assert faceless == [(120, 40, 190, 90)]
+
+
+def test_a_large_image_is_looked_at_scaled_down_and_its_masks_and_notes_are_in_its_own_pixels():
+    """A phone's 12 MP photo (or a hires pass): the face and pose models look over tiles
+    counted in pixels, so people are looked for in a copy of at most WORK_PIXELS; the masks,
+    and where the notes say something was left out, come back in the image's own pixels."""
+    image = Image.new("L", (4000, 3000))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((400, 600, 1199, 2999), fill=255)  # a person, their face at the top
+    draw.rectangle((2800, 1000, 3599, 1999), fill=255)  # a blob with no face
+    looked = []
+
+    def segment(image, terms, box=None):
+        return np.asarray((image.crop(box) if box else image).convert("L"), np.float32) / 255
+
+    def detect(image, box):
+        looked.append(image.size)
+        s = image.width / 4000
+        face = Face((round(650 * s), round(650 * s), round(950 * s), round(950 * s)), 0.95)
+        x0, y0, x1, y1 = box or (0, 0, *image.size)
+        return [face] if x0 <= face.box[0] and face.box[2] <= x1 and y0 <= face.box[1] and face.box[3] <= y1 else []
+
+    found = masking.find_subjects(segment, image.convert("RGB"), SPEC, detect)
+    assert looked and all(w * h <= masking.WORK_PIXELS for w, h in looked)
+    truth = np.zeros((3000, 4000), bool)
+    truth[600:3000, 400:1200] = True
+    assert len(found.instances) == 1 and found.mask.shape == truth.shape and iou(found.instances[0], truth) >= 0.97
+    place = re.search(r"x (\d+)-(\d+), y (\d+)-(\d+)", " ".join(found.notes))
+    assert place and np.allclose([int(v) for v in place.groups()], [2800, 3600, 1000, 2000], atol=8)
 
 
 def test_with_no_face_anywhere_the_whole_map_is_the_mask():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,6 +176,39 @@ def subject_mask(prob: np.ndarray, negative: np.ndarray | None, spec: MaskSpec) 
     return remove_specks(threshold(subtract(prob, negative), spec.threshold), spec.speck)
 
 
+#: the most pixels people are looked for in (`working_copy`)
+WORK_PIXELS = 1 << 19
+
+
+def working_copy(image: Image.Image) -> Image.Image:
+    """`image` scaled down to at most WORK_PIXELS (or itself). The face and pose models look
+    over tiles counted in pixels, made for people in images of 0.3-1 MP: in a 3072 px image a
+    close face no longer fits them (bench-masks' two men, both found at 768 px: none at 3072,
+    in 13 s), and the stage's time grows with the pixels (a wide street 1.4 s at 768 px, 13 s
+    at 3072)."""
+    pixels = image.width * image.height
+    if pixels <= WORK_PIXELS:
+        return image
+    scale = math.sqrt(WORK_PIXELS / pixels)
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                        Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+def resized(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A map at `size` (w, h), as float32, bilinear; itself when it has that size."""
+    if array.shape[::-1] == size:
+        return array
+    return cv2.resize(array.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+
+
+def scaled(box: Box, sx: float, sy: float) -> Box:
+    return round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy)
+
+
+def place(box: Box) -> str:
+    return f"x {box[0]}-{box[2]}, y {box[1]}-{box[3]}"
+
+
 WHOLE_MAP = "the mask is the segmenter's map of the whole image"
 NOBODY = "nothing is in-painted (give a mask image, or turn mask_person_check off for the segmenter's map)"
 
@@ -217,21 +251,32 @@ def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
     found: list[people.Person] = []
     checked = False  # every part was looked at for a face and a body: none is a person
     boxes = detect_subjects(image, spec.prompt) if detect_subjects is not None else []
-    crop = functools.partial(segment, image, spec.prompt)  # the prompt's map of a crop
     unboxed = f"the subject detector found no {' | '.join(spec.prompt)!r}"
     if detect_faces is not None and all(term.lower() in PERSON_TERMS for term in spec.prompt):
-        pose = functools.partial(find_body, image) if find_body is not None else None  # finds where legs end too
+        work = working_copy(image)  # people are looked for at most WORK_PIXELS large, then scaled back
+        sx, sy = work.width / image.width, work.height / image.height
+        pose = functools.partial(find_body, work) if find_body is not None else None  # finds where legs end too
         # with a detector, a part it did not box needs a face: a pose found on a motorbike's fork is no person
         if detect_subjects is not None or not person_check:
             find_body = None
-        found, notes = people.find_people(crop, lambda box: detect_faces(image, box), image, prob, spec.speck,
-                                          spec.threshold, pose if find_body is not None else None, boxes, pose)
+        found, faceless = people.find_people(
+            functools.partial(segment, work, spec.prompt), lambda box: detect_faces(work, box), work,
+            resized(prob, work.size), spec.speck, spec.threshold, pose if find_body is not None else None,
+            [scaled(box, sx, sy) for box in boxes], pose)
+        found = [people.Person(mask, np.where(mask, resized(p.prob, image.size), 0.0).astype(np.float32), p.face)
+                 for p in found for mask in [resized(p.mask, image.size) >= 0.5]]  # its face stays at `work`'s scale
         checked = find_body is not None or (person_check and detect_subjects is not None)
+        if faceless and (found or find_body is not None):
+            places = "; ".join(place(scaled(box, 1 / sx, 1 / sy)) for box in faceless)  # in the image's pixels
+            notes.append(f"left out what the segmenter took for a person at {places}: no "
+                         f"{'face or body' if find_body is not None else 'face'} found there (give a mask image to "
+                         "include it)")
         if not found and not boxes and detect_subjects is not None:
             notes.append(f"{unboxed} and no face was found: {NOBODY if checked else WHOLE_MAP}")
         elif not found and not checked:
             log.info("no face found: the person mask is the segmenter's map of the whole image")
     elif boxes:
+        crop = functools.partial(segment, image, spec.prompt)  # the prompt's map of a crop
         found = people.ordered(people.from_boxes(crop, image, boxes, spec.threshold), image, spec.speck)
     elif detect_subjects is not None:
         notes.append(f"{unboxed}: {WHOLE_MAP}")

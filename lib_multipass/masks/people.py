@@ -378,8 +378,9 @@ def small_people(segment: Segment, find_body: FindBody, image: Image.Image, take
 
 def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whole: np.ndarray, min_area: float,
                 cut: float = 0.5, find_body: FindBody | None = None,
-                boxes: Sequence[Box] = (), find_feet: FindBody | None = None) -> tuple[list[Person], list[str]]:
-    """Every person with a face or a body, left to right, and a note on what was left out.
+                boxes: Sequence[Box] = (), find_feet: FindBody | None = None) -> tuple[list[Person], list[Box]]:
+    """Every person with a face or a body, left to right, and the boxes of the parts of `whole`
+    left out as nobody's.
 
     One person per box of the subject detector (`boxes`, best first; its face, when one is
     seen in it, anchors it), then per face no box holds whose body the segmenter finds; then
@@ -405,7 +406,7 @@ def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whol
             people.append(person)
     taken = np.any([p.mask for p in people], axis=0) if people else boxed
     count, labels, stats, _ = cv2.connectedComponentsWithStats((whole >= cut).astype(np.uint8), connectivity=8)
-    faceless = []
+    faceless: list[Box] = []
     for label in range(1, count):
         part = labels == label
         if stats[label, cv2.CC_STAT_AREA] < min_area * whole.size or (part & taken).sum() > 0.3 * part.sum():
@@ -423,12 +424,7 @@ def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whol
             people.append(person)
             taken |= person.mask
         if person is None or not (person.mask & part).any():  # the part itself is nobody's
-            faceless.append(f"x {x}-{x + w}, y {y}-{y + h}")
+            faceless.append((int(x), int(y), int(x + w), int(y + h)))
     if find_body is not None and all(height_of(p) < WIDE_SHOT * image.height for p in people):
         people += small_people(segment, find_body, image, taken, cut, [p.face for p in people])
-    notes = []
-    if faceless and (people or find_body is not None):
-        what = "face or body" if find_body is not None else "face"
-        notes.append(f"left out what the segmenter took for a person at {'; '.join(faceless)}: no {what} found "
-                     "there (give a mask image to include it)")
-    return ordered(people, image, min_area), notes
+    return ordered(people, image, min_area), faceless
