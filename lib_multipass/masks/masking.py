@@ -182,8 +182,8 @@ WORK_PIXELS = 1 << 19
 
 def working_copy(image: Image.Image) -> Image.Image:
     """`image` scaled down to at most WORK_PIXELS (or itself). The face and pose models look
-    over tiles counted in pixels, made for people in images of 0.3-1 MP: in a 3072 px image a
-    close face no longer fits them (bench-masks' two men, both found at 768 px: none at 3072,
+    over tiles counted in pixels, made on bench-masks' frames of 0.26-0.52 MP: in a 3072 px
+    image a close face no longer fits them (its two men, both found at 768 px: none at 3072,
     in 13 s), and the stage's time grows with the pixels (a wide street 1.4 s at 768 px, 13 s
     at 3072)."""
     pixels = image.width * image.height
@@ -203,6 +203,14 @@ def resized(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def scaled(box: Box, sx: float, sy: float) -> Box:
     return round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy)
+
+
+def full_size(person: people.Person, size: tuple[int, int]) -> people.Person:
+    """A person found in the working copy, at the image's `size` (w, h): the mask scaled
+    bilinearly and cut at half, the map bilinearly. Their face box stays the copy's: nothing
+    after the search reads it."""
+    mask = resized(person.mask, size) >= 0.5
+    return people.Person(mask, np.where(mask, resized(person.prob, size), 0.0).astype(np.float32), person.face)
 
 
 def place(box: Box) -> str:
@@ -263,8 +271,7 @@ def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
             functools.partial(segment, work, spec.prompt), lambda box: detect_faces(work, box), work,
             resized(prob, work.size), spec.speck, spec.threshold, pose if find_body is not None else None,
             [scaled(box, sx, sy) for box in boxes], pose)
-        found = [people.Person(mask, np.where(mask, resized(p.prob, image.size), 0.0).astype(np.float32), p.face)
-                 for p in found for mask in [resized(p.mask, image.size) >= 0.5]]  # its face stays at `work`'s scale
+        found = [full_size(person, image.size) for person in found]
         checked = find_body is not None or (person_check and detect_subjects is not None)
         if faceless and (found or find_body is not None):
             places = "; ".join(place(scaled(box, 1 / sx, 1 / sy)) for box in faceless)  # in the image's pixels
