@@ -109,6 +109,20 @@ def test_the_small_tiles_look_for_the_faces_of_a_wide_shot_only():
     assert (64, 64) not in model.looks
 
 
+def test_close_faces_of_a_large_image_are_found_where_the_small_one_has_them():
+    """A hires pass or a phone's photo: faces of 450 px in a 5120 px image fit no 384 px tile
+    and are 11 px to the model in the whole image (none was found). Tiles three times as large,
+    up to the image's size, find them."""
+    image = two_people()
+    big = image.resize((image.width * 5, image.height * 5), Image.Resampling.BICUBIC)
+    detector = MediaPipeFaceDetector()
+    small = sorted(detector.detect(image), key=lambda f: f.box[0])
+    faces = sorted(detector.detect(big), key=lambda f: f.box[0])
+    assert len(small) == len(faces) == 2
+    assert all(iou(f.box, tuple(5 * v for v in s.box)) >= 0.6 for f, s in zip(faces, small))
+    assert detector.tile_sides(768, 512) == [64, 128, 384, 768]  # the sizes it was made on: as before
+
+
 def test_ellipse_mask_fallback_is_inside_the_box():
     mask = ellipse_mask(Face((10, 20, 50, 70), 1.0), (100, 100))
     ys, xs = np.nonzero(mask)
