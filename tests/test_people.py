@@ -190,6 +190,12 @@ def test_a_large_image_is_looked_at_scaled_down_and_its_masks_and_notes_are_in_i
     assert len(found.instances) == 1 and found.mask.shape == truth.shape and iou(found.instances[0], truth) >= 0.97
     place = re.search(r"x (\d+)-(\d+), y (\d+)-(\d+)", " ".join(found.notes))
     assert place and np.allclose([int(v) for v in place.groups()], [2800, 3600, 1000, 2000], atol=8)
+    # a subject detector's boxes are in the image's pixels: each bounds its person in the copy too
+    boxed = masking.find_subjects(segment, image.convert("RGB"), SPEC, detect,
+                                  detect_subjects=lambda image, terms: [(400, 600, 1200, 2000)])
+    top = truth.copy()
+    top[2000:] = False
+    assert len(boxed.instances) == 1 and not boxed.instances[0][2100:].any() and iou(boxed.instances[0], top) >= 0.95
 
 
 def test_with_no_face_anywhere_the_whole_map_is_the_mask():
