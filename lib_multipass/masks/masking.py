@@ -263,7 +263,7 @@ def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
     if detect_faces is not None and all(term.lower() in PERSON_TERMS for term in spec.prompt):
         work = working_copy(image)  # people are looked for at most WORK_PIXELS large, then scaled back
         sx, sy = work.width / image.width, work.height / image.height
-        pose = functools.partial(find_body, work) if find_body is not None else None  # finds where legs end too
+        pose = find_body  # finds where legs end too
         # with a detector, a part it did not box needs a face: a pose found on a motorbike's fork is no person
         if detect_subjects is not None or not person_check:
             find_body = None

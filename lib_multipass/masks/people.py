@@ -26,7 +26,7 @@ from .crop import Box, mask_box
 
 Segment = Callable[[Box | None], np.ndarray]  # a crop of the image (None: all of it) -> its probability map
 Detect = Callable[[Box | None], list[Face]]  # a crop of the image (None: all of it) -> its faces
-FindBody = Callable[[Box], Face | None]  # a crop of the image -> the head of the body in it (score: how sure), or None
+FindBody = Callable[[Image.Image, Box], Face | None]  # an image, a crop -> the head of the body in it (score: how sure)
 CROP_MARGIN = 0.1  # of the person's longer side, each way: the crop the mask is made in
 BOX_SLACK = 0.03  # of a detector box's longer side, each way: how far its subject's mask may reach past it
 #: of a detector box's longer side, each way: its crop. Tighter than a face's (the box is the
@@ -101,7 +101,7 @@ def standing(find_feet: FindBody, image: Image.Image, face: Face) -> Face:
     body (LEGS faces below), when it sees the feet of a body with this head; else `face`."""
     if isinstance(face, Body) and face.extent is not None:
         return face  # seen whole already
-    body = find_feet(body_box(face, image.size, below=LEGS))  # not a square: it would show the neighbours
+    body = find_feet(image, body_box(face, image.size, below=LEGS))  # not a square: it would show the neighbours
     if not isinstance(body, Body) or body.extent is None:
         return face
     x0, y0, x1, y1 = face.box
@@ -303,7 +303,7 @@ def body_in(find_body: FindBody, image: Image.Image, box: Box) -> Face | None:
     room around it (the pose model finds a small person more often with context). It may be
     a neighbour's: the caller checks whom the body's mask covers."""
     for margin in (CROP_MARGIN, 0.5):
-        head = find_body(square_crop(head_room(box), image.size, margin))
+        head = find_body(image, square_crop(head_room(box), image.size, margin))
         if head is not None:
             return head
     return None
@@ -356,24 +356,52 @@ def small_people(segment: Segment, find_body: FindBody, image: Image.Image, take
     side = max(1, round(SMALL_TILE * min(image.size)))
     crops = [(x, y, x + w, y + h) for x, y, w, h in tiles(image.width, image.height, side)]
     crops = [c for c in crops if taken[c[1] : c[3], c[0] : c[2]].mean() <= 0.5]  # else someone found there already
-    for (x0, y0, x1, y1), head in zip(crops, parallel_map(find_body, crops)):  # pose on every core
+
+    def walker(head: Face | None, crop: Box) -> Person | None:
+        x0, y0, x1, y1 = crop
         if (not isinstance(head, Body) or not head.upright or head.score < SURE_BODY
                 or taken[y0:y1, x0:x1].mean() > 0.5):  # taken since
-            continue
+            return None
         cx, cy = (head.box[0] + head.box[2]) // 2, (head.box[1] + head.box[3]) // 2
         in_front = bool(taken[min(cy, image.height - 1), min(cx, image.width - 1)])  # of someone found
         if in_front and any(same_head(head, anchor) for anchor in [*anchors, *(p.face for p in found)]):
-            continue  # that someone's own head
+            return None  # that someone's own head
         person = from_face(segment, image, standing(find_body, image, head), cut)
         box = mask_box(person.mask) if person is not None else None
         if person is None or box is None:
-            continue
+            return None
         seed = seed_of(head, taken.shape)
         if ((person.mask & seed).sum() >= 0.3 * seed.sum() and box[3] - box[1] >= UPRIGHT * (box[2] - box[0])
                 and torso_long(person) and (in_front or (person.mask & taken).sum() <= 0.5 * person.mask.sum())):
-            found.append(person)
-            taken |= person.mask
+            return person
+        return None
+
+    def look(shown: Image.Image, crops: list[Box]) -> list[Face | None]:
+        heads = parallel_map(lambda crop: find_body(shown, crop), crops)  # pose on every core
+        for crop, head in zip(crops, heads):
+            person = walker(head, crop)
+            if person is not None:
+                found.append(person)
+                taken[person.mask] = True
+        return heads
+
+    heads = look(image, crops)
+    # pose sees one body a crop: where the body it saw may be someone found, it looks again without them
+    again = [c for c, head in zip(crops, heads) if head is not None and 0 < taken[c[1] : c[3], c[0] : c[2]].mean() <= 0.5]
+    if again:
+        look(painted_out(image, taken), again)
     return found
+
+
+def painted_out(image: Image.Image, taken: np.ndarray) -> Image.Image:
+    """`image` with `taken` (and 2 px round it) painted the mean colour of the rest: a model
+    that sees one person a crop then sees the next."""
+    pixels = np.array(image.convert("RGB"))
+    covered = cv2.dilate(taken.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    if covered.all():
+        return image
+    pixels[covered] = pixels[~covered].mean(axis=0).astype(np.uint8)
+    return Image.fromarray(pixels)
 
 
 def find_people(segment: Segment, detect_faces: Detect, image: Image.Image, whole: np.ndarray, min_area: float,
