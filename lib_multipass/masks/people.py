@@ -350,7 +350,9 @@ def small_people(segment: Segment, find_body: FindBody, image: Image.Image, take
     as high) is not taken: on bench-masks' real photos only walkers passed, and no texture of
     its composites. A head inside someone found before is theirs when it is near their face
     (`anchors`, and the walkers found here: `same_head`), else someone walking in front of them,
-    taken whatever their masks share (`separate` splits them)."""
+    taken whatever their masks share (`separate` splits them). Pose sees one body a crop, the
+    most salient: tiles where it saw a body and someone found is get a second look with everyone
+    found painted out (`painted_out`)."""
     found: list[Person] = []
     taken = taken.copy()
     side = max(1, round(SMALL_TILE * min(image.size)))
@@ -386,7 +388,6 @@ def small_people(segment: Segment, find_body: FindBody, image: Image.Image, take
         return heads
 
     heads = look(image, crops)
-    # pose sees one body a crop: where the body it saw may be someone found, it looks again without them
     again = [c for c, head in zip(crops, heads) if head is not None and 0 < taken[c[1] : c[3], c[0] : c[2]].mean() <= 0.5]
     if again:
         look(painted_out(image, taken), again)
