@@ -263,21 +263,19 @@ def find_subjects(segment: Segment, image: Image.Image, spec: MaskSpec,
     if detect_faces is not None and all(term.lower() in PERSON_TERMS for term in spec.prompt):
         work = working_copy(image)  # people are looked for at most WORK_PIXELS large, then scaled back
         sx, sy = work.width / image.width, work.height / image.height
-        pose = find_body  # finds where legs end too
-        # with a detector, a part it did not box needs a face: a pose found on a motorbike's fork is no person
-        if detect_subjects is not None or not person_check:
-            find_body = None
+        # a body alone makes a person only without a detector (a part it did not box needs a face:
+        # a pose found on a motorbike's fork is no person); pose finds where legs end either way
+        by_body = find_body is not None and detect_subjects is None and person_check
         found, faceless = people.find_people(
             functools.partial(segment, work, spec.prompt), lambda box: detect_faces(work, box), work,
-            resized(prob, work.size), spec.speck, spec.threshold, pose if find_body is not None else None,
-            [scaled(box, sx, sy) for box in boxes], pose)
+            resized(prob, work.size), spec.speck, spec.threshold, find_body if by_body else None,
+            [scaled(box, sx, sy) for box in boxes], find_body)
         found = [full_size(person, image.size) for person in found]
-        checked = find_body is not None or (person_check and detect_subjects is not None)
-        if faceless and (found or find_body is not None):
+        checked = by_body or (person_check and detect_subjects is not None)
+        if faceless and (found or by_body):
             places = "; ".join(place(scaled(box, 1 / sx, 1 / sy)) for box in faceless)  # in the image's pixels
             notes.append(f"left out what the segmenter took for a person at {places}: no "
-                         f"{'face or body' if find_body is not None else 'face'} found there (give a mask image to "
-                         "include it)")
+                         f"{'face or body' if by_body else 'face'} found there (give a mask image to include it)")
         if not found and not boxes and detect_subjects is not None:
             notes.append(f"{unboxed} and no face was found: {NOBODY if checked else WHOLE_MAP}")
         elif not found and not checked:
