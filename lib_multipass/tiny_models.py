@@ -288,3 +288,60 @@ def build_tiny_models(root: Path, seed: int = 0) -> TinyModels:
     build_detector(models.detector, seed + 4)
     done.write_text("ok\n")
     return models
+
+
+def write_tfjs_graph(folder: Path, name: str, nodes: list[dict], weights: dict[str, Any],
+                     half: frozenset[str] = frozenset()) -> Path:
+    """A TensorFlow.js graph model as `name`.json and `name`.bin: `nodes` the graph's ops (Const
+    nodes are added for `weights`, numpy arrays), the ones named in `half` stored as float16."""
+    import numpy as np
+
+    specs, data = [], []
+    for key, value in weights.items():
+        value = np.asarray(value)
+        spec: dict[str, Any] = {"name": key, "shape": list(value.shape),
+                                "dtype": "int32" if value.dtype.kind in "iu" else "float32"}
+        stored = value.astype(np.int32 if spec["dtype"] == "int32" else np.float32)
+        if key in half:
+            spec["quantization"] = {"dtype": "float16", "original_dtype": "float32"}
+            stored = stored.astype(np.float16)
+        specs.append(spec)
+        data.append(stored.tobytes())
+    consts = [{"name": key, "op": "Const", "attr": {}} for key in weights]
+    model = {"format": "graph-model", "modelTopology": {"node": consts + nodes},
+             "weightsManifest": [{"paths": [f"{name}.bin"], "weights": specs}]}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.bin").write_bytes(b"".join(data))
+    (folder / f"{name}.json").write_text(json.dumps(model))
+    return folder / f"{name}.json"
+
+
+def build_nanodet(folder: Path, seed: int = 0) -> Path:
+    """A random graph with NanoDet-m's interface (masks/nanodet.py): input `input_1` (1, 3, 416,
+    416), outputs `Identity:0`..`Identity_2:0` class scores (cells, 80) of strides 8, 16, 32 and
+    `Identity_3:0`..`Identity_5:0` their side distributions (cells, 44); one strided
+    convolution a stride, float16 weights as the published model's. Its boxes are noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    size, weights = 416, {"perm": np.array([0, 2, 3, 1]), "splits": np.array([80, 44]), "axis": np.array(3),
+                                    "shift": np.array(-2.0, np.float32)}  # most cells score under 0.35
+    nodes: list[dict] = [{"name": "input_1", "op": "Placeholder", "attr": {}},
+                         {"name": "nhwc", "op": "Transpose", "input": ["input_1", "perm"], "attr": {}}]
+    for i, stride in enumerate((8, 16, 32)):
+        cells = (size // stride) ** 2
+        weights[f"kernel{i}"] = rng.normal(0, 0.5, (stride, stride, 3, 124)) / stride
+        weights[f"scores_shape{i}"], weights[f"sides_shape{i}"] = np.array([1, cells, 80]), np.array([1, cells, 44])
+        strides = {"list": {"i": ["1", str(stride), str(stride), "1"]}}
+        nodes += [
+            {"name": f"conv{i}", "op": "Conv2D", "input": ["nhwc", f"kernel{i}"],
+             "attr": {"strides": strides, "padding": {"s": "VkFMSUQ="}, "data_format": {"s": "TkhXQw=="}}},
+            {"name": f"split{i}", "op": "SplitV", "input": [f"conv{i}", "splits", "axis"], "attr": {}},
+            {"name": f"shifted{i}", "op": "AddV2", "input": [f"split{i}", "shift"], "attr": {}},
+            {"name": f"sigmoid{i}", "op": "Sigmoid", "input": [f"shifted{i}"], "attr": {}},
+            {"name": f"scores{i}", "op": "Reshape", "input": [f"sigmoid{i}", f"scores_shape{i}"], "attr": {}},
+            {"name": f"sides{i}", "op": "Reshape", "input": [f"split{i}:1", f"sides_shape{i}"], "attr": {}},
+            {"name": "Identity" + (f"_{i}" if i else ""), "op": "Identity", "input": [f"scores{i}"], "attr": {}},
+            {"name": f"Identity_{3 + i}", "op": "Identity", "input": [f"sides{i}"], "attr": {}},
+        ]
+    return write_tfjs_graph(folder, "nanodet", nodes, weights, half=frozenset(k for k in weights if "kernel" in k))

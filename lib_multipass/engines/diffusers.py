@@ -47,7 +47,7 @@ from ..lora_files import find_loras
 from ..masks.bodies import PoseBodyFinder, make_body_finder
 from ..masks.colour import matched
 from ..masks.crop import Box, crop_box, paste
-from ..masks.detector import SubjectDetector, boxes_of
+from ..masks.detector import BoxDetector, boxes_of
 from ..masks.refine import SamRefiner
 from ..masks.segmenters import Segmenter, probabilities_in
 from ..model_cache import HUB_ID, ModelCache
@@ -213,7 +213,7 @@ class DiffusersEngine:
     def __init__(self, pipe: Any, lora_dir: str | Path | None = None,
                  segmenter: Segmenter | None = None, face_detector: FaceDetector | None = None,
                  refiner: SamRefiner | None = None, bodies: PoseBodyFinder | None = None,
-                 detector: SubjectDetector | None = None):
+                 detector: BoxDetector | None = None):
         """`pipe`: a StableDiffusionPipeline (typed loosely: diffusers adds its modules and LoRA
         methods at run time, which a type checker cannot see)."""
         self.pipe = pipe

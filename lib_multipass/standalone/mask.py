@@ -21,7 +21,7 @@ from ..faces.detect import Face
 from ..images import open_image
 from ..masks import masking
 from ..masks.crop import Box, mask_box
-from ..masks.detector import DETECTOR_HELP, SubjectDetector, boxes_of
+from ..masks.detector import DETECTOR_HELP, BoxDetector, boxes_of
 from ..masks.refine import REFINER_HELP, SamRefiner
 from ..masks.segmenters import probabilities_in
 from ..options import MultipassOptions, option_specs
@@ -61,7 +61,7 @@ def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, perso
                  detect_faces: Callable[[Image.Image, Box | None], list[Face]] | None = None,
                  refiner: SamRefiner | None = None,
                  find_body: Callable[[Image.Image, Box], Face | None] | None = None,
-                 detector: SubjectDetector | None = None):
+                 detector: BoxDetector | None = None):
     """(probability map, paste alpha, report) for one image: the mask stage alone, as a job
     with `persons` person prompts would have it."""
     spec = mask_spec(options, None)

@@ -26,7 +26,7 @@ from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
 from ..faces.detect import Face, FaceDetector, InsightFaceDetector, faces_in, make_face_detector
 from ..masks.colour import matched
 from ..masks.crop import Box, paste
-from ..masks.detector import SubjectDetector, boxes_of, make_detector
+from ..masks.detector import BoxDetector, boxes_of, make_detector
 from ..masks.refine import SamRefiner
 from ..masks.segmenters import Segmenter, probabilities_in
 from ..options import LANCZOS
@@ -318,7 +318,7 @@ def shared_refiner(source: str, device: str) -> SamRefiner:
                       load=lambda: SamRefiner(source, device, models_dir=Path(shared.models_path) / "sam"))
 
 
-def current_detector() -> SubjectDetector | None:
+def current_detector() -> BoxDetector | None:
     """The subject detector of Settings > Multipass, one for the jobs of both tabs, the mask
     preview and the mask route; None when the setting is blank."""
     source = str(setting("multipass_detector") or "")
