@@ -6,7 +6,7 @@ Prints per category: mean and worst IoU, flooding (marked pixels more than 4 px 
 subject), instance count and left-to-right order, face recall by face size, time per image.
 Not a test: the figures go to the README.
 
-    .venv/bin/python bench/bench_masks.py [--only landscape] [--save /tmp/masks] [--true-boxes]
+    .venv/bin/python bench/bench_masks.py [--only landscape] [--save /tmp/masks] [--true-boxes | --detector nanodet]
 
 Then real photos of people (bench/real_scenes.py, fetched once from packages on PyPI) against
 hand-drawn person boxes: people found (an instance matching a person's box), instance count,
@@ -14,7 +14,9 @@ and the mask's share outside every person's box (flooding). `--no-real` leaves t
 
 `--true-boxes` measures the subject-detector path (masks/detector.py, whose weights cannot be
 had offline) as a perfect detector would drive it: each person's true box (on the real photos
-the hand-drawn one), in a shuffled order.
+the hand-drawn one), in a shuffled order. `--detector nanodet` measures it driven by NanoDet
+(masks/nanodet.py; its weights are fetched once from the npm registry into
+~/.cache/sd-webui-multipass/nanodet).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -36,6 +39,7 @@ from lib_multipass.faces.detect import faces_in, make_face_detector  # noqa: E40
 from lib_multipass.masks import masking  # noqa: E402
 from lib_multipass.masks.bodies import make_body_finder  # noqa: E402
 from lib_multipass.masks.crop import mask_box  # noqa: E402
+from lib_multipass.masks.detector import boxes_of, make_detector  # noqa: E402
 from lib_multipass.masks.segmenters import SelfieSegmenter  # noqa: E402
 from lib_multipass.options import MultipassOptions  # noqa: E402
 from lib_multipass.plan import mask_spec  # noqa: E402
@@ -83,19 +87,27 @@ def shuffled(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int
     return boxes[1::2] + boxes[::2]
 
 
-def find(image: Image.Image, spec, segmenter, detector, bodies, boxes) -> tuple[masking.Subjects, float]:
-    """The mask stage as the runner has it (`boxes`: a perfect detector's, or None), and its seconds."""
+Boxes = Callable[[Image.Image, Sequence[str]], list[tuple[int, int, int, int]]]
+
+
+def find(image: Image.Image, spec, segmenter, detector, bodies, boxes: Boxes | None) -> tuple[masking.Subjects, float]:
+    """The mask stage as the runner has it (`boxes`: a subject detector, or None), and its seconds."""
     started = time.perf_counter()
     subjects = masking.find_subjects(segment_with(segmenter), image, spec,
                                       lambda image, box: faces_in(detector.detect, image, box),
                                       find_body=(lambda image, box: bodies.head(image, box)) if bodies else None,
-                                      detect_subjects=(lambda image, terms: boxes) if boxes is not None else None,
-                                      person_check=True)
+                                      detect_subjects=boxes, person_check=True)
     return subjects, time.perf_counter() - started
 
 
-def measure(scene: Scene, spec, segmenter, detector, bodies, boxes: bool = False) -> dict:
-    subjects, seconds = find(scene.image, spec, segmenter, detector, bodies, true_boxes(scene) if boxes else None)
+def given(boxes: list[tuple[int, int, int, int]]) -> Boxes:
+    return lambda image, terms: boxes
+
+
+def measure(scene: Scene, spec, segmenter, detector, bodies, boxes: Boxes | bool | None = None) -> dict:
+    """`boxes`: True for the scene's true boxes, a detector, or None."""
+    subjects, seconds = find(scene.image, spec, segmenter, detector, bodies,
+                             given(true_boxes(scene)) if boxes is True else boxes or None)
     started = time.perf_counter()
     faces = [f.box for f in detector.detect(scene.image)]
     face_seconds = time.perf_counter() - started
@@ -133,8 +145,9 @@ def matched(found: list[tuple[int, int, int, int]], boxes: list[tuple[int, int, 
     return overlaps
 
 
-def measure_real(scene: RealScene, spec, segmenter, detector, bodies, boxes: bool = False) -> dict:
-    subjects, seconds = find(scene.image, spec, segmenter, detector, bodies, shuffled(scene.boxes) if boxes else None)
+def measure_real(scene: RealScene, spec, segmenter, detector, bodies, boxes: Boxes | bool | None = None) -> dict:
+    subjects, seconds = find(scene.image, spec, segmenter, detector, bodies,
+                             given(shuffled(scene.boxes)) if boxes is True else boxes or None)
     within = np.zeros(subjects.mask.shape, bool)
     for x0, y0, x1, y1 in scene.boxes:
         slack = round(BOX_SLACK * max(x1 - x0, y1 - y0))
@@ -174,11 +187,12 @@ def at_long_side(photo: RealScene, long: int) -> RealScene:
     return RealScene(photo.name, photo.image.resize(size, Image.Resampling.LANCZOS), boxes, photo.partial)
 
 
-def report_sizes(photos: list[RealScene], sizes: list[int], spec, segmenter, detector, bodies) -> None:
+def report_sizes(photos: list[RealScene], sizes: list[int], spec, segmenter, detector, bodies,
+                 boxes: Boxes | bool | None = None) -> None:
     """The real photos' people found, box IoU and the stage's seconds at each long side."""
     print(f"\n{'real photos at':<16}{'found':>8}{'box IoU':>9}{'s/img':>7}  (per photo: found)")
     for long in sizes:
-        rows = [measure_real(at_long_side(photo, long), spec, segmenter, detector, bodies) for photo in photos]
+        rows = [measure_real(at_long_side(photo, long), spec, segmenter, detector, bodies, boxes) for photo in photos]
         people = [r for r in rows if r["people"]]
         print(f"{f'{long} px':<16}{sum(r['found'] for r in people):>5} of {sum(r['people'] for r in people)}"
               f"{np.mean([v for r in people for v in r['box_ious']] or [0.0]):>7.2f}"
@@ -234,6 +248,7 @@ def main() -> None:
     parser.add_argument("--save", type=Path, help="write each scene with its mask here")
     parser.add_argument("--no-bodies", action="store_true", help="without the body finder (as in the WebUI)")
     parser.add_argument("--true-boxes", action="store_true", help="the subject-detector path given each true box")
+    parser.add_argument("--detector", choices=["nanodet"], help="the subject-detector path driven by this detector")
     parser.add_argument("--no-real", action="store_true", help="without the real photos (fetched once from PyPI)")
     parser.add_argument("--sizes", type=lambda text: [int(v) for v in text.split(",")],
                         help="only the real photos, at these long sides (e.g. 768,1536,3072)")
@@ -241,12 +256,17 @@ def main() -> None:
     spec = mask_spec(MultipassOptions(), None)
     segmenter, detector = SelfieSegmenter(), make_face_detector()
     bodies = None if args.no_bodies else make_body_finder()
+    boxes: Boxes | bool | None = args.true_boxes
+    if args.detector:
+        boxes = boxes_of(make_detector(args.detector, models_dir=Path.home() / ".cache/sd-webui-multipass/owlvit"))
+        if boxes is None:
+            sys.exit("the detector's weights could not be had (the log says why)")
     if args.sizes:
-        report_sizes(list(real_scenes()), args.sizes, spec, segmenter, detector, bodies)
+        report_sizes(list(real_scenes()), args.sizes, spec, segmenter, detector, bodies, boxes)
         return
-    rows = [(scene, measure(scene, spec, segmenter, detector, bodies, args.true_boxes))
+    rows = [(scene, measure(scene, spec, segmenter, detector, bodies, boxes))
             for scene in scenes() if args.only in scene.name]
-    real = [] if args.no_real else [(photo, measure_real(photo, spec, segmenter, detector, bodies, args.true_boxes))
+    real = [] if args.no_real else [(photo, measure_real(photo, spec, segmenter, detector, bodies, boxes))
                                     for photo in real_scenes() if args.only in photo.name or args.only == "real"]
     if args.save:
         for scene, row in rows:

