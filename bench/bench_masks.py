@@ -39,7 +39,8 @@ from lib_multipass.faces.detect import faces_in, make_face_detector  # noqa: E40
 from lib_multipass.masks import masking  # noqa: E402
 from lib_multipass.masks.bodies import make_body_finder  # noqa: E402
 from lib_multipass.masks.crop import mask_box  # noqa: E402
-from lib_multipass.masks.detector import boxes_of, make_detector  # noqa: E402
+from lib_multipass.masks.detector import boxes_of  # noqa: E402
+from lib_multipass.masks.detector_choice import make_detector  # noqa: E402
 from lib_multipass.masks.segmenters import SelfieSegmenter  # noqa: E402
 from lib_multipass.options import MultipassOptions  # noqa: E402
 from lib_multipass.plan import mask_spec  # noqa: E402

@@ -14,7 +14,7 @@ from PIL import Image
 
 from lib_multipass.errors import ModelNotFoundError
 from lib_multipass.faces.detect import Face, MediaPipeFaceDetector, box_iou, faces_in
-from lib_multipass.masks import detector, hub, masking
+from lib_multipass.masks import detector, detector_choice, hub, masking
 from lib_multipass.masks.crop import mask_box
 from lib_multipass.masks.detector import Detection, SubjectDetector
 from lib_multipass.masks.segmenters import SelfieSegmenter
@@ -112,7 +112,8 @@ def test_missing_detector_weights_are_said_once_and_the_segmenter_finds_alone(tm
     assert detector.boxes_of(missing) is None  # not tried again: the job goes on without it
     with pytest.raises(ModelNotFoundError, match="not found at .*nothing-here.*OWL-ViT/OWLv2"):
         SubjectDetector(str(tmp_path / "nothing-here")).load()
-    assert detector.make_detector("") is None and detector.make_detector("default").source == detector.default_detector()
+    make = detector_choice.make_detector
+    assert make("") is None and make("default").source == detector.default_detector()
 
 
 def test_hub_weights_are_fetched_once_into_the_models_folder(tmp_path, monkeypatch):

@@ -18,7 +18,8 @@ from PIL import Image
 from lib_multipass.errors import ModelNotFoundError
 from lib_multipass.faces.detect import box_iou
 from lib_multipass.masks import nanodet
-from lib_multipass.masks.detector import boxes_of, make_detector
+from lib_multipass.masks.detector import boxes_of
+from lib_multipass.masks.detector_choice import make_detector
 from lib_multipass.masks.segmenters import views_of
 from lib_multipass.masks.tfjs_graph import TfjsGraph
 from lib_multipass.tiny_models import build_nanodet, write_tfjs_graph

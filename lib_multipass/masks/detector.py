@@ -197,16 +197,3 @@ def boxes_of(detector: BoxDetector | None) -> Callable[[Image.Image, Sequence[st
     except ModelNotFoundError:
         return None
     return lambda image, terms: [found.box for found in detector.detect(image, detector_terms(terms))]
-
-
-def make_detector(source: str | None, device: str = "cpu",
-                  models_dir: Path = Path("models/owlvit")) -> BoxDetector | None:
-    """`source` a folder or hub id, 'default' for OWL's default weights, 'nanodet' for NanoDet
-    (into `models_dir`'s sibling `nanodet`); None or '' for none."""
-    if not source:
-        return None
-    if source.lower() == NANODET:
-        from .nanodet import NanoDetDetector
-
-        return NanoDetDetector(models_dir.parent / NANODET)
-    return SubjectDetector(None if source == "default" else source, device, models_dir)

@@ -64,7 +64,7 @@ def command_run(args: argparse.Namespace) -> int:
     _, plan = plan_from_args(args)
     from ..engines.diffusers import DiffusersEngine, default_device, load_pipeline, native_side
     from ..lora_files import find_loras
-    from ..masks.detector import make_detector
+    from ..masks.detector_choice import make_detector
     from ..masks.refine import make_refiner
     from ..masks.segmenters import make_segmenter
     from ..model_cache import HUB_ID

@@ -97,7 +97,7 @@ def compute_mask(image: Image.Image, options: MultipassOptions, segmenter, perso
 def command_mask(args: argparse.Namespace) -> dict:
     from ..faces.detect import faces_in, make_face_detector
     from ..masks.bodies import make_body_finder
-    from ..masks.detector import make_detector
+    from ..masks.detector_choice import make_detector
     from ..masks.refine import make_refiner
     from ..masks.segmenters import make_segmenter
 

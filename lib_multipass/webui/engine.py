@@ -26,7 +26,8 @@ from ..errors import ModelNotFoundError, MultipassError, PassInterrupted
 from ..faces.detect import Face, FaceDetector, InsightFaceDetector, faces_in, make_face_detector
 from ..masks.colour import matched
 from ..masks.crop import Box, paste
-from ..masks.detector import BoxDetector, boxes_of, make_detector
+from ..masks.detector import BoxDetector, boxes_of
+from ..masks.detector_choice import make_detector
 from ..masks.refine import SamRefiner
 from ..masks.segmenters import Segmenter, probabilities_in
 from ..options import LANCZOS
