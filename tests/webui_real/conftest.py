@@ -25,6 +25,7 @@ from webui_client import (
     SDXL,
     START_TIMEOUT,
     TINY_DETECTOR,
+    TINY_NANODET,
     Server,
 )
 
@@ -64,6 +65,10 @@ def _build_models(webui: Path) -> None:
         subprocess.run([str(python), "-c", "import sys, pathlib; sys.path.insert(0, sys.argv[1]); "
                         "from lib_multipass.tiny_models import build_detector; build_detector(pathlib.Path(sys.argv[2]), 4)",
                         str(ROOT), str(webui / TINY_DETECTOR)], check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if not (webui / TINY_NANODET / "nanodet.json").is_file():  # placed as NanoDet's first download would be
+        subprocess.run([str(python), "-c", "import sys, pathlib; sys.path.insert(0, sys.argv[1]); "
+                        "from lib_multipass.tiny_models import build_nanodet; build_nanodet(pathlib.Path(sys.argv[2]), 4)",
+                        str(ROOT), str(webui / TINY_NANODET)], check=True)
     prepare = "prepare_forge.sh" if FORGE else "prepare_webui.sh"
     if not (webui / "models" / "Stable-diffusion" / SD1).is_file():
         pytest.exit(f"{webui} has no tiny models: run tests/webui_real/{prepare} {webui} first", 2)

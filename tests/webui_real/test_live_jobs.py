@@ -58,6 +58,18 @@ def test_the_subject_detector_of_the_settings_boxes_subjects_or_says_why_not(sd1
     assert outside_exact(job)[0] == 0
 
 
+def test_nanodet_in_the_settings_boxes_subjects_from_the_webuis_models_folder(sd1):
+    """'nanodet' in Settings: NanoDet's graph from models/nanodet (a tiny random one there),
+    run in the WebUI's torch, named in the infotext; pixels outside the saved mask stay exact."""
+    assert sd1.post("/sdapi/v1/options", {"multipass_detector": "nanodet"}).status_code == 200
+    try:
+        job = sd1.txt2img(options={**PASSES, "mask_prompt": "person"}, width=96, height=64)
+    finally:
+        sd1.post("/sdapi/v1/options", {"multipass_detector": "default"})
+    assert job.params()["Multipass subject detector"] == "NanoDet-m (COCO)"
+    assert outside_exact(job)[0] == 0
+
+
 def test_batch_2x2_every_image_exact_and_seeded(sd1):
     job = sd1.txt2img(options=PASSES, batch_size=2, n_iter=2)
     finals = [i for i, text in enumerate(job.infotexts) if not text.startswith("multipass ")]

@@ -32,6 +32,7 @@ EXTENSION = "sd-webui-multipass"
 PORT = int(os.environ.get("WEBUI_PORT", "7860"))
 START_TIMEOUT = 180
 TINY_DETECTOR = "models/owlvit/tiny-owlvit"  # a random OWL-ViT, built with the host's own transformers
+TINY_NANODET = "models/nanodet"  # a random graph with NanoDet's interface where `nanodet` looks for its weights
 FORGE = bool(os.environ.get("WEBUI_DIR")) and (Path(os.environ["WEBUI_DIR"]) / "modules_forge").is_dir()
 # Forge 2 itself, not the forks of Forge 1 that keep its ldm_patched (Classic, reForge)
 FORGE2 = FORGE and not (Path(os.environ["WEBUI_DIR"]) / "ldm_patched").is_dir()
