@@ -99,17 +99,27 @@ def one_box_each(found: Sequence[Detection]) -> list[Detection]:
     return suppress(found, OVERLAP, lambda a, b: a.term == b.term)
 
 
+def seen_whole(box: Box, view: tuple[int, int, int, int], size: tuple[int, int]) -> bool:
+    """Whether `box` (image coordinates) is not empty and no inner edge of `view` cuts it."""
+    return box[2] > box[0] and box[3] > box[1] and not cut_by_view(box, view, size)
+
+
+def placed(corners: Sequence[float], view: tuple[int, int, int, int], scale_x: float, scale_y: float) -> Box:
+    """A box (x0, y0, x1, y1) in a model's input, scaled to `view`'s pixels by (scale_x,
+    scale_y), in image pixels and inside the view."""
+    x, y, w, h = view
+    x0, y0, x1, y1 = corners
+    return (x + max(0, round(x0 * scale_x)), y + max(0, round(y0 * scale_y)),
+            x + min(w, round(x1 * scale_x)), y + min(h, round(y1 * scale_y)))
+
+
 def view_boxes(boxes: np.ndarray, view: tuple[int, int, int, int], padded: bool) -> list[Box]:
     """The model's (cx, cy, w, h) boxes in 0..1 of its input, in image pixels. OWLv2 pads a
     view to a square at its bottom and right before resizing it; OWL-ViT stretches it."""
-    x, y, w, h = view
+    w, h = view[2:]
     scale_x, scale_y = (max(w, h), max(w, h)) if padded else (w, h)
-    out = []
-    for cx, cy, bw, bh in boxes:
-        x0, x1 = (cx - bw / 2) * scale_x, (cx + bw / 2) * scale_x
-        y0, y1 = (cy - bh / 2) * scale_y, (cy + bh / 2) * scale_y
-        out.append((x + max(0, round(x0)), y + max(0, round(y0)), x + min(w, round(x1)), y + min(h, round(y1))))
-    return out
+    return [placed((cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2), view, scale_x, scale_y)
+            for cx, cy, bw, bh in boxes]
 
 
 class SubjectDetector(HubModel):
@@ -167,7 +177,7 @@ class SubjectDetector(HubModel):
                                                          out.pred_boxes.float().cpu().numpy()):
             keep = view_scores >= self.min_score
             for box, score, label in zip(view_boxes(boxes[keep], view, padded), view_scores[keep], view_labels[keep]):
-                if box[2] > box[0] and box[3] > box[1] and not cut_by_view(box, view, size):
+                if seen_whole(box, view, size):
                     found.append(Detection(box, float(score), terms[int(label)]))
         return found
 

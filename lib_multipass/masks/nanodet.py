@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ModelNotFoundError
-from .detector import Detection, cut_by_view, one_box_each
+from .detector import Detection, one_box_each, placed, seen_whole
 from .segmenters import views_of
 
 if TYPE_CHECKING:
@@ -162,11 +162,10 @@ class NanoDetDetector:
             pixels = (np.asarray(crop, np.float32) / 255).transpose(2, 0, 1)[None]
             outputs = self._outputs(pixels)
             boxes = sorted(decode(outputs[:3], outputs[3:], self.min_score, classes), key=lambda b: -b[4])
-            for x0, y0, x1, y1, score, label in boxes[:PER_VIEW]:
-                box = (x + max(0, round(x0 * w / SIZE)), y + max(0, round(y0 * h / SIZE)),
-                       x + min(w, round(x1 * w / SIZE)), y + min(h, round(y1 * h / SIZE)))
-                if box[2] > box[0] and box[3] > box[1] and not cut_by_view(box, view, image.size):
-                    found.append(Detection(box, score, wanted[label]))
+            for *corners, score, label in boxes[:PER_VIEW]:
+                box = placed(corners, view, w / SIZE, h / SIZE)
+                if seen_whole(box, view, image.size):
+                    found.append(Detection(box, score, wanted[int(label)]))
         return one_box_each(found)
 
     def _outputs(self, pixels: np.ndarray) -> list[np.ndarray]:

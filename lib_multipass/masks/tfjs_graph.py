@@ -53,8 +53,9 @@ def _attr(node: Mapping[str, Any], name: str, default: Any = None) -> Any:
     value = node.get("attr", {}).get(name)
     if value is None:
         return default
-    if "list" in value:
-        return [int(v) for v in value["list"].get("i", [])]
+    if "list" in value:  # of ints, or of base64 strings (fused ops' names)
+        items = value["list"]
+        return [int(v) for v in items.get("i", [])] or [base64.b64decode(v).decode() for v in items.get("s", [])]
     if "s" in value:
         return base64.b64decode(value["s"]).decode()
     if "f" in value:
@@ -86,7 +87,6 @@ class TfjsGraph:
         except (OSError, ValueError, KeyError) as err:
             raise ModelNotFoundError(f"{model_json} is no TensorFlow.js graph model ({err.__class__.__name__}: "
                                      f"{err}): fetch it again") from None
-        self.signature = spec.get("signature", {})
         self.consts = {name: torch.from_numpy(np.array(value)) for name, value in weights.items()}
         missing = [name for name, node in self.nodes.items() if node["op"] == "Const" and name not in self.consts]
         if missing:
@@ -149,8 +149,7 @@ def _conv2d(node: Mapping[str, Any], x: Any, kernel: Any, *rest: Any) -> Any:
         pads = _attr(node, "explicit_paddings")
         x = F.pad(x, (0, 0, pads[4], pads[5], pads[2], pads[3]))
     y = _nchw(lambda t: F.conv2d(t, weight, None, stride, 0, dilation, groups))(x)
-    for i, fused in enumerate(node.get("attr", {}).get("fused_ops", {}).get("list", {}).get("s", [])):
-        op = base64.b64decode(fused).decode()
+    for i, op in enumerate(_attr(node, "fused_ops", [])):
         if op == "BiasAdd":
             y = y + rest[i]
         elif op in ACTIVATIONS:
