@@ -40,7 +40,7 @@ from lib_multipass.masks import masking  # noqa: E402
 from lib_multipass.masks.bodies import make_body_finder  # noqa: E402
 from lib_multipass.masks.crop import mask_box  # noqa: E402
 from lib_multipass.masks.detector import boxes_of  # noqa: E402
-from lib_multipass.masks.detector_choice import make_detector  # noqa: E402
+from lib_multipass.masks.nanodet import NanoDetDetector  # noqa: E402
 from lib_multipass.masks.segmenters import SelfieSegmenter  # noqa: E402
 from lib_multipass.options import MultipassOptions  # noqa: E402
 from lib_multipass.plan import mask_spec  # noqa: E402
@@ -248,8 +248,9 @@ def main() -> None:
     parser.add_argument("--only", default="", help="scenes whose name holds this text")
     parser.add_argument("--save", type=Path, help="write each scene with its mask here")
     parser.add_argument("--no-bodies", action="store_true", help="without the body finder (as in the WebUI)")
-    parser.add_argument("--true-boxes", action="store_true", help="the subject-detector path given each true box")
-    parser.add_argument("--detector", choices=["nanodet"], help="the subject-detector path driven by this detector")
+    boxed = parser.add_mutually_exclusive_group()
+    boxed.add_argument("--true-boxes", action="store_true", help="the subject-detector path given each true box")
+    boxed.add_argument("--detector", choices=["nanodet"], help="the subject-detector path driven by this detector")
     parser.add_argument("--no-real", action="store_true", help="without the real photos (fetched once from PyPI)")
     parser.add_argument("--sizes", type=lambda text: [int(v) for v in text.split(",")],
                         help="only the real photos, at these long sides (e.g. 768,1536,3072)")
@@ -259,7 +260,7 @@ def main() -> None:
     bodies = None if args.no_bodies else make_body_finder()
     boxes: Boxes | bool | None = args.true_boxes
     if args.detector:
-        boxes = boxes_of(make_detector(args.detector, models_dir=Path.home() / ".cache/sd-webui-multipass/owlvit"))
+        boxes = boxes_of(NanoDetDetector(Path.home() / ".cache/sd-webui-multipass/nanodet"))
         if boxes is None:
             sys.exit("the detector's weights could not be had (the log says why)")
     if args.sizes:
